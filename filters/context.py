@@ -1,0 +1,57 @@
+"""What a stage is handed: the client, the list, the envelope, the message, and injected services."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from relay.config import ClientConfig, Config, ListConfig
+    from relay.message import Copy, Message
+
+
+@dataclass
+class Services:
+    """Clock, storage and DNS are passed in so tests can substitute real alternatives."""
+
+    clock: Callable[[], datetime]
+    store: Any = None          # storage.Store
+    dns: Any = None            # a dns.asyncresolver.Resolver, when a stage needs one
+    tokens: Any = None         # unsubscribe/confirm token codec (issue 4)
+
+
+@dataclass
+class RcptContext:
+    config: "Config"
+    client: "ClientConfig"
+    mail_from: str
+    recipient: str
+    services: Services
+
+
+@dataclass
+class MessageContext:
+    config: "Config"
+    client: "ClientConfig"
+    list: "ListConfig | None"
+    mail_from: str
+    recipients: tuple[str, ...]        # those still open when this stage runs
+    message: "Message"
+    services: Services
+    queue_id: str
+    # facts a check stage learned that a later transform needs, e.g. consent per recipient
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CopyContext:
+    config: "Config"
+    client: "ClientConfig"
+    list: "ListConfig | None"
+    mail_from: str
+    recipient: str
+    message: "Message"
+    copy: "Copy"
+    services: Services
+    queue_id: str
+    facts: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""consent-relay: an SMTP relay that enforces permission-marketing policy inline."""

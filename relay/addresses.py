@@ -1,0 +1,52 @@
+"""One way to normalise and compare addresses: domain case-folded and IDNA-encoded, local part as given."""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import email_validator
+
+_UNSUBSCRIBE_LOCAL = re.compile(r"^unsubscribe\+([A-Za-z0-9_-]{16,512})$")
+
+
+class AddressError(ValueError):
+    """An address the relay will not send to, with the reason a person can act on."""
+
+
+@lru_cache(maxsize=65536)
+def normalize_address(address: str) -> tuple[str, str]:
+    """(local part as given, ASCII lower-case domain); raises AddressError.
+
+    Two addresses are the same recipient when these pairs are equal: the local part is
+    compared exactly (RFC 5321 §2.4 leaves its case to the receiving domain), the
+    domain case-insensitively and in its IDNA (xn--) form. No DNS is consulted.
+    """
+    try:
+        result = email_validator.validate_email(
+            address, check_deliverability=False, allow_smtputf8=True,
+            allow_quoted_local=False, allow_domain_literal=False)
+    except email_validator.EmailNotValidError as exc:
+        raise AddressError(str(exc)) from None
+    local = address.rpartition("@")[0]
+    # percent hacks and bang paths route mail through the receiving host: never relay them
+    if "%" in local or "!" in local:
+        raise AddressError("source-routed local parts (% or !) are not accepted")
+    return local, result.ascii_domain.lower()
+
+
+def normalized(address: str) -> str:
+    local, domain = normalize_address(address)
+    return f"{local}@{domain}"
+
+
+def unsubscribe_token(address: str, hostname: str) -> str | None:
+    """The token of the relay's own unsubscribe+TOKEN@HOSTNAME address, else None."""
+    local, _, domain = address.rpartition("@")
+    if domain.lower().rstrip(".") != hostname.lower():
+        return None
+    match = _UNSUBSCRIBE_LOCAL.match(local)
+    return match.group(1) if match else None
+
+
+def is_unsubscribe_address(address: str, hostname: str) -> bool:
+    return unsubscribe_token(address, hostname) is not None

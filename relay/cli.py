@@ -1,0 +1,108 @@
+"""The `relay` command: serve, check, and the admin commands; bad input gets one clear line."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from relay.config import Config, ConfigError, default_config_path, load_config
+
+
+class RelayContext:
+    def __init__(self, config_path: Path | None):
+        self.explicit = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            path = self.explicit or default_config_path()
+            embedded = self.explicit is None and path.name == "demo.toml"
+            try:
+                # the embedded demo keeps its files in the working directory, not in site-packages
+                self._config = load_config(path, base=Path.cwd() if embedded else None)
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(RelayContext)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="relay.toml to use (default: ./relay.toml, else the embedded demo)")
+@click.option("-v", "--verbose", is_flag=True, help="log at debug level")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
+    """consent-relay: an SMTP relay that enforces permission-marketing policy inline."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # aiosmtpd logs every command at INFO; only its warnings matter to an operator
+    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    ctx.obj = RelayContext(config_path)
+
+
+def prepare(config: Config) -> None:
+    """What serve needs before the first connection: secrets and an up-to-date schema."""
+    from relay.keys import ensure_demo_secrets, ensure_token_key, load_client_secrets
+    from storage.migrate import upgrade
+
+    ensure_token_key(config)
+    for line in ensure_demo_secrets(config):
+        click.echo(f"relay: {line}", err=True)
+    for client in config.clients.values():
+        try:
+            load_client_secrets(client)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    try:
+        upgrade(config.storage_url)
+    except Exception as exc:  # the database is unreachable or refuses: say which, in one line
+        raise click.ClickException(f"storage.url: cannot open the database: {type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+@main.command()
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="processes sharing the listening ports (SO_REUSEPORT)")
+@pass_ctx
+def serve(rc: RelayContext, workers: int) -> None:
+    """Run SMTP and HTTP until SIGTERM (finishes transactions in flight)."""
+    from relay.server import serve as run
+
+    config = rc.config
+    prepare(config)
+    try:
+        sys.exit(run(config, workers))
+    except OSError as exc:
+        raise click.ClickException(f"relay.listen / http.listen: cannot listen: {exc.strerror}") from None
+
+
+@main.command("config-check")
+@pass_ctx
+def config_check(rc: RelayContext) -> None:
+    """Validate the configuration and print a summary."""
+    config = rc.config
+    click.echo(f"{config.path}: ok — {len(config.clients)} client(s), stages: {', '.join(config.stages)}")
+
+
+@main.command()
+def stages() -> None:
+    """List the policy stages this version ships."""
+    from filters.registry import all_stages
+
+    for stage in all_stages().values():
+        click.echo(f"{stage.name:18} {stage.phase:8} {stage.description}")
+
+
+def _mount() -> None:
+    from relay.cli_keys import client, dkim
+
+    main.add_command(dkim)
+    main.add_command(client)
+
+
+_mount()

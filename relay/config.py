@@ -1,0 +1,432 @@
+"""Load and validate relay.toml into frozen dataclasses; a bad file raises one ConfigError line."""
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ROLE_ADDRESSES = (
+    "abuse", "admin", "administrator", "billing", "compliance", "contact", "devnull",
+    "dns", "ftp", "help", "hostmaster", "info", "list", "list-request", "mailer-daemon",
+    "marketing", "no-reply", "noc", "noreply", "null", "office", "postmaster", "privacy",
+    "remove", "root", "sales", "security", "spam", "support", "sysadmin", "tech",
+    "undisclosed-recipients", "unsubscribe", "usenet", "uucp", "webmaster", "www",
+)
+KNOWN_STAGES_HINT = "see `relay stages` for the stages this version ships"
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line naming the key path."""
+
+
+@dataclass(frozen=True)
+class ListConfig:
+    key: str
+    name: str
+    kind: str  # "marketing" | "transactional"
+    confirmed_opt_in: bool
+    max_consent_age_days: int | None
+
+    @property
+    def transactional(self) -> bool:
+        return self.kind == "transactional"
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    selector: str
+    key_file: Path
+    ed25519_key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    name: str
+    password_hash: str | None
+    password_file: Path | None
+    sender_domains: tuple[str, ...]
+    company: str
+    contact_email: str
+    postal_address: str
+    dkim: DkimConfig
+    default_list: str | None
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    api_token_hash: str | None
+    suspended: bool
+    lists: dict[str, ListConfig]
+
+    def owns_domain(self, domain: str) -> bool:
+        return domain.lower().rstrip(".") in self.sender_domains
+
+    @property
+    def signing_domain(self) -> str:
+        return self.sender_domains[0]
+
+
+@dataclass(frozen=True)
+class RelaySection:
+    hostname: str
+    listen_host: str
+    listen_port: int
+    max_message_size: int
+    max_recipients: int
+    tls_cert: Path | None
+    tls_key: Path | None
+    auth_require_tls: bool
+    plaintext_auth_from_loopback: bool
+    max_connections: int
+    max_connections_per_ip: int
+    command_timeout: float
+    data_timeout: float
+    auth_max_failures: int
+    auth_failure_delay: float
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    listen_host: str
+    listen_port: int
+    public_url: str
+
+
+@dataclass(frozen=True)
+class UpstreamSection:
+    url: str
+    pool_size: int
+    timeout: float
+    retry_max_age_hours: float
+    retry_initial_delay: float
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    relay: RelaySection
+    http: HttpSection
+    storage_url: str
+    upstream: UpstreamSection
+    token_key_file: Path
+    create_missing_secrets: bool
+    stages: tuple[str, ...]
+    role_addresses: frozenset[str]
+    clients: dict[str, ClientConfig] = field(default_factory=dict)
+
+    def client_for_peer(self, ip: str) -> ClientConfig | None:
+        """The client whose `networks` contain this peer address, if any."""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        for client in self.clients.values():
+            if any(addr in net for net in client.networks):
+                return client
+        return None
+
+
+class _Table:
+    """One TOML table being read: tracks its path and refuses keys nobody asked for."""
+
+    def __init__(self, data: Any, path: str, file: str):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: {path}: must be a table")
+        self.data, self.path, self.file = data, path, file
+        self.used: set[str] = set()
+
+    def fail(self, key: str, why: str) -> ConfigError:
+        where = f"{self.path}.{key}" if self.path else key
+        return ConfigError(f"{self.file}: {where}: {why}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., what: str = "") -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                raise self.fail(key, "is required")
+            return default
+        value = self.data[key]
+        # bool is an int in Python; a TOML `true` must not pass as a number
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.fail(key, f"must be {what or _kind_name(kind)}, not a boolean")
+        if not isinstance(value, kind):
+            raise self.fail(key, f"must be {what or _kind_name(kind)}, got {value!r}")
+        return value
+
+    def text(self, key: str, default: Any = ...) -> Any:
+        value = self.get(key, str, default)
+        if isinstance(value, str) and ("\r" in value or "\n" in value):
+            raise self.fail(key, "must be a single line")
+        if isinstance(value, str) and not value.strip():
+            raise self.fail(key, "must not be empty")
+        return value
+
+    def number(self, key: str, default: Any, minimum: float, integer: bool = True) -> Any:
+        value = self.get(key, int if integer else (int, float), default,
+                         "a whole number" if integer else "a number")
+        if value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def table(self, key: str, required: bool = False) -> "_Table":
+        self.used.add(key)
+        if key not in self.data and not required:
+            return _Table({}, f"{self.path}.{key}" if self.path else key, self.file)
+        if key not in self.data:
+            raise self.fail(key, "section is missing")
+        return _Table(self.data[key], f"{self.path}.{key}" if self.path else key, self.file)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.fail(unknown[0], "unknown key (check the spelling against SPEC §2)")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _listen(t: _Table, key: str, default: str) -> tuple[str, int]:
+    value = t.text(key, default)
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise t.fail(key, f"must be host:port, got {value!r}")
+    return host, int(port)
+
+
+def _path(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _domain(t: _Table, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise t.fail(key, f"must be a list of domain names, got {value!r}")
+    try:
+        ascii_domain = value.strip().rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise t.fail(key, f"{value!r} is not a valid domain name") from None
+    if not _DOMAIN_RE.match(ascii_domain):
+        raise t.fail(key, f"{value!r} is not a valid domain name")
+    return ascii_domain
+
+
+def _storage_url(t: _Table, base: Path) -> str:
+    url = t.text("url", "sqlite:///relay.db")
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        rel = url[len("sqlite:///"):]
+        return "sqlite:///" + str(_path(base, rel))
+    if url.startswith(("postgresql://", "postgresql+psycopg://")):
+        # one driver for PostgreSQL: psycopg 3
+        return url.replace("postgresql://", "postgresql+psycopg://", 1)
+    if url.startswith(("sqlite://", "postgresql+")):
+        raise t.fail("url", f"unsupported database URL {url!r} (use sqlite:///FILE or postgresql+psycopg://...)")
+    raise t.fail("url", f"must start with sqlite:/// or postgresql+psycopg://, got {url!r}")
+
+
+def _upstream(t: _Table, base: Path) -> UpstreamSection:
+    url = t.text("url", "maildir:outbox")
+    if url.startswith("maildir:"):
+        target = url[len("maildir:"):]
+        if not target:
+            raise t.fail("url", "maildir: needs a directory, e.g. maildir:outbox")
+        url = "maildir:" + str(_path(base, target))
+    elif not re.match(r"^smtps?://[^/:]+(:\d+)?/?$", url):
+        raise t.fail("url", f"must be smtp://host:port, smtps://host:port or maildir:DIR, got {url!r}")
+    section = UpstreamSection(
+        url=url,
+        pool_size=t.number("pool_size", 8, 1),
+        timeout=t.number("timeout", 30.0, 0.1, integer=False),
+        retry_max_age_hours=t.number("retry_max_age_hours", 120.0, 0.01, integer=False),
+        retry_initial_delay=t.number("retry_initial_delay", 60.0, 0.1, integer=False),
+    )
+    t.finish()
+    return section
+
+
+def _lists(client: _Table) -> dict[str, ListConfig]:
+    lists: dict[str, ListConfig] = {}
+    lists_table = client.table("lists")
+    for key in lists_table.data:
+        lists_table.used.add(key)
+        lt = lists_table.table(key)
+        if not _NAME_RE.match(key):
+            raise lists_table.fail(key, "list names use a-z, 0-9, '.', '_' and '-'")
+        kind = lt.text("kind", "marketing")
+        if kind not in ("marketing", "transactional"):
+            raise lt.fail("kind", f"must be \"marketing\" or \"transactional\", got {kind!r}")
+        age = lt.get("max_consent_age_days", int, None, "a whole number of days")
+        if age is not None and age < 1:
+            raise lt.fail("max_consent_age_days", "must be at least 1")
+        lists[key] = ListConfig(
+            key=key, name=lt.text("name", key), kind=kind,
+            confirmed_opt_in=lt.get("confirmed_opt_in", bool, False),
+            max_consent_age_days=age,
+        )
+        lt.finish()
+    return lists
+
+
+def _client(name: str, t: _Table, base: Path) -> ClientConfig:
+    if not _NAME_RE.match(name):
+        raise ConfigError(f"{t.file}: {t.path}: client names use a-z, 0-9, '.', '_' and '-'")
+    password_hash = t.text("password_hash", None)
+    password_file = _path(base, t.text("password_file", None))
+    if password_hash is not None and not password_hash.startswith("scrypt$"):
+        raise t.fail("password_hash", "must come from `relay client hash-password` (scrypt$...)")
+    domains_raw = t.get("sender_domains", list)
+    if not domains_raw:
+        raise t.fail("sender_domains", "must name at least one domain")
+    domains = tuple(_domain(t, "sender_domains", d) for d in domains_raw)
+    contact = t.text("contact_email")
+    if not _EMAIL_RE.match(contact):
+        raise t.fail("contact_email", f"{contact!r} is not an email address")
+    dkim_t = t.table("dkim", required=True)
+    dkim = DkimConfig(
+        selector=dkim_t.text("selector"),
+        key_file=_path(base, dkim_t.text("key_file")),
+        ed25519_key_file=_path(base, dkim_t.text("ed25519_key_file", None)),
+    )
+    if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", dkim.selector):
+        raise dkim_t.fail("selector", f"{dkim.selector!r} is not a valid DKIM selector")
+    dkim_t.finish()
+    networks = []
+    for raw in t.get("networks", list, []):
+        try:
+            net = ipaddress.ip_network(str(raw), strict=False)
+        except ValueError:
+            raise t.fail("networks", f"{raw!r} is not an IP network") from None
+        if net.prefixlen == 0:
+            raise t.fail("networks", f"{raw!r} would make an open relay; name your own networks")
+        networks.append(net)
+    lists = _lists(t)
+    default_list = t.text("default_list", None)
+    if default_list is not None and default_list not in lists:
+        raise t.fail("default_list", f"names list {default_list!r}, which [{t.path}.lists] does not define")
+    api_hash = t.text("api_token_hash", None)
+    if api_hash is not None and not api_hash.startswith("scrypt$"):
+        raise t.fail("api_token_hash", "must come from `relay client hash-password` (scrypt$...)")
+    state = t.text("state", "active")
+    if state not in ("active", "suspended"):
+        raise t.fail("state", f"must be \"active\" or \"suspended\", got {state!r}")
+    client = ClientConfig(
+        name=name, password_hash=password_hash, password_file=password_file,
+        sender_domains=domains, company=t.text("company"), contact_email=contact,
+        postal_address=t.text("postal_address"), dkim=dkim, default_list=default_list,
+        networks=tuple(networks), api_token_hash=api_hash, suspended=state == "suspended",
+        lists=lists,
+    )
+    t.finish()
+    if password_hash is None and password_file is None and not networks:
+        raise t.fail("password_hash", "is required (or password_file, or networks): the client could not log in")
+    return client
+
+
+def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str], base: Path | None = None) -> Config:
+    """Validate the parsed TOML; raise ConfigError naming the first bad key."""
+    file = path.name
+    base = base or path.absolute().parent
+    root = _Table(data, "", file)
+    r = root.table("relay")
+    host, port = _listen(r, "listen", "127.0.0.1:2525")
+    tls_cert = _path(base, r.text("tls_cert", None))
+    tls_key = _path(base, r.text("tls_key", None))
+    if (tls_cert is None) != (tls_key is None):
+        raise r.fail("tls_key" if tls_key is None else "tls_cert", "tls_cert and tls_key go together")
+    relay = RelaySection(
+        hostname=r.text("hostname", "localhost"), listen_host=host, listen_port=port,
+        max_message_size=r.number("max_message_size", 26214400, 1024),
+        max_recipients=r.number("max_recipients", 1000, 1),
+        tls_cert=tls_cert, tls_key=tls_key,
+        auth_require_tls=r.get("auth_require_tls", bool, True),
+        # loopback peers may AUTH in the clear (local apps); off when a proxy sits on loopback
+        plaintext_auth_from_loopback=r.get("plaintext_auth_from_loopback", bool, True),
+        max_connections=r.number("max_connections", 500, 1),
+        max_connections_per_ip=r.number("max_connections_per_ip", 100, 1),
+        command_timeout=r.number("command_timeout", 300.0, 0.1, integer=False),
+        data_timeout=r.number("data_timeout", 600.0, 0.1, integer=False),
+        auth_max_failures=r.number("auth_max_failures", 5, 1),
+        auth_failure_delay=r.number("auth_failure_delay", 1.0, 0, integer=False),
+    )
+    if not re.match(r"^[A-Za-z0-9.-]+$", relay.hostname):
+        raise r.fail("hostname", f"{relay.hostname!r} is not a host name")
+    r.finish()
+    h = root.table("http")
+    http_host, http_port = _listen(h, "listen", "127.0.0.1:8025")
+    public_url = h.text("public_url", f"http://{http_host}:{http_port}").rstrip("/")
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", public_url):
+        raise h.fail("public_url", f"must be an http(s) URL, got {public_url!r}")
+    h.finish()
+    s = root.table("storage")
+    storage_url = _storage_url(s, base)
+    s.finish()
+    upstream = _upstream(root.table("upstream"), base)
+    sec = root.table("secrets")
+    token_key_file = _path(base, sec.text("token_key_file", "secrets/token.key"))
+    create_missing = sec.get("create_missing", bool, False)
+    sec.finish()
+    p = root.table("policy")
+    stages = p.get("stages", list, ["sender-identity"])
+    for stage in stages:
+        if stage not in known_stages:
+            raise p.fail("stages", f"unknown stage {stage!r} (this version has: {', '.join(sorted(known_stages))})")
+    if len(set(stages)) != len(stages):
+        raise p.fail("stages", "names a stage twice")
+    roles = p.get("role_addresses", list, list(DEFAULT_ROLE_ADDRESSES))
+    p.finish()
+    clients_t = root.table("clients")
+    clients = {}
+    for name in clients_t.data:
+        clients_t.used.add(name)
+        clients[name] = _client(name, clients_t.table(name), base)
+    root.finish()
+    owners: dict[str, str] = {}
+    for client in clients.values():
+        for domain in client.sender_domains:
+            if domain in owners:
+                raise ConfigError(f"{file}: clients.{client.name}.sender_domains: {domain} "
+                                  f"already belongs to client {owners[domain]}")
+            owners[domain] = client.name
+    return Config(
+        path=path, relay=relay, http=HttpSection(http_host, http_port, public_url),
+        storage_url=storage_url, upstream=upstream, token_key_file=token_key_file,
+        create_missing_secrets=create_missing, stages=tuple(stages),
+        role_addresses=frozenset(str(x).lower() for x in roles), clients=clients,
+    )
+
+
+def load_config(path: Path, known_stages: frozenset[str] | None = None, base: Path | None = None) -> Config:
+    """Read and validate a relay.toml; every failure is a one-line ConfigError."""
+    if known_stages is None:
+        from filters import registry
+        known_stages = frozenset(registry.all_stages())
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path.name}: not valid TOML: {exc}") from None
+    return parse_config(data, path, known_stages, base)
+
+
+def default_config_path() -> Path:
+    """./relay.toml when present, else the embedded demo configuration."""
+    local = Path("relay.toml")
+    if local.exists():
+        return local
+    return Path(__file__).with_name("demo.toml")

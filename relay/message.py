@@ -1,0 +1,128 @@
+"""A submitted message as raw header fields plus body, and the per-recipient Copy built from it."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.utils import getaddresses
+
+_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+_CRLF_IN_VALUE = re.compile(r"[\r\n\x00]")
+
+
+def split_header_block(raw: bytes) -> tuple[list[bytes], bytes]:
+    """Split raw RFC 5322 bytes into header fields (each with folds and CRLF) and the body.
+
+    A line that is neither a field nor a continuation ends the header (as if a blank
+    line were there), so a malformed header never swallows the body.
+    """
+    end = raw.find(b"\r\n\r\n")
+    if raw.startswith(b"\r\n"):
+        return [], raw[2:]
+    head, body = (raw, b"") if end < 0 else (raw[:end + 2], raw[end + 4:])
+    fields: list[bytes] = []
+    pos = 0
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        elif _FIELD_NAME.match(line):
+            fields.append(line)
+        else:
+            rest = head[pos:]
+            return fields, rest + (b"\r\n" + body if end >= 0 else b"")
+        pos += len(line)
+    return fields, body
+
+
+def field_name(raw_field: bytes) -> str:
+    return raw_field.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
+
+
+def field_value(raw_field: bytes) -> str:
+    """The unfolded value with RFC 2047 words decoded; raw UTF-8 (SMTPUTF8) kept."""
+    value = raw_field.split(b":", 1)[1].decode("utf-8", "surrogateescape")
+    value = re.sub(r"\r?\n(?=[ \t])", "", value).strip()
+    if "=?" in value:
+        try:
+            value = str(make_header(decode_header(value)))
+        except (ValueError, LookupError, UnicodeError):
+            pass  # undecodable words stay as written; callers see the raw text
+    return value
+
+
+def make_field(name: str, value: str) -> bytes:
+    """Build a header field; refuses CR/LF/NUL so no value can inject a header."""
+    if _CRLF_IN_VALUE.search(value) or _CRLF_IN_VALUE.search(name):
+        raise ValueError(f"header {name} would carry CR/LF")
+    return f"{name}: {value}\r\n".encode("utf-8")
+
+
+def clean_line(value: str) -> str:
+    """Collapse CR/LF/NUL (and other controls) so a value is safe in a header or one line of text."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", value).strip()
+
+
+@dataclass
+class Message:
+    """The message as the client submitted it; never modified (copies are)."""
+
+    raw: bytes
+    headers: list[bytes] = field(init=False)
+    body: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.headers, self.body = split_header_block(self.raw)
+
+    def values(self, name: str) -> list[str]:
+        name = name.lower()
+        return [field_value(f) for f in self.headers if field_name(f) == name]
+
+    def first(self, name: str) -> str | None:
+        found = self.values(name)
+        return found[0] if found else None
+
+    def has(self, name: str) -> bool:
+        name = name.lower()
+        return any(field_name(f) == name for f in self.headers)
+
+    def from_addresses(self) -> list[str]:
+        """Every address in every From: field (more than one is a policy problem)."""
+        addrs: list[str] = []
+        for value in self.values("from"):
+            addrs.extend(addr for _, addr in getaddresses([value]) if addr)
+            if not any(addr for _, addr in getaddresses([value])):
+                addrs.append("")  # a From: with no usable address still counts
+        return addrs
+
+
+@dataclass
+class Copy:
+    """One recipient's copy: header fields and body that stages may transform."""
+
+    recipient: str
+    headers: list[bytes]
+    body: bytes
+
+    def remove(self, name: str) -> None:
+        name = name.lower()
+        self.headers = [f for f in self.headers if field_name(f) != name]
+
+    def prepend(self, name: str, value: str) -> None:
+        self.headers.insert(0, make_field(name, value))
+
+    def replace(self, name: str, value: str) -> None:
+        """Drop every field of this name and add ours, at the place of the first if any."""
+        lname = name.lower()
+        position = next((i for i, f in enumerate(self.headers) if field_name(f) == lname), None)
+        self.remove(name)
+        if position is None:
+            self.headers.append(make_field(name, value))
+        else:
+            self.headers.insert(min(position, len(self.headers)), make_field(name, value))
+
+    def has(self, name: str) -> bool:
+        name = name.lower()
+        return any(field_name(f) == name for f in self.headers)
+
+    def as_bytes(self) -> bytes:
+        return b"".join(self.headers) + b"\r\n" + self.body

@@ -1,0 +1,213 @@
+"""Everything one relay process shares across connections: config, stages, storage, upstream, keys."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import ssl
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable
+
+from filters.context import RcptContext, Services
+from relay import replies
+from relay.config import ClientConfig, Config
+from relay.delivery import Upstream, make_upstream
+from relay.dkim import DkimSigner
+from relay.dsn import FailedRecipient, build_dsn
+from relay.keys import load_client_secrets
+from relay.message import Message, split_header_block
+from relay.metrics import Metrics
+from relay.passwords import verify_password
+from relay.pipeline import Decision, Pipeline
+from relay.smtp import PeerLimits
+from relay.transaction import Transaction
+
+log = logging.getLogger("relay.runtime")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Runtime:
+    """Built once per process at start-up; the SMTP and HTTP sides both use it."""
+
+    def __init__(self, config: Config, store: Any, upstream: Upstream | None = None,
+                 clock: Callable[[], datetime] = utcnow):
+        self.config = config
+        self.store = store
+        self.upstream = upstream or make_upstream(
+            config.upstream.url, config.upstream.pool_size, config.upstream.timeout, config.relay.hostname)
+        self.services = Services(clock=clock, store=store)
+        self.pipeline = Pipeline(config.stages)
+        self.secrets = {name: load_client_secrets(c) for name, c in config.clients.items()}
+        self.tls_context = self._tls_context()
+        self.limits = PeerLimits(config.relay.max_connections, config.relay.max_connections_per_ip)
+        self.metrics = Metrics()
+        self.sessions: set[Any] = set()
+        self.in_flight = 0
+        self.closing = False
+        # set by the unsubscribe feature: handles mail to unsubscribe+TOKEN@hostname
+        self.unsubscribe_by_mail: Callable[[list[str], Message], Awaitable[str]] | None = None
+        # successful logins, so a busy client does not pay scrypt on every connection
+        self._verified: dict[str, bytes] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        relay_cfg = self.config.relay
+        if relay_cfg.tls_cert is None or relay_cfg.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(relay_cfg.tls_cert, relay_cfg.tls_key)
+        return context
+
+    def refusal_for_new_connection(self) -> str | None:
+        return replies.SHUTTING_DOWN if self.closing else None
+
+    # --- identity ---
+    async def authenticate(self, login: bytes, password: bytes) -> ClientConfig | None:
+        name = login.decode("utf-8", "replace")
+        client = self.config.clients.get(name)
+        encoded = self.secrets[name].password_hash if client else None
+        if client is None or encoded is None:
+            # same cost either way, so timing does not tell which client names exist
+            await asyncio.to_thread(verify_password, password.decode("utf-8", "replace"), _DUMMY_HASH)
+            return None
+        fingerprint = hashlib.sha256(encoded.encode() + b"\0" + password).digest()
+        cached = self._verified.get(name)
+        if cached is not None and hmac.compare_digest(cached, fingerprint):
+            return client
+        ok = await asyncio.to_thread(verify_password, password.decode("utf-8", "surrogateescape"), encoded)
+        if ok:
+            self._verified[name] = fingerprint
+            return client
+        return None
+
+    def signer_for(self, client: ClientConfig, message: Message) -> DkimSigner:
+        """d= is the client's sender domain that From: aligns with."""
+        from filters.sender_identity import aligned_domain
+
+        signers = self.secrets[client.name].signers
+        for address in message.from_addresses():
+            own = aligned_domain(address.rpartition("@")[2], client.sender_domains)
+            if own is not None:
+                return signers[own]
+        return signers[client.signing_domain]
+
+    # --- SMTP transaction ---
+    async def check_recipient(self, client: ClientConfig, mail_from: str, recipient: str,
+                              session: Any) -> Decision:
+        ctx = RcptContext(self.config, client, mail_from, recipient, self.services)
+        decision = await self.pipeline.check_recipient(ctx)
+        if decision.verdict.refuses:
+            self.metrics.refused(decision.stage, decision.verdict.rule)
+            self.spawn(self._audit_rcpt(client, recipient, decision))
+        return decision
+
+    async def _audit_rcpt(self, client: ClientConfig, recipient: str, decision: Decision) -> None:
+        from relay.transaction import audit_row
+
+        row = audit_row(self.services.clock(), client.name, None, "", None, recipient, decision.stage,
+                        decision.verdict, decision.verdict.action.value)
+        try:
+            await self.store.run(self.store.record_decisions, [row])
+        except Exception:
+            log.exception("could not record a refusal at RCPT for client %s", client.name)
+
+    async def transaction(self, client: ClientConfig, mail_from: str, recipients: list[str], data: bytes,
+                          **session: Any) -> str:
+        started = time.perf_counter()
+        self.in_flight += 1
+        try:
+            reply = await Transaction(self, client, mail_from, recipients, data, **session).run()
+        except Exception as error:
+            reply = replies.exception_reply(error)
+        finally:
+            self.in_flight -= 1
+        self.metrics.latency.observe(time.perf_counter() - started)
+        self.metrics.reply(reply)
+        return reply
+
+    # --- mail the relay writes itself (DSNs, later confirmation requests) ---
+    def sign(self, client: ClientConfig, data: bytes) -> bytes:
+        headers, body = split_header_block(data)
+        signer = self.signer_for(client, Message(data))
+        return b"".join(signer.sign(headers, body, int(self.services.clock().timestamp()))) + data
+
+    async def deliver_notification(self, client: ClientConfig, recipient: str, data: bytes,
+                                   mail_from: str = "") -> None:
+        """Sign and send; a temporary failure goes to the retry spool, never lost."""
+        signed = self.sign(client, data)
+        result = await self.upstream.deliver(mail_from, recipient, signed)
+        if result.status == "temporary":
+            now = self.services.clock()
+            await self.store.run(self.store.spool_add, [{
+                "queue_id": "notice", "client": client.name, "mail_from": mail_from, "recipient": recipient,
+                "data": signed, "created_at": now, "next_attempt_at": now + timedelta(seconds=self.retry_delay(0)),
+                "attempts": 1, "last_error": replies.one_line(f"{result.code} {result.reply}")}])
+        elif result.status == "permanent":
+            log.warning("notification to %s refused by upstream: %s %s", recipient, result.code, result.reply)
+
+    # --- retry spool ---
+    def retry_delay(self, attempts: int) -> float:
+        return min(self.config.upstream.retry_initial_delay * (2 ** attempts), 3600.0)
+
+    async def retry_due(self, limit: int = 100) -> int:
+        """Deliver spooled copies that are due; return how many were handled."""
+        now = self.services.clock()
+        rows = await self.store.run(self.store.spool_claim_due, now, limit, 300.0)
+        for row in rows:
+            result = await self.upstream.deliver(row.mail_from, row.recipient, row.data)
+            created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
+            expired = now - created > timedelta(hours=self.config.upstream.retry_max_age_hours)
+            if result.status == "delivered":
+                await self.store.run(self.store.spool_done, row.id)
+                self.metrics.copies_delivered(1)
+            elif result.status == "temporary" and not expired:
+                next_at = now + timedelta(seconds=self.retry_delay(row.attempts))
+                await self.store.run(self.store.spool_retry, row.id, next_at,
+                                     replies.one_line(f"{result.code} {result.reply}"))
+            else:
+                await self._bounce_spooled(row, result)
+                await self.store.run(self.store.spool_done, row.id)
+        return len(rows)
+
+    async def _bounce_spooled(self, row: Any, result: Any) -> None:
+        client = self.config.clients.get(row.client)
+        if client is None or not row.mail_from:
+            log.warning("dropping undeliverable notice to %s: %s", row.recipient, result.reply)
+            return
+        headers, _ = split_header_block(row.data)
+        failed = [FailedRecipient(row.recipient, result.code or 550, "5.4.7" if result.status == "temporary"
+                                  else "5.0.0", f"upstream: {result.reply}")]
+        dsn = build_dsn(client, self.config.relay.hostname, row.mail_from, failed, headers,
+                        row.queue_id, self.services.clock())
+        await self.deliver_notification(client, row.mail_from, dsn)
+
+    async def retry_forever(self, interval: float) -> None:
+        while True:
+            try:
+                while await self.retry_due() > 0:
+                    pass
+            except Exception:
+                log.exception("retry pass failed; trying again in %.0fs", interval)
+            await asyncio.sleep(interval)
+
+    # --- background work that must finish before shutdown ---
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while (self.in_flight or self._tasks) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        await self.upstream.close()
+
+
+_DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="

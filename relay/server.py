@@ -1,0 +1,127 @@
+"""Run SMTP and HTTP on one asyncio loop; N worker processes share the ports through SO_REUSEPORT."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from relay.config import Config
+from relay.http import make_app
+from relay.runtime import Runtime
+from relay.smtp import RelayHandler, RelaySMTP
+from storage import Store
+
+log = logging.getLogger("relay.server")
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # several worker processes bind the same port; the kernel spreads connections
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class RunningRelay:
+    runtime: Runtime
+    smtp_server: asyncio.base_events.Server
+    http_runner: web.AppRunner
+    retry_task: asyncio.Task
+    smtp_port: int
+    http_port: int
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop accepting, let transactions in flight finish, then close everything."""
+        self.runtime.closing = True
+        self.smtp_server.close()
+        await self.runtime.drain(grace)
+        for session in list(self.runtime.sessions):
+            if session.transport is not None:
+                session.transport.close()
+        self.retry_task.cancel()
+        await asyncio.gather(self.retry_task, return_exceptions=True)
+        await self.http_runner.cleanup()
+        await self.smtp_server.wait_closed()
+        await self.runtime.close()
+        await asyncio.to_thread(self.runtime.store.close)
+
+
+async def start_relay(config: Config, store: Store | None = None, retry_interval: float = 5.0,
+                      smtp_sock: socket.socket | None = None, http_sock: socket.socket | None = None,
+                      **runtime_args: Any) -> RunningRelay:
+    """Start both listeners on the running loop; the caller awaits stop()."""
+    store = store or Store(config.storage_url)
+    runtime = Runtime(config, store, **runtime_args)
+    loop = asyncio.get_running_loop()
+    handler = RelayHandler(runtime)
+    smtp_sock = smtp_sock or listening_socket(config.relay.listen_host, config.relay.listen_port)
+    smtp_server = await loop.create_server(lambda: RelaySMTP(handler, runtime, runtime.limits), sock=smtp_sock)
+    runner = web.AppRunner(make_app(runtime), access_log=None, handle_signals=False)
+    await runner.setup()
+    http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port)
+    await web.SockSite(runner, http_sock).start()
+    retry_task = asyncio.create_task(runtime.retry_forever(retry_interval))
+    return RunningRelay(runtime, smtp_server, runner, retry_task,
+                        smtp_sock.getsockname()[1], http_sock.getsockname()[1])
+
+
+async def serve_until_signalled(config: Config) -> None:
+    relay = await start_relay(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("SMTP on %s:%d, HTTP on %s:%d (pid %d)", config.relay.listen_host, relay.smtp_port,
+             config.http.listen_host, relay.http_port, os.getpid())
+    print(f"relay: SMTP {config.relay.listen_host}:{relay.smtp_port}  HTTP {config.http.public_url}  "
+          f"upstream {config.upstream.url}  (pid {os.getpid()})", flush=True)
+    await stop.wait()
+    log.info("shutting down: finishing transactions in flight")
+    await relay.stop()
+
+
+def serve(config: Config, workers: int = 1) -> int:
+    """Run in this process, or fork `workers` processes sharing the ports (SO_REUSEPORT)."""
+    if workers <= 1:
+        asyncio.run(serve_until_signalled(config))
+        return 0
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                asyncio.run(serve_until_signalled(config))
+            finally:
+                os._exit(0)
+        children.append(pid)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    return 1 if status else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `relay serve`")

@@ -1,0 +1,228 @@
+"""One accepted DATA: decide per recipient, build and sign each copy, deliver, and say 250 only when safe."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import format_datetime, make_msgid
+from typing import TYPE_CHECKING
+
+from filters.context import CopyContext, MessageContext
+from filters.verdict import Verdict
+from relay import replies
+from relay.delivery import DeliveryResult
+from relay.dsn import FailedRecipient, build_dsn
+from relay.message import Copy, Message, make_field
+from relay.pipeline import Decision, MessageDecision
+
+if TYPE_CHECKING:
+    from relay.config import ClientConfig, ListConfig
+    from relay.runtime import Runtime
+
+log = logging.getLogger("relay.transaction")
+
+BIG_MESSAGE = 1 << 20  # above this, copies are built one at a time to bound memory
+_LIST_ID = re.compile(r"<([^<>\s]+)>\s*$")
+
+
+def new_queue_id() -> str:
+    return secrets.token_hex(6).upper()
+
+
+def resolve_list(client: "ClientConfig", message: Message) -> "ListConfig | str":
+    """The list a message names (List-Id, RFC 2919) or the client's default; else a 550 reply."""
+    list_id = message.first("list-id")
+    if list_id is None:
+        if client.default_list is None:
+            return replies.NO_LIST.format(client=client.name)
+        return client.lists[client.default_list]
+    match = _LIST_ID.search(list_id)
+    ident = (match.group(1) if match else list_id).strip().lower().rstrip(".")
+    key = ident
+    for domain in client.sender_domains:
+        if ident.endswith("." + domain):
+            key = ident[: -len(domain) - 1]
+            break
+    found = client.lists.get(key)
+    if found is None:
+        return replies.one_line(replies.UNKNOWN_LIST.format(list=ident, client=client.name))
+    return found
+
+
+@dataclass
+class Outcome:
+    delivered: list[str] = field(default_factory=list)
+    temporary: dict[str, tuple[bytes, DeliveryResult]] = field(default_factory=dict)
+    permanent: dict[str, DeliveryResult] = field(default_factory=dict)
+
+
+def audit_row(at: datetime, client: str, list_key: str | None, qid: str, message_id: str | None,
+              recipient: str, stage: str, verdict: Verdict | None, outcome: str,
+              code: int | None = None, status: str | None = None, reason: str = "") -> dict:
+    return {
+        "at": at, "client": client, "list_key": list_key, "recipient": recipient,
+        "stage": stage or "pipeline", "rule": (verdict.rule if verdict else "") or stage or "pipeline",
+        "verdict": outcome, "code": code if code is not None else (verdict.code if verdict else None),
+        "status": status if status is not None else (verdict.status if verdict else None),
+        "reason": reason or (verdict.reason if verdict else ""), "message_id": message_id, "queue_id": qid,
+    }
+
+
+def _refusal_reply(decision: MessageDecision, list_cfg: "ListConfig") -> str:
+    """No recipient is left: one reply that a person can act on."""
+    refused = decision.refused
+    temporary = [d for d in refused if d.verdict.code < 500]
+    first = (temporary or refused)[0]
+    if len({(d.verdict.code, d.verdict.reason) for d in refused}) == 1:
+        return replies.verdict_reply(first.verdict)
+    if temporary:
+        return replies.verdict_reply(first.verdict)
+    return replies.one_line(
+        f"550 5.7.1 No recipient may receive this message on list {list_cfg.key}: "
+        f"{first.recipient}: {first.verdict.reason}"
+        + (f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""))
+
+
+class Transaction:
+    """The work for one message from one client; `run` returns the SMTP reply."""
+
+    def __init__(self, rt: "Runtime", client: "ClientConfig", mail_from: str, recipients: list[str],
+                 data: bytes, peer: str, helo: str, authenticated: bool, tls: bool):
+        self.rt, self.client, self.mail_from, self.recipients = rt, client, mail_from, recipients
+        self.message = Message(data)
+        self.peer, self.helo, self.authenticated, self.tls = peer, helo, authenticated, tls
+        self.qid = new_queue_id()
+        self.now = rt.services.clock()
+
+    async def run(self) -> str:
+        rt = self.rt
+        list_cfg = resolve_list(self.client, self.message)
+        if isinstance(list_cfg, str):
+            rt.metrics.refused("list", "list.unknown")
+            return list_cfg
+        ctx = MessageContext(rt.config, self.client, list_cfg, self.mail_from, tuple(self.recipients),
+                             self.message, rt.services, self.qid)
+        decision = await rt.pipeline.check_message(ctx)
+        message_id = self.message.first("message-id")
+        rows = [audit_row(self.now, self.client.name, list_cfg.key, self.qid, message_id, d.recipient,
+                          d.stage, d.verdict, "accept" if d.accepted else d.verdict.action.value)
+                for d in decision.decisions.values()]
+        # the decision is evidence: it is committed before anything leaves
+        await rt.store.run(rt.store.record_decisions, rows)
+        for d in decision.refused:
+            rt.metrics.refused(d.stage, d.verdict.rule)
+        accepted = decision.accepted
+        if not accepted:
+            return _refusal_reply(decision, list_cfg)
+        outcome = await self.deliver_copies(ctx, list_cfg, accepted)
+        return await self.settle(decision.refused, outcome, list_cfg, message_id)
+
+    def base_headers(self) -> list[bytes]:
+        """The client's header, plus Date and Message-ID when missing (RFC 6409 §8.2-8.3)."""
+        headers = list(self.message.headers)
+        if not self.message.has("date"):
+            headers.append(make_field("Date", format_datetime(self.now)))
+        if not self.message.has("message-id"):
+            domain = self.client.signing_domain
+            headers.append(make_field("Message-ID", make_msgid(idstring=self.qid, domain=domain)))
+        return headers
+
+    def received_field(self, recipient: str) -> str:
+        protocol = "ESMTP" + ("S" if self.tls else "") + ("A" if self.authenticated else "")
+        helo = replies.one_line(self.helo)[:200] or "unknown"
+        return (f"from {helo} ([{self.peer}]) by {self.rt.config.relay.hostname} (consent-relay) "
+                f"with {protocol} id {self.qid} for <{recipient}>; {format_datetime(self.now)}")
+
+    async def deliver_copies(self, ctx: MessageContext, list_cfg: "ListConfig", accepted: list[str]) -> Outcome:
+        rt = self.rt
+        headers = self.base_headers()
+        signer = rt.signer_for(self.client, self.message)
+        outcome = Outcome()
+        pending = iter(accepted)
+        now_ts = int(self.now.timestamp())
+
+        async def worker() -> None:
+            for recipient in pending:
+                copy = Copy(recipient, list(headers), self.message.body)
+                copy.prepend("Received", self.received_field(recipient))
+                await rt.pipeline.transform(CopyContext(
+                    rt.config, self.client, list_cfg, self.mail_from, recipient, self.message, copy,
+                    rt.services, self.qid, ctx.facts))
+                # signing is the last step: nothing touches the copy after this
+                signatures = signer.sign(copy.headers, copy.body, now_ts)
+                data = b"".join(signatures) + copy.as_bytes()
+                del copy
+                result = await rt.upstream.deliver(self.mail_from, recipient, data)
+                if result.status == "delivered":
+                    outcome.delivered.append(recipient)
+                elif result.status == "temporary":
+                    outcome.temporary[recipient] = (data, result)
+                else:
+                    outcome.permanent[recipient] = result
+
+        width = 1 if len(self.message.raw) > BIG_MESSAGE else max(1, min(rt.config.upstream.pool_size, len(accepted)))
+        await asyncio.gather(*(worker() for _ in range(width)))
+        return outcome
+
+    async def settle(self, refused: list[Decision], outcome: Outcome, list_cfg: "ListConfig",
+                     message_id: str | None) -> str:
+        """Turn delivery results into the reply; spool what must be retried, bounce what failed."""
+        rt = self.rt
+        at, name, key = rt.services.clock(), self.client.name, list_cfg.key
+        rows = [audit_row(at, name, key, self.qid, message_id, r, "delivery", None, "deliver",
+                          250, "2.0.0", "accepted by upstream") for r in outcome.delivered]
+        if not outcome.delivered and outcome.temporary:
+            # nothing left the relay: the client keeps the message and retries it whole
+            first = next(iter(outcome.temporary.values()))[1]
+            rows += [audit_row(at, name, key, self.qid, message_id, r, "delivery", None, "tempfail",
+                               res.code, "4.4.1", res.reply) for r, (_, res) in outcome.temporary.items()]
+            await self.record_outcome(rows)
+            rt.metrics.upstream_tempfail()
+            return replies.one_line(f"{replies.UPSTREAM_UNAVAILABLE} ({first.code} {first.reply})")
+        if outcome.temporary:
+            retry_at = at + timedelta(seconds=rt.retry_delay(0))
+            await rt.store.run(rt.store.spool_add, [
+                {"queue_id": self.qid, "client": name, "mail_from": self.mail_from, "recipient": r,
+                 "data": data, "created_at": at, "next_attempt_at": retry_at, "attempts": 1,
+                 "last_error": replies.one_line(f"{res.code} {res.reply}")}
+                for r, (data, res) in outcome.temporary.items()])
+            rows += [audit_row(at, name, key, self.qid, message_id, r, "delivery", None, "spool",
+                               res.code, "4.4.1", res.reply) for r, (_, res) in outcome.temporary.items()]
+        rows += [audit_row(at, name, key, self.qid, message_id, r, "delivery", None, "bounce",
+                           res.code, "5.0.0", res.reply) for r, res in outcome.permanent.items()]
+        rt.metrics.copies_delivered(len(outcome.delivered))
+        if not outcome.delivered and not outcome.temporary:
+            # every copy was refused by the upstream for good: say so directly, no bounce needed
+            await self.record_outcome(rows)
+            recipient, result = next(iter(outcome.permanent.items()))
+            return replies.one_line(f"550 5.0.0 Upstream refused {recipient}: {result.code} {result.reply}")
+        failed = [FailedRecipient(d.recipient, d.verdict.code, d.verdict.status, d.verdict.reason)
+                  for d in refused]
+        failed += [FailedRecipient(r, res.code, "5.0.0", f"upstream: {res.reply}")
+                   for r, res in outcome.permanent.items()]
+        if failed:
+            await self.send_dsn(failed)
+        await self.record_outcome(rows)
+        parts = [f"{len(outcome.delivered)} delivered"]
+        if outcome.temporary:
+            parts.append(f"{len(outcome.temporary)} queued for retry")
+        if failed:
+            parts.append(f"{len(failed)} refused, see the delivery status notification")
+        return f"250 2.0.0 OK queued as {self.qid}: " + ", ".join(parts)
+
+    async def record_outcome(self, rows: list[dict]) -> None:
+        """Delivery rows are written after the fact; a storage fault here must not turn a sent
+        message into a 4xx (the client would send it again), so it is logged instead."""
+        try:
+            await self.rt.store.run(self.rt.store.record_decisions, rows)
+        except Exception:
+            log.exception("queue %s: could not record delivery outcome", self.qid)
+
+    async def send_dsn(self, failed: list[FailedRecipient]) -> None:
+        rt = self.rt
+        dsn = build_dsn(self.client, rt.config.relay.hostname, self.mail_from, failed,
+                        self.message.headers, self.qid, rt.services.clock())
+        await rt.deliver_notification(self.client, self.mail_from, dsn)

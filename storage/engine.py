@@ -1,0 +1,53 @@
+"""Engine construction: SQLite (WAL, durable commits) by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def _enable_wal(cur: sqlite3.Cursor) -> None:
+    # Switching a new file to WAL needs an exclusive lock and SQLite does not run
+    # the busy handler for it, so relays starting together would fail with
+    # "database is locked". Retry until the timeout; the mode is persistent, so
+    # usually another connection has already done it.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # WAL lets readers run alongside the single writer.
+        _enable_wal(cur)
+        # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power
+        # loss, and the relay answers 250 only after a commit.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an Engine for a sqlite:/// or postgresql+psycopg:// URL."""
+    if make_url(url).get_backend_name() == "sqlite":
+        # Store methods run on a thread pool, so connections move between threads.
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # pre_ping survives server restarts; a small pool matches the small executor.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)

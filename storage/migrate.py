@@ -1,0 +1,68 @@
+"""Run the bundled Alembic migrations programmatically (no alembic.ini on disk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, text
+
+from storage.engine import make_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Arbitrary constant shared by every relay process: serialises concurrent upgrades on PostgreSQL.
+_PG_LOCK_KEY = 0x636F6E73656E74  # "consent"
+
+
+def _config(connection: Connection) -> Config:
+    cfg = Config()  # no file: nothing on disk to find, and no logging fileConfig
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _run_upgrade(conn: Connection) -> None:
+    """Upgrade to head in one transaction that excludes other migrating processes."""
+    if conn.dialect.name == "sqlite":
+        # Batch mode recreates tables; with foreign keys on, dropping the old copy
+        # would cascade deletes. The pragma is ignored inside a transaction, so set
+        # it first, and check integrity ourselves before committing.
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+        try:
+            # IMMEDIATE takes the write lock now, so two starting relays queue up
+            # (busy_timeout) instead of both creating tables; DDL joins the transaction.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            command.upgrade(_config(conn), "head")
+            bad = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if bad:
+                raise RuntimeError(f"migration left foreign key violations: {bad[:5]}")
+            conn.commit()
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+    else:
+        with conn.begin():
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            command.upgrade(_config(conn), "head")
+
+
+def upgrade(url_or_engine: str | Engine) -> None:
+    """Bring the database to the newest revision; a no-op when it is already there."""
+    engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    try:
+        with engine.connect() as conn:
+            _run_upgrade(conn)
+    finally:
+        if isinstance(url_or_engine, str):
+            engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None when it was never migrated."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

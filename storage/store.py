@@ -1,0 +1,126 @@
+"""Store: short synchronous transactions, plus a helper to run them from asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, delete, func, insert, or_, select, text, update
+from sqlmodel import Session
+from sqlmodel import select as model_select  # yields model instances via Session.exec
+
+from storage.engine import make_engine
+from storage.models import AuditEntry, SpooledCopy, utcnow
+
+T = TypeVar("T")
+
+_audit = AuditEntry.__table__
+_spool = SpooledCopy.__table__
+
+
+def _complete(rows: Iterable[Mapping[str, Any]], defaults: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # executemany compiles one statement from the first row's keys, so every row
+    # must carry the same keys; unknown keys still fail loudly in SQLAlchemy.
+    return [{**defaults, **row} for row in rows]
+
+
+class Store:
+    """All database access of the relay; each method is one short transaction."""
+
+    def __init__(self, url_or_engine: str | Engine, *, workers: int = 4) -> None:
+        self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        # A dedicated pool keeps slow DB calls from starving the loop's default executor.
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking Store method off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    # -- audit log -------------------------------------------------------------
+
+    def record_decisions(self, rows: list[dict[str, Any]]) -> None:
+        """Insert one message's per-recipient audit rows in a single executemany."""
+        if not rows:
+            return
+        defaults = {"at": utcnow(), "list_key": None, "code": None, "status": None,
+                    "reason": "", "message_id": None}
+        with self.engine.begin() as conn:
+            conn.execute(insert(_audit), _complete(rows, defaults))
+
+    def audit_rows(self, client: str | None = None, since: datetime | None = None) -> list[AuditEntry]:
+        stmt = model_select(AuditEntry).order_by(AuditEntry.id)  # type: ignore[arg-type]
+        if client is not None:
+            stmt = stmt.where(AuditEntry.client == client)
+        if since is not None:
+            stmt = stmt.where(AuditEntry.at >= since)
+        # Loaded attributes stay readable after the session closes.
+        with Session(self.engine) as session:
+            return list(session.exec(stmt).all())
+
+    # -- spool -----------------------------------------------------------------
+
+    def spool_add(self, rows: list[dict[str, Any]]) -> None:
+        """Persist copies for later delivery; durable once this returns."""
+        if not rows:
+            return
+        now = utcnow()
+        defaults = {"created_at": now, "next_attempt_at": now, "attempts": 0,
+                    "last_error": "", "lease_until": None}
+        with self.engine.begin() as conn:
+            conn.execute(insert(_spool), _complete(rows, defaults))
+
+    def spool_claim_due(self, now: datetime, limit: int, lease_seconds: float) -> list[SpooledCopy]:
+        """Lease up to `limit` due copies; a leased copy is never handed to anyone else."""
+        free = or_(_spool.c.lease_until.is_(None), _spool.c.lease_until < now)
+        due = (
+            select(_spool.c.id)
+            .where(_spool.c.next_attempt_at <= now, free)
+            .order_by(_spool.c.next_attempt_at, _spool.c.id)
+            .limit(limit)
+            # PostgreSQL: concurrent claimers skip each other's rows instead of
+            # queueing behind them. SQLite renders no FOR UPDATE; there the single
+            # UPDATE runs under the database write lock, so the second claimer
+            # picks its rows only after the first one's lease is committed.
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(_spool)
+            .where(_spool.c.id.in_(due), free)  # guard repeated: re-checked on the locked row
+            .values(lease_until=now + timedelta(seconds=lease_seconds))
+            .returning(*_spool.c)
+        )
+        with self.engine.begin() as conn:
+            rows = conn.execute(claim).mappings().all()
+        copies = [SpooledCopy(**row) for row in rows]
+        # RETURNING order is unspecified; hand them out oldest-due first.
+        return sorted(copies, key=lambda c: (c.next_attempt_at, c.id or 0))
+
+    def spool_done(self, id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(_spool).where(_spool.c.id == id))
+
+    def spool_retry(self, id: int, next_attempt_at: datetime, error: str) -> None:
+        """Record a failed attempt and release the lease until `next_attempt_at`."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_spool)
+                .where(_spool.c.id == id)
+                .values(attempts=_spool.c.attempts + 1, last_error=error,
+                        next_attempt_at=next_attempt_at, lease_until=None)
+            )
+
+    def spool_count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(_spool)).scalar_one()

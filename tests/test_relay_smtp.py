@@ -1,0 +1,324 @@
+"""The backbone end to end: real relay, real smtplib/raw client, real aiosmtpd upstream, real DKIM verifier."""
+from __future__ import annotations
+
+import base64
+import smtplib
+import ssl
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import dkim
+import pytest
+
+from conftest import PASSWORD, Sink
+from relay import replies
+from relay.dkim import dns_txt_record, load_private_key
+from smtp_client import RawSMTP
+
+# Expected replies (code, enhanced status) — the contract of SPEC §4 and §8.
+AUTH_REQUIRED = (530, "5.7.0")
+AUTH_INVALID = (535, "5.7.8")
+ENCRYPTION_REQUIRED = (538, "5.7.11")
+POLICY_REFUSED = (550, "5.7.1")
+BAD_RCPT_SYNTAX = (501, "5.1.3")
+TOO_MANY_RCPTS = (452, "4.5.3")
+TOO_BIG = (552, "5.3.4")
+SMUGGLED = (550, "5.5.2")
+UPSTREAM_DOWN = (451, "4.4.1")
+INTERNAL = (451, "4.3.0")
+CLOSING = (421, "4.7.0")
+TIMEOUT = (421, "4.4.2")
+
+
+def message(frm: str = "news@acme.example", to: str = "alice@example.org", subject: str = "Hello",
+            body: str = "Hello Alice,\nour news.\n", **headers: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = frm
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = "Mon, 23 Nov 2026 10:00:00 +0000"
+    msg["Message-ID"] = f"<{time.monotonic_ns()}@acme.example>"
+    for name, value in headers.items():
+        del msg[name.replace("_", "-")]
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body)
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+
+def code_of(reply: str) -> tuple[int, str]:
+    parts = reply.split()
+    return int(parts[0]), parts[1]
+
+
+def login(port: int, user: str = "acme", password: str = PASSWORD) -> smtplib.SMTP:
+    s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    s.ehlo("client.test")
+    s.login(user, password)
+    return s
+
+
+def send(port: int, data: bytes, rcpts: list[str], frm: str = "bounce@acme.example") -> tuple[int, bytes]:
+    with login(port) as s:
+        s.mail(frm)
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            assert code == 250, (r, code, text)
+        return s.data(data)
+
+
+def dkim_tags(data: bytes) -> dict[bytes, bytes]:
+    import email
+
+    value = email.message_from_bytes(data)["DKIM-Signature"]
+    return dkim.util.parse_tag_value(" ".join(value.split()).encode())
+
+
+def verify_dkim(data: bytes, keys_dir: Path, domain: str = "acme.example", selector: str = "s1") -> bool:
+    record = dns_txt_record(load_private_key(keys_dir / f"{domain}.pem")).encode()
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record if name == f"{selector}._domainkey.{domain}.".encode() else b""
+
+    return dkim.verify(data, dnsfunc=dns)
+
+
+@pytest.fixture(scope="module")
+def relay(relay_factory, sink: Sink):
+    return relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}")
+
+
+def test_ehlo_advertises_extensions(relay, clean_sink):
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=5) as s:
+        code, text = s.ehlo("client.test")
+    assert code == 250
+    for ext in ("SIZE 200000", "8BITMIME", "SMTPUTF8", "PIPELINING", "ENHANCEDSTATUSCODES", "AUTH LOGIN PLAIN"):
+        assert ext in text.decode(), ext
+    assert "STARTTLS" not in text.decode()  # no certificate configured
+
+
+def test_authenticated_message_is_signed_and_delivered(relay, clean_sink, keys_dir):
+    code, text = send(relay.port, message(), ["alice@example.org"])
+    assert code == 250, text
+    (got,) = clean_sink.wait_for(1)
+    assert got.rcpt_tos == ["alice@example.org"]
+    assert got.mail_from == "bounce@acme.example"
+    assert b"Hello Alice" in got.data
+    assert verify_dkim(got.data, keys_dir)
+    # d= aligns with From, From is over-signed, and there is no l= tag
+    tags = dkim_tags(got.data)
+    assert tags[b"d"] == b"acme.example" and tags[b"a"] == b"rsa-sha256"
+    signed = [h.strip().lower() for h in tags[b"h"].split(b":")]
+    assert signed.count(b"from") == 2
+    assert {b"to", b"subject", b"date", b"message-id"} <= set(signed)
+    assert b"l" not in tags
+
+
+def test_each_recipient_gets_its_own_signed_copy(relay, clean_sink, keys_dir):
+    rcpts = ["a@example.org", "b@example.net", "c@example.com"]
+    code, _ = send(relay.port, message(to="list@acme.example"), rcpts)
+    assert code == 250
+    got = clean_sink.wait_for(3)
+    assert sorted(r for m in got for r in m.rcpt_tos) == sorted(rcpts)
+    assert all(len(m.rcpt_tos) == 1 for m in got)
+    assert all(verify_dkim(m.data, keys_dir) for m in got)
+
+
+def test_auth_login_mechanism(relay, clean_sink):
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=5) as s:
+        s.ehlo("client.test")
+        s.user, s.password = "acme", PASSWORD
+        code, _ = s.auth("LOGIN", s.auth_login)
+    assert code == 235
+
+
+@pytest.mark.parametrize("rcpt", [
+    "victim@example.org",
+    "victim%example.org@relay.test",
+    '"victim@example.org"@relay.test',
+    "@relay.test:victim@example.org",
+    "victim@example.org@relay.test",
+])
+def test_no_open_relay_without_auth(relay, clean_sink, rcpt):
+    with RawSMTP(relay.port) as c:
+        c.cmd("EHLO client.test")
+        assert c.cmd("MAIL FROM:<x@acme.example>").startswith("250")
+        reply = c.cmd(f"RCPT TO:<{rcpt}>")
+        assert code_of(reply)[0] in (530, 553, 501), reply
+        assert code_of(reply) == AUTH_REQUIRED or reply.startswith(("553", "501"))
+        assert c.cmd("DATA").startswith("503")
+    assert clean_sink.messages == []
+
+
+def test_wrong_password_then_too_many_failures(relay, clean_sink):
+    with RawSMTP(relay.port) as c:
+        c.cmd("EHLO client.test")
+        bad = base64.b64encode(b"\0acme\0wrong").decode()
+        assert code_of(c.cmd(f"AUTH PLAIN {bad}")) == AUTH_INVALID
+        assert code_of(c.cmd(f"AUTH PLAIN {bad}")) == AUTH_INVALID
+        reply = c.cmd(f"AUTH PLAIN {bad}")  # auth_max_failures = 3
+        assert code_of(reply) == CLOSING, reply
+        with pytest.raises(ConnectionError):
+            c.cmd("NOOP")
+        # the secret never appears in a reply
+        assert "wrong" not in reply
+
+
+def test_unknown_client_name_is_refused(relay):
+    with RawSMTP(relay.port) as c:
+        c.cmd("EHLO client.test")
+        creds = base64.b64encode(f"\0nobody\0{PASSWORD}".encode()).decode()
+        assert code_of(c.cmd(f"AUTH PLAIN {creds}")) == AUTH_INVALID
+
+
+def test_envelope_sender_of_another_domain_is_refused(relay, clean_sink):
+    with login(relay.port) as s:
+        code, text = s.mail("news@beta.example")
+    assert (code, text.split()[0].decode()) == (550, "5.7.1")
+    assert b"beta.example" in text
+
+
+def test_from_header_of_another_domain_is_refused(relay, clean_sink):
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        s.rcpt("alice@example.org")
+        code, text = s.data(message(frm="ceo@bank.example"))
+    assert (code, text.split()[0].decode()) == (550, "5.7.1")
+    assert b"bank.example" in text
+    assert clean_sink.messages == []
+
+
+def test_subdomain_of_sender_domain_is_aligned(relay, clean_sink, keys_dir):
+    code, _ = send(relay.port, message(frm="news@mail.acme.example"), ["alice@example.org"])
+    assert code == 250
+    (got,) = clean_sink.wait_for(1)
+    assert verify_dkim(got.data, keys_dir)
+
+
+def test_two_from_addresses_are_refused(relay, clean_sink):
+    data = message().replace(b"From: news@acme.example", b"From: news@acme.example, x@evil.example")
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        s.rcpt("alice@example.org")
+        code, _ = s.data(data)
+    assert code == 550
+    assert clean_sink.messages == []
+
+
+def test_suspended_client_is_refused(relay):
+    with login(relay.port, user="idle") as s:
+        code, text = s.mail("news@idle.example")
+    assert (code, text.split()[0].decode()) == POLICY_REFUSED
+    assert b"suspended" in text
+
+
+def test_bad_recipient_syntax(relay):
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        for bad in ("no-at-sign", "a@b", "a b@example.org", "x@[127.0.0.1]"):
+            code, text = s.rcpt(bad)
+            assert (code, text.split()[0].decode()) == BAD_RCPT_SYNTAX, (bad, text)
+
+
+def test_too_many_recipients(relay):
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        for i in range(5):
+            assert s.rcpt(f"r{i}@example.org")[0] == 250
+        code, text = s.rcpt("r5@example.org")
+    assert (code, text.split()[0].decode()) == TOO_MANY_RCPTS
+
+
+def test_message_too_big(relay, clean_sink):
+    big = message(body="x" * 100 + "\n" * 0 + ("y" * 70 + "\n") * 3000)
+    with login(relay.port) as s:
+        code, text = s.mail("bounce@acme.example", ["SIZE=300000"])
+        assert (code, text.split()[0].decode()) == TOO_BIG
+        s.rset()
+        s.mail("bounce@acme.example")
+        s.rcpt("alice@example.org")
+        code, text = s.data(big)
+    assert (code, text.split()[0].decode()) == TOO_BIG
+    assert clean_sink.messages == []
+
+
+@pytest.mark.parametrize("lookalike", [
+    b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r.\n", b"\r\n.\n", b"\r\n\x00.\r\n", b"\r\n.\r", b"x\ry", b"x\ny",
+])
+def test_smuggling_lookalikes_are_refused(relay, clean_sink, lookalike):
+    smuggled = (b"MAIL FROM:<bounce@acme.example>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"
+                b"From: ceo@acme.example\r\n\r\nsmuggled\r\n")
+    creds = base64.b64encode(f"\0acme\0{PASSWORD}".encode()).decode()
+    with RawSMTP(relay.port) as c:
+        c.cmd("EHLO client.test")
+        assert c.cmd(f"AUTH PLAIN {creds}").startswith("235")
+        c.cmd("MAIL FROM:<bounce@acme.example>")
+        c.cmd("RCPT TO:<alice@example.org>")
+        assert c.cmd("DATA").startswith("354")
+        c.send(b"From: news@acme.example\r\nTo: alice@example.org\r\nSubject: hi\r\n\r\nbody" + lookalike
+               + smuggled + b"\r\n.\r\n")
+        reply = c.reply()
+        assert code_of(reply) == SMUGGLED, reply
+        assert c.cmd("NOOP").startswith("250")  # the session stays in step
+    time.sleep(0.2)
+    assert clean_sink.messages == []
+
+
+def test_network_client_needs_no_auth(relay, clean_sink, keys_dir):
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=5, source_address=("127.0.0.2", 0)) as s:
+        s.ehlo("app.beta.example")
+        s.mail("news@beta.example")
+        assert s.rcpt("carol@example.org")[0] == 250
+        code, _ = s.data(message(frm="news@beta.example", to="carol@example.org"))
+    assert code == 250
+    (got,) = clean_sink.wait_for(1)
+    assert verify_dkim(got.data, keys_dir, domain="beta.example", selector="b1")
+
+
+def test_network_client_limited_to_own_domain(relay, clean_sink):
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=5, source_address=("127.0.0.2", 0)) as s:
+        s.ehlo("app.beta.example")
+        code, text = s.mail("news@acme.example")
+    assert (code, text.split()[0].decode()) == POLICY_REFUSED
+
+
+def test_unknown_list_is_refused_and_list_id_selects(relay, clean_sink):
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        s.rcpt("alice@example.org")
+        code, text = s.data(message(List_Id="Acme Deals <deals.acme.example>"))
+    assert (code, text.split()[0].decode()) == POLICY_REFUSED
+    assert b"deals" in text
+    code, _ = send(relay.port, message(List_Id="Acme receipts <receipts.acme.example>"), ["alice@example.org"])
+    assert code == 250
+    code, _ = send(relay.port, message(List_Id="<news>"), ["alice@example.org"])
+    assert code == 250
+
+
+def test_missing_date_and_message_id_are_added(relay, clean_sink, keys_dir):
+    data = b"From: news@acme.example\r\nTo: alice@example.org\r\nSubject: bare\r\n\r\nhi\r\n"
+    assert send(relay.port, data, ["alice@example.org"])[0] == 250
+    (got,) = clean_sink.wait_for(1)
+    assert b"\r\nDate: " in got.data and b"\r\nMessage-ID: <" in got.data
+    assert verify_dkim(got.data, keys_dir)
+
+
+def test_every_decision_is_audited(relay, clean_sink):
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        s.rcpt("audited@example.org")
+        s.data(message(to="audited@example.org", Message_ID="<audit-1@acme.example>"))
+    rows = [r for r in relay.store.audit_rows(client="acme") if r.recipient == "audited@example.org"]
+    verdicts = [r.verdict for r in rows]
+    assert "accept" in verdicts and "deliver" in verdicts
+    assert all(r.list_key == "news" and r.queue_id for r in rows)
+
+
+def test_metrics_and_healthz(relay):
+    import urllib.request
+
+    with urllib.request.urlopen(relay.http + "/healthz", timeout=5) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(relay.http + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert "relay_messages_total" in text and "relay_data_seconds_bucket" in text

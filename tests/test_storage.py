@@ -1,0 +1,258 @@
+"""Tests for the storage package: migrations, audit log, spool leases (SQLite and PostgreSQL)."""
+
+from fixtures_db import *  # noqa: F403  (standalone until tests/conftest.py star-imports it)
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.exc import OperationalError
+from sqlmodel import SQLModel
+
+from storage import AuditEntry, Store, current_revision, make_engine, upgrade
+
+T0 = datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)
+CET = timezone(timedelta(hours=1))
+
+
+def _decision(client: str, recipient: str, **extra: object) -> dict[str, object]:
+    row: dict[str, object] = {"client": client, "recipient": recipient, "stage": "consent",
+                              "rule": "consent.required", "verdict": "accept", "queue_id": "Q1"}
+    return row | extra
+
+
+def _copy(recipient: str, **extra: object) -> dict[str, object]:
+    row: dict[str, object] = {"queue_id": "Q1", "client": "acme", "mail_from": "news@acme.test",
+                              "recipient": recipient, "data": b"Subject: hi\r\n\r\nbody\r\n"}
+    return row | extra
+
+
+@pytest.fixture
+def fresh_store(fresh_database_url: Callable[[], str]):
+    url = fresh_database_url()
+    upgrade(url)
+    s = Store(url)
+    yield s
+    s.close()
+
+
+# -- migrations ----------------------------------------------------------------
+
+def test_fresh_database_upgrades_to_head(fresh_database_url: Callable[[], str]) -> None:
+    engine = make_engine(fresh_database_url())
+    try:
+        assert current_revision(engine) is None
+        upgrade(engine)
+        assert current_revision(engine) == "0001"
+        insp = inspect(engine)
+        assert {"audit_log", "spool", "alembic_version"} <= set(insp.get_table_names())
+        assert {i["name"] for i in insp.get_indexes("audit_log")} == {
+            "ix_audit_log_at", "ix_audit_log_queue_id", "ix_audit_log_client_at"}
+        assert {i["name"] for i in insp.get_indexes("spool")} == {"ix_spool_next_attempt_at"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_twice_is_harmless_and_keeps_data(fresh_database_url: Callable[[], str]) -> None:
+    url = fresh_database_url()
+    upgrade(url)
+    s = Store(url)
+    try:
+        s.record_decisions([_decision("acme", "a@x.test")])
+        upgrade(url)
+        upgrade(s.engine)
+        assert current_revision(s.engine) == "0001"
+        assert len(s.audit_rows()) == 1
+    finally:
+        s.close()
+
+
+def test_concurrent_upgrades_do_not_collide(fresh_database_url: Callable[[], str]) -> None:
+    url = fresh_database_url()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def go() -> None:
+        try:
+            barrier.wait()
+            upgrade(url)
+        except BaseException as exc:  # collected and asserted in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    engine = make_engine(url)
+    try:
+        assert current_revision(engine) == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_migrations_match_models(fresh_database_url: Callable[[], str]) -> None:
+    engine = make_engine(fresh_database_url())
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(ctx, SQLModel.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_pragmas(fresh_database_url: Callable[[], str]) -> None:
+    url = fresh_database_url()
+    if not url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    engine = make_engine(url)
+    try:
+        upgrade(engine)  # turns foreign keys off while migrating; must restore them
+        with engine.connect() as conn:
+            pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+            assert pragma("journal_mode") == "wal"
+            assert pragma("synchronous") == 2  # FULL
+            assert pragma("busy_timeout") == 5000
+            assert pragma("foreign_keys") == 1
+    finally:
+        engine.dispose()
+
+
+# -- store basics --------------------------------------------------------------
+
+def test_ping(store: Store, tmp_path) -> None:
+    store.ping()
+    broken = Store(f"sqlite:///{tmp_path}/missing/dir/relay.db")
+    try:
+        with pytest.raises(OperationalError):
+            broken.ping()
+    finally:
+        broken.close()
+
+
+def test_run_uses_executor(store: Store) -> None:
+    async def main() -> int:
+        await store.run(store.ping)
+        return await store.run(store.spool_count)
+
+    assert isinstance(asyncio.run(main()), int)
+
+
+# -- audit log -----------------------------------------------------------------
+
+def test_audit_round_trip_with_aware_times(store: Store) -> None:
+    client = f"audit-{id(store)}"
+    # Mixed keys across rows and a non-UTC offset on input.
+    store.record_decisions([
+        _decision(client, "a@x.test", at=T0),
+        _decision(client, "b@x.test", at=T0.astimezone(CET), verdict="reject", code=550,
+                  status="5.7.1", reason="no consent", message_id="<m1@x>", list_key="news"),
+        _decision(client, "c@x.test", at=T0 + timedelta(hours=1)),
+    ])
+    rows = store.audit_rows(client=client)
+    assert [r.recipient for r in rows] == ["a@x.test", "b@x.test", "c@x.test"]
+    assert all(isinstance(r, AuditEntry) for r in rows)
+    assert rows[0].at == T0 and rows[0].at.tzinfo == timezone.utc
+    assert rows[1].at == T0 and rows[1].at.utcoffset() == timedelta(0)
+    assert (rows[1].verdict, rows[1].code, rows[1].status, rows[1].list_key) == ("reject", 550, "5.7.1", "news")
+    assert rows[0].code is None and rows[0].reason == ""
+    assert rows[0].id is not None and rows[0].id < rows[1].id < rows[2].id
+
+    later = store.audit_rows(client=client, since=T0 + timedelta(minutes=30))
+    assert [r.recipient for r in later] == ["c@x.test"]
+    assert store.audit_rows(client=client + "-other") == []
+
+
+def test_default_audit_time_is_now(store: Store) -> None:
+    client = f"now-{id(store)}"
+    before = datetime.now(timezone.utc)
+    store.record_decisions([_decision(client, "a@x.test")])
+    (row,) = store.audit_rows(client=client)
+    assert before - timedelta(seconds=1) <= row.at <= datetime.now(timezone.utc)
+
+
+def test_naive_datetime_is_rejected(store: Store) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        store.record_decisions([_decision("naive", "a@x.test", at=datetime(2025, 1, 1))])
+
+
+# -- spool ---------------------------------------------------------------------
+
+def test_spool_add_claim_retry_done(fresh_store: Store) -> None:
+    s = fresh_store
+    s.spool_add([_copy("a@x.test", next_attempt_at=T0), _copy("b@x.test", next_attempt_at=T0 + timedelta(minutes=5))])
+    assert s.spool_count() == 2
+
+    (a,) = s.spool_claim_due(T0, limit=10, lease_seconds=60)
+    assert a.recipient == "a@x.test" and a.data.startswith(b"Subject: hi")
+    assert a.lease_until == T0 + timedelta(seconds=60) and a.attempts == 0
+    assert a.created_at.tzinfo == timezone.utc
+    assert s.spool_claim_due(T0, limit=10, lease_seconds=60) == []  # leased, b not due
+
+    s.spool_retry(a.id, T0 + timedelta(minutes=10), "451 try later")
+    (b,) = s.spool_claim_due(T0 + timedelta(minutes=6), limit=10, lease_seconds=3600)
+    assert b.recipient == "b@x.test"
+    (a2,) = s.spool_claim_due(T0 + timedelta(minutes=10), limit=10, lease_seconds=60)
+    assert (a2.id, a2.attempts, a2.last_error) == (a.id, 1, "451 try later")
+
+    s.spool_done(a2.id)
+    s.spool_done(b.id)
+    assert s.spool_count() == 0
+
+
+def test_expired_lease_is_reclaimed(fresh_store: Store) -> None:
+    s = fresh_store
+    s.spool_add([_copy("a@x.test", next_attempt_at=T0)])
+    assert len(s.spool_claim_due(T0, limit=1, lease_seconds=30)) == 1
+    assert s.spool_claim_due(T0 + timedelta(seconds=29), limit=1, lease_seconds=30) == []
+    assert len(s.spool_claim_due(T0 + timedelta(seconds=31), limit=1, lease_seconds=30)) == 1
+
+
+def test_claim_respects_limit_and_order(fresh_store: Store) -> None:
+    s = fresh_store
+    s.spool_add([_copy(f"r{i}@x.test", next_attempt_at=T0 - timedelta(seconds=i)) for i in range(5)])
+    got = s.spool_claim_due(T0, limit=3, lease_seconds=60)
+    assert [c.recipient for c in got] == ["r4@x.test", "r3@x.test", "r2@x.test"]
+
+
+def test_concurrent_claims_never_share_a_row(fresh_database_url: Callable[[], str]) -> None:
+    url = fresh_database_url()
+    upgrade(url)
+    a, b = Store(url), Store(url)
+    try:
+        a.spool_add([_copy(f"r{i}@x.test", next_attempt_at=T0) for i in range(40)])
+        results: dict[str, list[int]] = {"a": [], "b": []}
+        errors: list[BaseException] = []
+        for _ in range(10):  # several rounds; the same `now` maximises contention
+            barrier = threading.Barrier(2)
+
+            def claim(name: str, s: Store) -> None:
+                try:
+                    barrier.wait()
+                    results[name] += [c.id for c in s.spool_claim_due(T0, limit=3, lease_seconds=300)]
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=claim, args=("a", a)), threading.Thread(target=claim, args=("b", b))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert errors == []
+        assert set(results["a"]).isdisjoint(results["b"])
+        assert len(results["a"]) + len(results["b"]) == len(set(results["a"]) | set(results["b"]))
+        # 10 rounds x 2 claimers x 3 = 60 > 40 rows: a claimer that loses a race
+        # takes the next rows instead of coming back empty, so all 40 go out once.
+        assert len(results["a"]) + len(results["b"]) == 40
+        assert results["a"] and results["b"]
+        assert b.spool_claim_due(T0, limit=100, lease_seconds=300) == []
+    finally:
+        a.close()
+        b.close()
