@@ -125,8 +125,16 @@ class SmtpUpstream:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        """Politely QUIT idle connections; busy ones are closed when their transaction ends."""
+        """Let transactions in flight finish (each bounded by the timeout), then QUIT.
+
+        New deliveries are refused as temporary from the moment close() is called.
+        """
+        if self._closed:
+            return
         self._closed = True
+        # Holding every slot means no transaction is running any more.
+        for _ in range(self.pool_size):
+            await self._slots.acquire()
         idle, self._idle = self._idle, []
         await asyncio.gather(*(self._quit(smtp) for smtp in idle))
 
@@ -202,15 +210,24 @@ class SmtpUpstream:
                 raise
 
     async def _quit(self, smtp: aiosmtplib.SMTP) -> None:
+        transport = smtp.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
         try:
             await smtp.quit(timeout=min(self.timeout, 5.0))
         except (aiosmtplib.SMTPException, OSError):
             pass
         finally:
             smtp.close()
-        # Let the transport's connection_lost callbacks run so the socket is really
-        # released before the caller closes the event loop (else: ResourceWarning).
-        await asyncio.sleep(0)
+        if transport is None or sock is None:
+            return
+        # After QUIT nothing is left to protect, so skip the TLS close_notify dance, which
+        # can wait up to 30 s for a peer that already left; then wait for the socket to be
+        # really released, so a caller that ends its event loop next leaks nothing.
+        transport.abort()
+        for _ in range(100):
+            if sock.fileno() == -1:
+                break
+            await asyncio.sleep(0.01)
 
     def _describe(self, exc: BaseException, stage: str) -> str:
         """A short human cause for a local failure; never the exception's repr or traceback."""

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -36,6 +37,9 @@ _SIGNED_SET = frozenset(SIGNED_HEADERS)
 _MAX_LINE = 78
 _NAME_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*$")
 _TXT_CHUNK = 255
+_T_MARK = b"\x01"  # placeholders for t= and bh= in cached layouts (never in validated names)
+_BH_MARK = b"\x02"
+_BH_LEN = 44  # base64 of a SHA-256 digest
 
 DkimPrivateKey = RSAPrivateKey | Ed25519PrivateKey
 
@@ -81,6 +85,31 @@ def _canon_body(body: bytes) -> bytes:
     return body[:end]
 
 
+def _canon_headers(names: list[bytes], values: list[bytes]) -> bytes:
+    """'name:value\\r\\n' for each pair, relaxed; the values are canonicalized in one batch of C-level passes."""
+    joined = b"\x00".join(values)
+    if joined.count(b"\x00") != len(values) - 1:  # a NUL inside a value: do them one by one
+        canon = [_canon_header_value(v) for v in values]
+    else:
+        canon = _squeeze_wsp(joined.replace(b"\r\n", b"")).split(b"\x00")
+    return b"".join([n + b":" + v.strip(b" ") + b"\r\n" for n, v in zip(names, canon, strict=True)])
+
+
+class _Layout(NamedTuple):
+    raw_a: bytes
+    raw_b: bytes
+    raw_c: bytes
+    canon_a: bytes
+    canon_b: bytes
+    canon_c: bytes
+
+
+def _split_marks(data: bytes, t_len: int) -> tuple[bytes, bytes, bytes]:
+    i = data.index(_T_MARK)
+    j = data.index(_BH_MARK)
+    return data[:i], data[i + t_len:j], data[j + _BH_LEN:]
+
+
 def _fold(prefix: bytes, atoms: list[tuple[bytes, bool]]) -> bytes:
     """Join atoms onto `prefix`, folding with CRLF SP before an atom that would pass _MAX_LINE; bool = space before it."""
     lines: list[bytes] = []
@@ -118,6 +147,7 @@ class DkimSigner:
         self._rsa_fixed = [b"v=1;", b"a=rsa-sha256;", b"c=relaxed/relaxed;", d_s[0] + b";", d_s[1] + b";"]
         self._ed_fixed = [b"v=1;", b"a=ed25519-sha256;", b"c=relaxed/relaxed;", d_s[0] + b";",
                           f"s={self.ed25519_selector};".encode()]
+        self._layouts: dict[tuple[bool, tuple[bytes, ...], int], _Layout] = {}
 
     def sign(self, header_lines: list[bytes], body: bytes, now: int) -> list[bytes]:
         """DKIM-Signature fields (CRLF-terminated, folded) to prepend to `header_lines`; rsa-sha256 first.
@@ -136,26 +166,42 @@ class DkimSigner:
                 found.setdefault(name, []).append(field[colon + 1:])
 
         h_names: list[bytes] = []
-        canon: list[bytes] = []
+        names: list[bytes] = []
+        values: list[bytes] = []
         for name in SIGNED_HEADERS:
-            values = found.get(name)
-            count = len(values) if values else 0
-            if values:
-                for value in reversed(values):  # RFC 6376 §5.4.2: instances are signed bottom-up
-                    canon.append(name + b":" + _canon_header_value(value) + b"\r\n")
+            instances = found.get(name)
+            count = len(instances) if instances else 0
+            if instances:
+                values.extend(reversed(instances))  # RFC 6376 §5.4.2: instances are signed bottom-up
+                names.extend([name] * count)
             extra = 1 if (name == _ALWAYS_OVERSIGNED or (count and name in OVERSIGNED_HEADERS)) else 0
             h_names.extend([name] * (count + extra))
-        signed_headers = b"".join(canon)
+        signed_headers = _canon_headers(names, values)
         bh = base64.b64encode(hashlib.sha256(_canon_body(body)).digest())
+        t = str(int(now)).encode()
 
-        parts = [n + b":" for n in h_names[:-1]] + [h_names[-1] + b";"]  # never empty: from is always listed
-        h_atoms = [(b"h=" + parts[0], True)] + [(part, False) for part in parts[1:]]
-        tail = [(f"t={int(now)};".encode(), True), (b"bh=" + bh + b";", True), *h_atoms]
-
-        out = [self._one(self._rsa_fixed, tail, signed_headers, self._rsa_b)]
+        h_key = tuple(h_names)
+        out = [self._one(self._layout(False, h_key, len(t)), t, bh, signed_headers, self._rsa_b)]
         if self.ed25519_key is not None:
-            out.append(self._one(self._ed_fixed, tail, signed_headers, self._ed_b))
+            out.append(self._one(self._layout(True, h_key, len(t)), t, bh, signed_headers, self._ed_b))
         return out
+
+    def _layout(self, ed: bool, h_names: tuple[bytes, ...], t_len: int) -> _Layout:
+        """The folded field around t= and bh= (raw and canonical), cached: it only depends on the names signed."""
+        key = (ed, h_names, t_len)
+        layout = self._layouts.get(key)
+        if layout is None:
+            parts = [n + b":" for n in h_names[:-1]] + [h_names[-1] + b";"]  # never empty: from is always listed
+            atoms = [(a, True) for a in (self._ed_fixed if ed else self._rsa_fixed)]
+            atoms += [(b"t=" + _T_MARK * t_len + b";", True), (b"bh=" + _BH_MARK * _BH_LEN + b";", True),
+                      (b"h=" + parts[0], True)] + [(part, False) for part in parts[1:]]
+            raw = _fold(b"DKIM-Signature:", atoms)  # ends after the h= tag; b= goes on its own line
+            canon = b"dkim-signature:" + _canon_header_value(raw[len(b"DKIM-Signature:"):]) + b" b="
+            layout = _Layout(*_split_marks(raw, t_len), *_split_marks(canon, t_len))
+            if len(self._layouts) >= 256:
+                self._layouts.clear()
+            self._layouts[key] = layout
+        return layout
 
     def _rsa_b(self, data: bytes) -> bytes:
         return self.rsa_key.sign(data, self._padding, self._hash)
@@ -164,16 +210,13 @@ class DkimSigner:
         assert self.ed25519_key is not None
         return self.ed25519_key.sign(hashlib.sha256(data).digest())  # RFC 8463 §3: Ed25519 over the SHA-256
 
-    def _one(self, fixed: list[bytes], tail: list[tuple[bytes, bool]], signed_headers: bytes,
-             signer: Callable[[bytes], bytes]) -> bytes:
-        atoms = [(a, True) for a in fixed] + tail
-        unsigned = _fold(b"DKIM-Signature:", atoms)  # ends after the h= tag; b= goes on its own line
-        value = unsigned[len(b"DKIM-Signature:"):]
-        data = signed_headers + b"dkim-signature:" + _canon_header_value(value) + b" b="
+    @staticmethod
+    def _one(layout: _Layout, t: bytes, bh: bytes, signed_headers: bytes, signer: Callable[[bytes], bytes]) -> bytes:
+        data = b"".join((signed_headers, layout.canon_a, t, layout.canon_b, bh, layout.canon_c))
         sig = base64.b64encode(signer(data))
         first = _MAX_LINE - len(b" b=")
         chunks = [sig[:first]] + [sig[i:i + _MAX_LINE - 1] for i in range(first, len(sig), _MAX_LINE - 1)]
-        return unsigned + b"\r\n b=" + b"\r\n ".join(chunks) + b"\r\n"
+        return b"".join((layout.raw_a, t, layout.raw_b, bh, layout.raw_c, b"\r\n b=", b"\r\n ".join(chunks), b"\r\n"))
 
 
 def load_private_key(path: Path) -> DkimPrivateKey:

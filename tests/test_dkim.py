@@ -286,6 +286,25 @@ def test_tampering_breaks_both_signatures(rsa_key: rsa.RSAPrivateKey, ed_key: ed
     assert not dkimpy.verify(tampered, dnsfunc=dns)
 
 
+def test_one_signer_many_messages(rsa_key: rsa.RSAPrivateKey) -> None:
+    """Layouts are cached per signed-name list: interleaved header sets and timestamps all verify."""
+    signer = DkimSigner(DOMAIN, SELECTOR, rsa_key)
+    cases = [(BASE_HEADERS, NOW), (LIST_HEADERS, NOW), (BASE_HEADERS, 5), (REPEATED_HEADERS, NOW + 1),
+             (LIST_HEADERS, 999_999_999), (BASE_HEADERS, NOW)]
+    for headers, now in cases:
+        fields = signer.sign(headers, BASE_BODY, now)
+        assert tags(fields[0])["t"] == str(now)
+        message = b"".join(fields) + b"".join(headers) + b"\r\n" + BASE_BODY
+        assert verify(message, rsa_dns(rsa_key)) == [True], (headers, now)
+
+
+def test_odd_header_bytes(rsa_key: rsa.RSAPrivateKey) -> None:
+    headers = BASE_HEADERS[1:] + [b"From: nul\x00inside <news@acme.example>\r\n", b"Subject:\t\r\n\t\r\n"]
+    fields = DkimSigner(DOMAIN, SELECTOR, rsa_key).sign(headers, BASE_BODY, NOW)
+    assert h_tag(fields[0]).count("subject") == 2
+    assert verify(b"".join(fields) + b"".join(headers) + b"\r\n" + BASE_BODY, rsa_dns(rsa_key)) == [True]
+
+
 def test_signer_rejects_bad_arguments(rsa_key: rsa.RSAPrivateKey, ed_key: ed25519.Ed25519PrivateKey) -> None:
     with pytest.raises(ValueError, match="selector"):
         DkimSigner(DOMAIN, "bad selector", rsa_key)
