@@ -43,6 +43,8 @@ class DkimConfig:
     selector: str
     key_file: Path
     ed25519_key_file: Path | None = None
+    # one DNS name publishes one key: the ed25519 key needs a selector of its own
+    ed25519_selector: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,13 +297,16 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
     if not _EMAIL_RE.match(contact):
         raise t.fail("contact_email", f"{contact!r} is not an email address")
     dkim_t = t.table("dkim", required=True)
-    dkim = DkimConfig(
-        selector=dkim_t.text("selector"),
-        key_file=_path(base, dkim_t.text("key_file")),
-        ed25519_key_file=_path(base, dkim_t.text("ed25519_key_file", None)),
-    )
-    if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", dkim.selector):
-        raise dkim_t.fail("selector", f"{dkim.selector!r} is not a valid DKIM selector")
+    selector = dkim_t.text("selector")
+    if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", selector):
+        raise dkim_t.fail("selector", f"{selector!r} is not a valid DKIM selector")
+    ed_key_file = _path(base, dkim_t.text("ed25519_key_file", None))
+    ed_selector = dkim_t.text("ed25519_selector", None)
+    if ed_key_file is not None:
+        ed_selector = ed_selector or f"{selector}-ed25519"
+        if ed_selector == selector:
+            raise dkim_t.fail("ed25519_selector", "must differ from selector (one DNS record per key)")
+    dkim = DkimConfig(selector, _path(base, dkim_t.text("key_file")), ed_key_file, ed_selector)
     dkim_t.finish()
     networks = []
     for raw in t.get("networks", list, []):

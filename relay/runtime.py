@@ -201,9 +201,14 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def busy(self) -> bool:
+        """A transaction is under way somewhere: processing, background work, or a client mid-envelope."""
+        return bool(self.in_flight or self._tasks or any(
+            getattr(getattr(s, "envelope", None), "mail_from", None) for s in self.sessions))
+
     async def drain(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while (self.in_flight or self._tasks) and time.monotonic() < deadline:
+        while self.busy() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:

@@ -1,0 +1,4 @@
+"""`python -m relay` runs the CLI."""
+from relay.cli import main
+
+main()
