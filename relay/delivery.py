@@ -23,7 +23,6 @@ Status = Literal["delivered", "temporary", "permanent"]
 # I/O error). They are ordinary SMTP codes of the right class, not 0, because callers put
 # `f"{code} {reply}"` into replies, audit rows and DSNs; the reply text says it was local.
 LOCAL_TEMPFAIL = 451
-LOCAL_PERMFAIL = 554
 LOCAL_BAD_ADDRESS = 553
 
 
@@ -106,7 +105,6 @@ class SmtpUpstream:
         # idle one exists, so open connections (idle + busy) never exceed pool_size.
         self._slots = asyncio.Semaphore(pool_size)
         self._idle: list[aiosmtplib.SMTP] = []
-        self._busy: set[aiosmtplib.SMTP] = set()
         self._closed = False
         # Opportunistic TLS, Postfix's `smtp_tls_security_level = may`: encrypt when the
         # server offers STARTTLS but do not verify its certificate, since MX certificates
@@ -157,16 +155,12 @@ class SmtpUpstream:
             # server's idle timeout; the cold ones at the bottom die off on their own.
             smtp = self._idle.pop()
             if smtp.is_connected:
-                self._busy.add(smtp)
                 return smtp, True
             _drop(smtp)
-        smtp = await self._connect()
-        self._busy.add(smtp)
-        return smtp, False
+        return await self._connect(), False
 
     def _checkin(self, smtp: aiosmtplib.SMTP) -> None:
         # Even while closing: close() waits for every slot and then QUITs the idle list.
-        self._busy.discard(smtp)
         if smtp.is_connected:
             self._idle.append(smtp)
         else:
@@ -175,7 +169,6 @@ class SmtpUpstream:
     def _discard(self, smtp: aiosmtplib.SMTP) -> None:
         # After an error the session state is unknown (half-sent command, desynced
         # replies): never hand such a connection to the next message.
-        self._busy.discard(smtp)
         _drop(smtp)
 
     async def _connect(self) -> aiosmtplib.SMTP:
@@ -242,7 +235,7 @@ class SmtpUpstream:
 
     def _describe(self, exc: BaseException, stage: str) -> str:
         """A short human cause for a local failure; never the exception's repr or traceback."""
-        if isinstance(exc, aiosmtplib.SMTPTimeoutError) or isinstance(exc, TimeoutError):
+        if isinstance(exc, TimeoutError):  # aiosmtplib's timeouts subclass it
             what = "connecting to" if stage == "connect" else f"waiting for reply to {stage} from"
             return f"timeout after {self.timeout:g}s {what} {self._where}"
         # aiosmtplib wraps the socket error (its own errors are ConnectionErrors too), so
@@ -340,7 +333,10 @@ class SmtpUpstream:
                                   "the upstream may or may not have the message"), False
             return _temporary(self._describe(exc, stage)), False
         except (aiosmtplib.SMTPException, OSError) as exc:  # timeouts and the rest
-            return _temporary(self._describe(exc, stage)), False
+            text = self._describe(exc, stage)
+            if stage == "DATA":  # a reply we gave up waiting for may still have been 250
+                text += "; the upstream may or may not have the message"
+            return _temporary(text), False
 
     async def _finish(self, smtp: aiosmtplib.SMTP, clean: bool) -> None:
         """Return the connection to the pool in a known state, or drop it."""

@@ -76,3 +76,67 @@ class SpooledCopy(SQLModel, table=True):
     attempts: int = 0
     last_error: str = ""
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Consent(SQLModel, table=True):
+    """One address's permission to receive one client's list, with its provenance."""
+
+    __tablename__ = "consent"
+    __table_args__ = (Index("ux_consent_client_list_address", "client", "list_key", "address", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    client: str
+    list_key: str
+    address: str  # normalised: local part as given, domain lower-case IDNA
+    status: str  # pending / confirmed / revoked
+    method: str  # single / double
+    source: str
+    signed_up_at: datetime = Field(sa_type=UTCDateTime)
+    ip: str | None = None
+    disclosure: str = ""
+    confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_contact_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    extra: str = ""  # JSON of extra columns kept from an import
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ConsentEvent(SQLModel, table=True):
+    """The history of a consent record: every change, with when, how and from where."""
+
+    __tablename__ = "consent_event"
+    __table_args__ = (Index("ix_consent_event_lookup", "client", "address"),
+                      Index("ix_consent_event_client_at", "client", "at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    client: str
+    list_key: str
+    address: str
+    event: str  # created / confirmed / revoked / reminded / refreshed ...
+    status: str  # the status after the event
+    channel: str  # import / admin / api / form / one-click / page / mailto ...
+    ip: str | None = None
+    detail: str = ""
+
+
+class Suppression(SQLModel, table=True):
+    """Never send: to an address or a whole domain, globally, for a client, or for one list."""
+
+    __tablename__ = "suppression"
+    __table_args__ = (
+        Index("ux_suppression_target", "scope", "client", "list_key", "address", "domain", unique=True),
+        Index("ix_suppression_address", "address"),
+        Index("ix_suppression_domain", "domain"),
+        Index("ix_suppression_client_at", "client", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str  # global / client / list
+    client: str = ""  # "" for global (NULLs would defeat the unique index)
+    list_key: str = ""  # "" unless scope is list
+    address: str = ""  # normalised address, or "" for a domain entry
+    domain: str = ""  # set for a whole-domain entry ("@domain"), else ""
+    reason: str  # unsubscribe / complaint / bounce / do-not-contact / manual
+    source: str = ""  # channel or who: one-click, page, mailto, cli, import:FILE ...
+    created_at: datetime = Field(sa_type=UTCDateTime)

@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -72,6 +73,17 @@ class Collector:
         self.connections = 0
         self.servers: list[AiosmtpdSMTP] = []
         self.lock = threading.Lock()
+        self.mail_421_once = False  # answer the next MAIL with 421, as a server going idle does
+        self.data_delay = 0.0
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any,
+                          address: str, mail_options: list[str]) -> str:
+        if self.mail_421_once:
+            self.mail_421_once = False
+            return "421 4.4.2 sink closing idle connection"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any,
                           address: str, rcpt_options: list[str]) -> str:
@@ -81,6 +93,8 @@ class Collector:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         with self.lock:
             self.messages.append(Received(
                 envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content,
@@ -288,6 +302,45 @@ def test_dead_pooled_connection_is_retried_once_on_a_fresh_one(
     assert "retrying on a fresh one" in caplog.text
 
 
+def test_421_to_mail_on_pooled_connection_is_retried(
+        start_sink: Callable[..., tuple[str, Collector]], caplog: pytest.LogCaptureFixture) -> None:
+    url, sink = start_sink()
+    caplog.set_level(logging.INFO, logger="relay.delivery")
+
+    async def run() -> list[DeliveryResult]:
+        upstream = SmtpUpstream(url, pool_size=1, timeout=TIMEOUT, helo_name="relay.test")
+        try:
+            first = await upstream.deliver("s@acme.example", "a@dest.example", MESSAGE)
+            sink.mail_421_once = True
+            second = await upstream.deliver("s@acme.example", "b@dest.example", MESSAGE)
+        finally:
+            await upstream.close()
+        return [first, second]
+
+    assert [r.status for r in asyncio.run(run())] == ["delivered", "delivered"]
+    assert sink.connections == 2 and len(sink.messages) == 2
+    assert "sink closing idle connection" in caplog.text and "retrying" in caplog.text
+
+
+def test_close_waits_for_transactions_in_flight(start_sink: Callable[..., tuple[str, Collector]]) -> None:
+    url, sink = start_sink()
+    sink.data_delay = 0.3
+
+    async def run() -> tuple[list[DeliveryResult], DeliveryResult]:
+        upstream = SmtpUpstream(url, pool_size=3, timeout=TIMEOUT, helo_name="relay.test")
+        tasks = [asyncio.create_task(upstream.deliver("s@acme.example", f"r{i}@dest.example", MESSAGE))
+                 for i in range(3)]
+        await asyncio.sleep(0.1)  # all three are waiting for the reply to the final dot
+        await upstream.close()
+        late = await upstream.deliver("s@acme.example", "late@dest.example", MESSAGE)
+        return [t.result() for t in tasks], late
+
+    in_flight, late = asyncio.run(run())
+    assert [r.status for r in in_flight] == ["delivered"] * 3
+    assert late.status == "temporary" and "shutting down" in late.reply
+    assert len(sink.messages) == 3
+
+
 def test_starttls_used_when_offered_even_with_self_signed_cert(
         start_sink: Callable[..., tuple[str, Collector]], server_tls: ssl.SSLContext) -> None:
     url, sink = start_sink(tls_context=server_tls)
@@ -418,7 +471,18 @@ def test_slow_banner_times_out(smtp_sink: Callable[..., str]) -> None:
 
 def test_no_8bitmime_still_sends_bytes(smtp_sink: Callable[..., str]) -> None:
     # smtp-sink -8 does not announce 8BITMIME: we must not claim BODY=8BITMIME, yet deliver
-    assert deliver_once(smtp_sink("-8")).status == "delivered"
+    # the bytes unchanged (re-encoding would break DKIM). -D dumps what it received.
+    dump_dir = Path(tempfile.mkdtemp(prefix="smtp-sink-"))
+    try:
+        dump_dir.chmod(0o777)  # smtp-sink may run as nobody
+        assert deliver_once(smtp_sink("-8", "-D", str(dump_dir / "dump"))).status == "delivered"
+        dump = (dump_dir / "dump").read_bytes()
+    finally:
+        shutil.rmtree(dump_dir)
+    assert b"X-Mail-Args: <sender@acme.example> SIZE=" not in dump  # no SIZE offered either
+    assert b"X-Mail-Args: <sender@acme.example>\n" in dump
+    assert b"BODY=8BITMIME" not in dump
+    assert b"Caf\xc3\xa9 cr\xc3\xa8me" in dump
 
 
 # -- Maildir ---------------------------------------------------------------------------

@@ -1,0 +1,623 @@
+"""consent-relay benchmark harness: one command, one machine, one markdown section of results.
+
+    .venv/bin/python bench/run.py [--quick] [--out bench/RESULTS.md]
+
+What one run does (see bench/README.md):
+  * starts a counting sink (bench/sink.py, bare aiosmtpd, separate process);
+  * for each case (10 KB / 100 KB payload x 1 / 100 recipients, 20 concurrent sessions) starts
+    `relay serve` (one process) and `relay serve --workers 2` on a generated config whose
+    upstream is the sink and whose [policy] stages are every stage `relay stages` lists;
+  * measures, in interleaved rounds (baseline, relay, relay-w2, baseline, ...), a fixed message
+    count with Postfix smtp-source (or bench/loadgen.py when smtp-source is absent or its
+    messages do not pass the relay): messages/s at the client, copies/s counted at the sink;
+  * measures end-of-DATA -> reply latency (p50/p99) with bench/loadgen.py paced at half of the
+    measured maximum of each target;
+  * reads the peak RSS (VmHWM) of every relay process (workers and their parent);
+  * runs bench/dkim_bench.py (DkimSigner.sign vs raw OpenSSL RSA sign, per copy);
+  * appends a dated section to bench/RESULTS.md (never overwrites).
+
+Every process it starts runs in its own process group and is stopped in `finally`, also on
+Ctrl-C or SIGTERM. Only loopback addresses are used.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+import loadgen  # noqa: E402  (bench/loadgen.py)
+
+PY = sys.executable
+RELAY = str(Path(PY).with_name("relay")) if Path(PY).with_name("relay").exists() else shutil.which("relay") or "relay"
+SMTP_SOURCE = "/usr/sbin/smtp-source" if os.access("/usr/sbin/smtp-source", os.X_OK) else shutil.which("smtp-source")
+HOST = "127.0.0.1"
+SENDER = "bench@bench.example"
+TO = "rcpt@example.org"
+CONSENT_ROWS = 1_000_000
+
+TARGETS_TEXT = {
+    "t1": "one process, all stages, 10 KB 1 rcpt: ≥ 40 % of bare sink msgs/s",
+    "t2": "workers=2 ≥ 1.7× one process (10 KB 1 rcpt)",
+    "t3": "100 rcpt (10 KB), 2 workers: ≥ 1,500 copies/s",
+    "t4": "DKIM per copy ≤ 1.5× raw OpenSSL RSA-2048 sign",
+    "t5": "p99 end-of-DATA latency at half load ≤ 50 ms (10 KB 1 rcpt, relay 1 and 2 workers)",
+}
+
+
+# --------------------------------------------------------------------------- processes
+
+class Procs:
+    """Every process the harness starts; each in its own session (process group), all stopped at the end."""
+
+    def __init__(self) -> None:
+        self.items: list[subprocess.Popen] = []
+
+    def start(self, argv: list[str], **kw) -> subprocess.Popen:
+        p = subprocess.Popen(argv, start_new_session=True, **kw)
+        self.items.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen, grace: float = 15.0) -> None:
+        """SIGTERM the process group of p (relay workers included), then SIGKILL after `grace`."""
+        if p.poll() is None:
+            _signal_group(p.pid, signal.SIGTERM)
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(p.pid, signal.SIGKILL)
+                p.wait(5)
+        # forked workers outliving their parent would still be in the group
+        _signal_group(p.pid, signal.SIGKILL)
+        if p in self.items:
+            self.items.remove(p)
+
+    def stop_all(self) -> None:
+        for p in list(reversed(self.items)):
+            try:
+                self.stop(p, grace=5.0)
+            except Exception as exc:  # keep stopping the others
+                print(f"bench: could not stop pid {p.pid}: {exc}", file=sys.stderr)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def tree_pids(root: int) -> list[int]:
+    """root and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def vm_hwm_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_smtp(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Until the port answers with a 220 banner (or the process died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection((HOST, port), timeout=2) as s:
+                if s.recv(512).startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing answered SMTP on {HOST}:{port} within {timeout:.0f}s")
+
+
+# --------------------------------------------------------------------------- sink
+
+class Sink:
+    def __init__(self, procs: Procs, workdir: Path):
+        self.proc = procs.start([PY, str(BENCH / "sink.py"), "--stats-file", str(workdir / "sink-stats.json")],
+                                stdout=subprocess.PIPE, text=True)
+        info = json.loads(self.proc.stdout.readline())
+        self.port, self.control_port, self.pid = info["smtp_port"], info["control_port"], info["pid"]
+        wait_smtp(self.port, self.proc)
+
+    def _ask(self, cmd: str) -> dict:
+        with socket.create_connection((HOST, self.control_port), timeout=10) as s:
+            s.sendall(cmd.encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+        return json.loads(buf)
+
+    def stats(self) -> dict:
+        return self._ask("STATS")
+
+    def reset(self) -> dict:
+        return self._ask("RESET")
+
+
+# --------------------------------------------------------------------------- relay
+
+def relay_stages() -> list[str]:
+    out = subprocess.run([RELAY, "stages"], capture_output=True, text=True, check=True, cwd=ROOT, timeout=60).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def seed_consent(config_path: Path, recipients: list[str]) -> None:
+    """THE place to seed consent before measuring (called for every relay config the bench makes).
+
+    Today it does nothing. When `relay stages` lists a `consent` stage, the relay will refuse the
+    bench recipients unless they have consent for list `news` of client `bench`; to measure
+    realistically this hook must then insert CONSENT_ROWS (1,000,000) consent rows into the
+    config's [storage] database -- confirmed double opt-in, recent, with provenance -- that
+    include every address in `recipients` (rcpt@example.org, 2rcpt@example.org, ...
+    100rcpt@example.org), e.g. with a bulk INSERT through storage/ or a generated CSV fed to
+    `relay --config CONFIG consent import FILE.csv --client bench --list news`.
+    Keep it fast (one transaction, executemany) so it fits the run's time budget.
+    """
+    return None
+
+
+def write_relay_config(d: Path, sink_port: int, stages: list[str]) -> tuple[Path, int, int]:
+    d.mkdir(parents=True, exist_ok=True)
+    key = d / "b.pem"
+    if not key.exists():
+        subprocess.run([RELAY, "dkim", "keygen", "bench.example", "--selector", "b1", "--out", str(key)],
+                       check=True, capture_output=True, cwd=d, timeout=60)
+    smtp_port, http_port = free_port(), free_port()
+    cfg = f"""# generated by bench/run.py
+[relay]
+hostname = "relay.bench.example"
+listen = "{HOST}:{smtp_port}"
+max_message_size = 26214400
+max_recipients = 1000
+max_connections = 1000
+max_connections_per_ip = 1000
+
+[http]
+listen = "{HOST}:{http_port}"
+public_url = "http://{HOST}:{http_port}"
+
+[storage]
+url = "sqlite:///{d / 'relay.db'}"
+
+[upstream]
+url = "smtp://{HOST}:{sink_port}"
+pool_size = 8
+
+[secrets]
+token_key_file = "{d / 'token.key'}"
+
+[policy]
+stages = {json.dumps(stages)}
+
+[clients.bench]
+networks = ["127.0.0.0/8"]
+sender_domains = ["bench.example"]
+company = "Bench Example Ltd"
+contact_email = "hello@bench.example"
+postal_address = "Bench Example Ltd, 1 Test Street, Springfield, IL 62701, USA"
+dkim = {{ selector = "b1", key_file = "{key}" }}
+default_list = "news"
+
+[clients.bench.lists.news]
+name = "Bench News"
+kind = "marketing"
+confirmed_opt_in = true
+max_consent_age_days = 730
+"""
+    path = d / "relay.toml"
+    path.write_text(cfg)
+    return path, smtp_port, http_port
+
+
+@dataclass
+class Relay:
+    name: str
+    workers: int
+    proc: subprocess.Popen
+    port: int
+    log: Path
+
+    def peak_rss_kib(self) -> tuple[int, int]:
+        """(sum of VmHWM over every process of this relay, number of processes)."""
+        pids = tree_pids(self.proc.pid)
+        return sum(vm_hwm_kib(p) for p in pids), len(pids)
+
+
+def start_relay(procs: Procs, d: Path, sink_port: int, stages: list[str], workers: int, name: str) -> Relay:
+    config, smtp_port, _ = write_relay_config(d, sink_port, stages)
+    seed_consent(config, loadgen.recipients_for(TO, 100))
+    log = d / f"{name}.log"
+    with open(log, "ab") as fh:
+        proc = procs.start([RELAY, "--config", str(config), "serve", "--workers", str(workers)],
+                           stdout=fh, stderr=subprocess.STDOUT, cwd=d)
+    try:
+        wait_smtp(smtp_port, proc)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}; relay log {log}:\n{log.read_text()[-2000:]}") from None
+    return Relay(name, workers, proc, smtp_port, log)
+
+
+# --------------------------------------------------------------------------- load
+
+@dataclass
+class Case:
+    size: int
+    rcpts: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.size // 1024} KB, {self.rcpts} rcpt"
+
+
+def smtp_source_argv(port: int, case: Case, count: int, sessions: int) -> list[str]:
+    return [SMTP_SOURCE, "-s", str(sessions), "-m", str(count), "-l", str(case.size), "-r", str(case.rcpts),
+            "-d", "-f", SENDER, "-t", TO, "-M", "bench.example", "-S", "bench", f"{HOST}:{port}"]
+
+
+def throughput_run(gen: str, port: int, case: Case, count: int, sessions: int, sink: Sink) -> dict:
+    """One fixed-count run as fast as possible; copies are counted at the sink."""
+    sink.reset()
+    t0 = time.perf_counter()
+    if gen == "smtp-source":
+        p = subprocess.run(smtp_source_argv(port, case, count, sessions), capture_output=True, text=True,
+                           timeout=300)
+        elapsed = time.perf_counter() - t0
+        ok = p.returncode == 0
+        sent = count if ok else 0
+        err = "" if ok else (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1]
+    else:
+        r = asyncio.run(loadgen.run_load(HOST, port, sessions=sessions, messages=count, size=case.size,
+                                         recipients=case.rcpts, sender=SENDER, to=TO, timeout=300))
+        elapsed = time.perf_counter() - t0
+        sent, ok, err = r["sent"], r["errors"] == 0, r["first_error"]
+    # the relay answers 250 only after every copy reached the upstream; give stragglers a moment anyway
+    want = sent * case.rcpts
+    deadline = time.monotonic() + 2
+    s = sink.stats()
+    while s["copies"] < want and time.monotonic() < deadline:
+        time.sleep(0.05)
+        s = sink.stats()
+    return {"elapsed": elapsed, "sent": sent, "ok": ok, "error": err,
+            "msgs_per_s": sent / elapsed, "copies_per_s": s["copies"] / elapsed,
+            "sink_messages": s["messages"], "sink_copies": s["copies"], "expected_copies": want}
+
+
+def latency_run(port: int, case: Case, rate: float, seconds: float, min_samples: int, sessions: int) -> dict:
+    count = max(min_samples, int(rate * seconds))
+    r = asyncio.run(loadgen.run_load(HOST, port, sessions=sessions, messages=count, size=case.size,
+                                     recipients=case.rcpts, sender=SENDER, to=TO, rate=rate, timeout=300))
+    r["rate"] = rate
+    return r
+
+
+def smtp_source_ok(port: int, sink: Sink) -> tuple[bool, str]:
+    """Does one smtp-source message (1 and 3 recipients) pass the relay and arrive at the sink?"""
+    for rc in (1, 3):
+        r = throughput_run("smtp-source", port, Case(1024, rc), 1, 1, sink)
+        if not r["ok"] or r["sink_copies"] != rc:
+            return False, r["error"] or f"sink got {r['sink_copies']} of {rc} copies"
+    return True, ""
+
+
+# --------------------------------------------------------------------------- dkim
+
+def dkim_cost(iterations: int) -> dict:
+    """Run the colleague's bench/dkim_bench.py and read its figures."""
+    p = subprocess.run([PY, str(BENCH / "dkim_bench.py"), "--iterations", str(iterations)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    out = p.stdout
+    m_d = re.search(r"DkimSigner\.sign[^:]*:\s*([\d.]+) us/copy", out)
+    m_r = re.search(r"raw OpenSSL[^:]*:\s*([\d.]+) us/copy", out)
+    m_m = re.search(r"message:\s*(\d+) bytes", out)
+    if not (m_d and m_r):
+        return {"error": (out + p.stderr).strip()[-500:]}
+    d, r = float(m_d.group(1)), float(m_r.group(1))
+    return {"dkim_us": d, "raw_us": r, "ratio": d / r, "message_bytes": int(m_m.group(1)) if m_m else None,
+            "output": out.strip()}
+
+
+# --------------------------------------------------------------------------- environment
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, AttributeError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+    pkgs = {}
+    for name in ("consent-relay", "aiosmtpd", "aiosmtplib", "cryptography", "dkimpy", "sqlmodel", "aiohttp"):
+        try:
+            pkgs[name] = version(name)
+        except PackageNotFoundError:
+            pkgs[name] = "absent"
+    try:
+        ossl = subprocess.run([PY, "-c", "from cryptography.hazmat.backends.openssl import backend;"
+                               "print(backend.openssl_version_text())"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except Exception:
+        ossl = "?"
+    return {"nproc": os.cpu_count(), "cpu": cpu, "mem": mem, "kernel": platform.release(),
+            "python": platform.python_version(), "packages": pkgs, "openssl": ossl}
+
+
+# --------------------------------------------------------------------------- main
+
+@dataclass
+class VariantResult:
+    rounds: list[dict] = field(default_factory=list)
+    count: int = 0
+    latency: dict | None = None
+    rss_kib: int | None = None
+    nprocs: int | None = None
+    error: str = ""
+
+    def median(self, key: str) -> float | None:
+        vals = [r[key] for r in self.rounds if r["ok"]]
+        return statistics.median(vals) if vals else None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer and shorter rounds (about 1.5 minutes)")
+    ap.add_argument("--out", default=str(BENCH / "RESULTS.md"), help="markdown file to append to")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case (default 3; quick 1)")
+    ap.add_argument("--seconds", type=float, default=None, help="target length of one run (default 3; quick 1)")
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--loadgen", action="store_true", help="use bench/loadgen.py even when smtp-source exists")
+    args = ap.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = args.seconds or (1.0 if args.quick else 3.0)
+    lat_seconds = 2.0 if args.quick else 4.0
+    min_lat_samples = 10 if args.quick else 20
+    dkim_iters = 500 if args.quick else 2000
+    sessions = args.sessions
+    min_count = sessions if args.quick else 2 * sessions
+    cases = [Case(10240, 1), Case(10240, 100), Case(102400, 1), Case(102400, 100)]
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/run.py", *sys.argv[1:]])
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    procs = Procs()
+    started = dt.datetime.now(dt.timezone.utc)
+    t_start = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    results: dict[str, dict[str, VariantResult]] = {}
+    notes: list[str] = []
+    try:
+        stages = relay_stages()
+        print(f"bench: stages on: {', '.join(stages)}", flush=True)
+        if "consent" in stages:
+            notes.append(f"A `consent` stage is on: realistic figures need {CONSENT_ROWS:,} consent rows seeded "
+                         "in `seed_consent()` (bench/run.py), which does nothing yet — recipients without "
+                         "consent are refused, so these relay figures are not meaningful until it does.")
+        print("bench: DKIM per-copy cost (bench/dkim_bench.py) ...", flush=True)
+        dkim = dkim_cost(dkim_iters)
+        sink = Sink(procs, tmp)
+        print(f"bench: sink on {HOST}:{sink.port} (control {sink.control_port})", flush=True)
+
+        gen = "smtp-source" if SMTP_SOURCE and not args.loadgen else "loadgen"
+        if gen == "smtp-source":
+            probe = start_relay(procs, tmp / "probe", sink.port, stages, 1, "probe")
+            ok, why = smtp_source_ok(probe.port, sink)
+            procs.stop(probe.proc)
+            if not ok:
+                gen = "loadgen"
+                notes.append(f"smtp-source's messages did not pass the relay ({why}); bench/loadgen.py "
+                             "generated the load for every target (baseline included) instead.")
+        elif not SMTP_SOURCE:
+            notes.append("smtp-source not found: bench/loadgen.py generated the load.")
+        print(f"bench: load generator: {gen}", flush=True)
+
+        for ci, case in enumerate(cases):
+            print(f"bench: case {case.label} ...", flush=True)
+            res = {v: VariantResult() for v in ("baseline", "relay", "relay-w2")}
+            results[case.label] = res
+            relays: dict[str, Relay] = {}
+            try:
+                relays["relay"] = start_relay(procs, tmp / f"c{ci}-w1", sink.port, stages, 1, "relay")
+                relays["relay-w2"] = start_relay(procs, tmp / f"c{ci}-w2", sink.port, stages, 2, "relay-w2")
+                ports = {"baseline": sink.port, "relay": relays["relay"].port, "relay-w2": relays["relay-w2"].port}
+                # calibration (doubles as warm-up): size each target's fixed count to ~`seconds`
+                warm = max(sessions, 200 // case.rcpts)
+                for v, port in ports.items():
+                    r = throughput_run(gen, port, case, warm, sessions, sink)
+                    if not r["ok"]:
+                        res[v].error = r["error"]
+                        print(f"bench:   {v} warm-up failed: {r['error']}", flush=True)
+                        continue
+                    res[v].count = int(min(max(min_count, r["msgs_per_s"] * seconds), 200_000))
+                for i in range(rounds):
+                    for v, port in ports.items():
+                        if res[v].error:
+                            continue
+                        r = throughput_run(gen, port, case, res[v].count, sessions, sink)
+                        res[v].rounds.append(r)
+                        if not r["ok"]:
+                            res[v].error = r["error"]
+                        elif r["sink_copies"] != r["expected_copies"]:
+                            notes.append(f"{case.label} {v} round {i + 1}: sink counted {r['sink_copies']} "
+                                         f"copies, expected {r['expected_copies']}")
+                        print(f"bench:   round {i + 1} {v:9} {r['sent']:6d} msgs {r['elapsed']:6.2f}s "
+                              f"{r['msgs_per_s']:8.1f} msg/s {r['copies_per_s']:9.1f} copies/s"
+                              f"{'  ERROR ' + r['error'] if not r['ok'] else ''}", flush=True)
+                for v, port in ports.items():
+                    mps = res[v].median("msgs_per_s")
+                    if not mps:
+                        continue
+                    lat = latency_run(port, case, mps / 2, lat_seconds, min_lat_samples, sessions)
+                    res[v].latency = lat
+                    print(f"bench:   latency {v:9} at {mps / 2:7.1f} msg/s: p50 {lat['p50_ms']} ms, "
+                          f"p99 {lat['p99_ms']} ms ({lat['samples']} samples, {lat['errors']} errors)", flush=True)
+                for v, relay in relays.items():
+                    res[v].rss_kib, res[v].nprocs = relay.peak_rss_kib()
+            finally:
+                for relay in relays.values():
+                    procs.stop(relay.proc)
+        elapsed = time.monotonic() - t_start
+        section = render(started, elapsed, command, stages, gen, sessions, rounds, seconds, lat_seconds,
+                         cases, results, dkim, notes, machine_info(), args.quick)
+        out = Path(args.out)
+        with open(out, "a") as fh:
+            if out.stat().st_size == 0:
+                fh.write("# consent-relay benchmark results\n\nEach run of `bench/run.py` appends a section "
+                         "(newest last). See bench/README.md.\n")
+            fh.write("\n" + section)
+        print(section)
+        print(f"bench: appended to {out} ({elapsed:.0f}s)")
+        return 0
+    except KeyboardInterrupt:
+        print("bench: interrupted; stopping everything", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fmt(x: float | None, nd: int = 0) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:,.{nd}f}"
+
+
+def render(started, elapsed, command, stages, gen, sessions, rounds, seconds, lat_seconds, cases, results,
+           dkim, notes, mi, quick) -> str:
+    L: list[str] = []
+    L.append(f"## {started.strftime('%Y-%m-%d %H:%M UTC')}{' (quick)' if quick else ''}\n")
+    L.append(f"- command: `{command}` (took {elapsed:.0f} s)")
+    L.append(f"- machine: {mi['nproc']} CPUs, {mi['cpu']}, {mi['mem']} RAM, Linux {mi['kernel']}")
+    L.append(f"- Python {mi['python']}; " + ", ".join(f"{k} {v}" for k, v in mi["packages"].items())
+             + f"; {mi['openssl']}")
+    L.append(f"- stages on (from `relay stages`): {', '.join(f'`{s}`' for s in stages)}")
+    L.append(f"- load: {gen}{' (' + SMTP_SOURCE + ')' if gen == 'smtp-source' else ''}, {sessions} concurrent "
+             f"sessions, connections reused (-d); {rounds} interleaved round(s) per case, median; each target's "
+             f"message count fixed per case from a warm-up run to last ~{seconds:g} s")
+    L.append(f"- latency: bench/loadgen.py paced at half of each target's measured msgs/s for ~{lat_seconds:g} s; "
+             "time from sending the final `.` to the reply")
+    L.append("- relay: `relay --config <tmp>/relay.toml serve [--workers 2]`, upstream = the counting sink "
+             "(bench/sink.py, pool_size 8); baseline = the load generator straight at the same sink")
+    L.append("- peak RSS = sum of VmHWM of every relay process (with --workers 2: both workers and their parent)\n")
+    L.append("| case | target | msgs | msgs/s | copies/s (at sink) | vs baseline | w2 / w1 | p50 ms | p99 ms "
+             "| at msgs/s | peak RSS MiB (procs) | rounds msgs/s |")
+    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+    for case in cases:
+        res = results.get(case.label)
+        if not res:
+            continue
+        base = res["baseline"].median("msgs_per_s")
+        w1 = res["relay"].median("msgs_per_s")
+        for v, vr in res.items():
+            mps, cps = vr.median("msgs_per_s"), vr.median("copies_per_s")
+            ratio = f"{mps / base:.2f}×" if mps and base and v != "baseline" else ""
+            w2w1 = f"{mps / w1:.2f}×" if v == "relay-w2" and mps and w1 else ""
+            lat = vr.latency or {}
+            rss = f"{vr.rss_kib / 1024:.0f} ({vr.nprocs})" if vr.rss_kib else ("—" if v == "baseline" else "n/a")
+            rr = ", ".join(f"{r['msgs_per_s']:.0f}" for r in vr.rounds if r["ok"])
+            err = f" ERROR: {vr.error[:80]}" if vr.error else ""
+            L.append(f"| {case.label} | {v} | {vr.count} | {fmt(mps, 1)} | {fmt(cps, 0)} | {ratio} | {w2w1} "
+                     f"| {fmt(lat.get('p50_ms'), 1)} | {fmt(lat.get('p99_ms'), 1)} | {fmt(lat.get('rate'), 0)} "
+                     f"| {rss} | {rr}{err} |")
+    L.append("")
+    if "error" in dkim:
+        L.append(f"DKIM (bench/dkim_bench.py): failed: {dkim['error']}\n")
+    else:
+        L.append(f"DKIM per copy (bench/dkim_bench.py, {dkim['message_bytes']}-byte message): "
+                 f"`DkimSigner.sign` {dkim['dkim_us']:.0f} µs vs raw OpenSSL `key.sign(PKCS1v15, SHA256)` "
+                 f"{dkim['raw_us']:.0f} µs → {dkim['ratio']:.2f}×\n")
+
+    def get(label, v, key):
+        r = results.get(label)
+        return r[v].median(key) if r else None
+
+    t = {}
+    b, r1, r2 = (get("10 KB, 1 rcpt", v, "msgs_per_s") for v in ("baseline", "relay", "relay-w2"))
+    t["t1"] = (r1 / b if r1 and b else None, 0.40, f"{r1 / b:.0%} of bare sink" if r1 and b else "n/a", "ge")
+    t["t2"] = (r2 / r1 if r1 and r2 else None, 1.7, f"{r2 / r1:.2f}×" if r1 and r2 else "n/a", "ge")
+    c2 = get("10 KB, 100 rcpt", "relay-w2", "copies_per_s")
+    t["t3"] = (c2, 1500, f"{c2:,.0f} copies/s" if c2 else "n/a", "ge")
+    dr = dkim.get("ratio")
+    t["t4"] = (dr, 1.5, f"{dr:.2f}×" if dr else "n/a", "le")
+    p99s = [(results.get("10 KB, 1 rcpt") or {}).get(v) for v in ("relay", "relay-w2")]
+    p99s = [x.latency["p99_ms"] for x in p99s if x and x.latency and x.latency.get("p99_ms") is not None]
+    worst = max(p99s) if len(p99s) == 2 else None
+    t["t5"] = (worst, 50.0, f"worst p99 {worst:.1f} ms" if worst is not None else "n/a", "le")
+    L.append("| target | got | |")
+    L.append("|---|---|---|")
+    for k, (val, lim, shown, how) in t.items():
+        if val is None:
+            verdict = "n/a"
+        else:
+            verdict = "**met**" if (val >= lim if how == "ge" else val <= lim) else "**missed**"
+        L.append(f"| {TARGETS_TEXT[k]} | {shown} | {verdict} |")
+    L.append("")
+    for n in notes:
+        L.append(f"- note: {n}")
+    if notes:
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Consent and suppression queries: one round trip per stage per message, bulk writes for imports."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, and_, cast, delete, insert, literal, null, or_, select, union_all, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+from sqlmodel import select as model_select
+
+from storage.models import AuditEntry, Consent, ConsentEvent, Suppression, UTCDateTime
+
+_consent = Consent.__table__
+_event = ConsentEvent.__table__
+_supp = Suppression.__table__
+_audit = AuditEntry.__table__
+IMPORT_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class ConsentView:
+    """What the consent stage and the footer need to know about one recipient."""
+
+    status: str
+    method: str
+    source: str
+    signed_up_at: datetime
+    confirmed_at: datetime | None
+    last_contact_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SuppressionHit:
+    scope: str
+    reason: str
+    created_at: datetime
+    target: str  # the address or @domain that matched
+
+
+@dataclass
+class ListLookup:
+    consents: dict[str, ConsentView]
+    unsubscribed: dict[str, SuppressionHit]
+
+
+def domain_and_parents(domain: str) -> list[str]:
+    """sub.example.com → [sub.example.com, example.com]: a do-not-contact domain covers its subdomains."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)]
+
+
+class ConsentQueries:
+    """Mixed into storage.Store; every method is one short transaction."""
+
+    engine: Any
+
+    # -- the send path -----------------------------------------------------------
+
+    def suppression_for(self, client: str, address: str, domain: str) -> SuppressionHit | None:
+        """Global or client-wide suppression of this address or its domain (RCPT time)."""
+        domains = domain_and_parents(domain)
+        target = or_(_supp.c.address == address, _supp.c.domain.in_(domains))
+        stmt = (select(_supp.c.scope, _supp.c.reason, _supp.c.created_at, _supp.c.address, _supp.c.domain)
+                .where(target, or_(_supp.c.scope == "global",
+                                   and_(_supp.c.scope == "client", _supp.c.client == client)))
+                .order_by(_supp.c.scope.desc())  # "global" before "client": the wider reason wins
+                .limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        return SuppressionHit(row.scope, row.reason, row.created_at, row.address or f"@{row.domain}")
+
+    def list_lookup(self, client: str, list_key: str, addresses: list[str]) -> ListLookup:
+        """Consent records and list-scoped suppressions for a message's recipients, in one query."""
+        result = ListLookup({}, {})
+        if not addresses:
+            return result
+        consents = select(
+            literal("c").label("kind"), _consent.c.address, _consent.c.status, _consent.c.method,
+            _consent.c.source, _consent.c.signed_up_at, _consent.c.confirmed_at,
+            _consent.c.last_contact_at, _consent.c.revoked_at,
+        ).where(_consent.c.client == client, _consent.c.list_key == list_key, _consent.c.address.in_(addresses))
+        blank_ts = cast(null(), UTCDateTime)
+        suppressed = select(
+            literal("s"), _supp.c.address, _supp.c.reason, cast(null(), String), cast(null(), String),
+            _supp.c.created_at, blank_ts, blank_ts, blank_ts,
+        ).where(_supp.c.scope == "list", _supp.c.client == client, _supp.c.list_key == list_key,
+                _supp.c.address.in_(addresses))
+        with self.engine.connect() as conn:
+            for row in conn.execute(union_all(consents, suppressed)):
+                if row.kind == "c":
+                    result.consents[row.address] = ConsentView(
+                        row.status, row.method, row.source, _utc(row.signed_up_at), _utc(row.confirmed_at),
+                        _utc(row.last_contact_at), _utc(row.revoked_at))
+                else:
+                    # second SELECT's columns sit under the first one's names
+                    result.unsubscribed[row.address] = SuppressionHit(
+                        "list", row.status, _utc(row.signed_up_at), row.address)
+        return result
+
+    def touch_last_contact(self, client: str, list_key: str, addresses: list[str], at: datetime) -> None:
+        if not addresses:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(_consent)
+                         .where(_consent.c.client == client, _consent.c.list_key == list_key,
+                                _consent.c.address.in_(addresses))
+                         .values(last_contact_at=at))
+
+    # -- consent records ---------------------------------------------------------
+
+    def consent_import(self, client: str, list_key: str, rows: list[dict[str, Any]], at: datetime,
+                       channel: str) -> tuple[list[str], list[str]]:
+        """Insert records that do not exist yet, each with a 'created' event.
+
+        Returns (added, already on file). An existing record is never overwritten: it is the
+        proof of how that person subscribed, and re-importing a file must change nothing.
+        """
+        added: list[str] = []
+        existing: list[str] = []
+        for start in range(0, len(rows), IMPORT_BATCH):
+            batch = rows[start:start + IMPORT_BATCH]
+            with self.engine.begin() as conn:
+                known = set(conn.execute(
+                    select(_consent.c.address).where(
+                        _consent.c.client == client, _consent.c.list_key == list_key,
+                        _consent.c.address.in_([r["address"] for r in batch]))).scalars())
+                fresh = [r for r in batch if r["address"] not in known]
+                existing += [r["address"] for r in batch if r["address"] in known]
+                if not fresh:
+                    continue
+                conn.execute(insert(_consent), [_consent_row(client, list_key, r, at) for r in fresh])
+                conn.execute(insert(_event), [{
+                    "at": at, "client": client, "list_key": list_key, "address": r["address"],
+                    "event": "created", "status": r["status"], "channel": channel, "ip": r.get("ip"),
+                    "detail": json.dumps({k: _jsonable(r.get(k)) for k in
+                                          ("source", "method", "signed_up_at", "confirmed_at", "disclosure")}),
+                } for r in fresh])
+                added += [r["address"] for r in fresh]
+        return added, existing
+
+    def consent_records(self, client: str, address: str) -> list[tuple[Consent, list[ConsentEvent]]]:
+        """Every record this client holds for the address, each with its history, oldest first."""
+        with Session(self.engine) as session:
+            records = session.exec(model_select(Consent).where(
+                Consent.client == client, Consent.address == address).order_by(Consent.list_key)).all()
+            events = session.exec(model_select(ConsentEvent).where(
+                ConsentEvent.client == client, ConsentEvent.address == address).order_by(ConsentEvent.id)).all()
+        return [(r, [e for e in events if e.list_key == r.list_key]) for r in records]
+
+    def consent_events(self, client: str, since: datetime | None = None) -> list[ConsentEvent]:
+        stmt = model_select(ConsentEvent).where(ConsentEvent.client == client)
+        if since is not None:
+            stmt = stmt.where(ConsentEvent.at >= since)
+        with Session(self.engine) as session:
+            return list(session.exec(stmt.order_by(ConsentEvent.id)).all())
+
+    def consent_revoke(self, client: str, list_key: str, address: str, at: datetime, channel: str,
+                       ip: str | None = None) -> bool:
+        """Unsubscribe: revoke consent and suppress the address on that list. True if it changed anything."""
+        with self.engine.begin() as conn:
+            changed = conn.execute(update(_consent).where(
+                _consent.c.client == client, _consent.c.list_key == list_key, _consent.c.address == address,
+                _consent.c.status != "revoked").values(status="revoked", revoked_at=at, updated_at=at)).rowcount
+            if changed:
+                conn.execute(insert(_event), [{"at": at, "client": client, "list_key": list_key,
+                                               "address": address, "event": "revoked", "status": "revoked",
+                                               "channel": channel, "ip": ip, "detail": ""}])
+        added = self.suppress_add("list", client, list_key, address, "", "unsubscribe", channel, at)
+        return bool(changed) or added
+
+    # -- suppressions ------------------------------------------------------------
+
+    def suppress_add(self, scope: str, client: str, list_key: str, address: str, domain: str,
+                     reason: str, source: str, at: datetime) -> bool:
+        """Add one suppression; False when it was already there. The change is audited."""
+        row = {"scope": scope, "client": client, "list_key": list_key, "address": address,
+               "domain": domain, "reason": reason, "source": source, "created_at": at}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(_supp), [row])
+                conn.execute(insert(_audit), [_suppression_audit(row, "suppress", at)])
+        except IntegrityError:
+            return False
+        return True
+
+    def suppress_import(self, rows: list[dict[str, Any]], at: datetime) -> tuple[int, int]:
+        """Bulk add; returns (added, already there)."""
+        added = existing = 0
+        for start in range(0, len(rows), IMPORT_BATCH):
+            batch = rows[start:start + IMPORT_BATCH]
+            with self.engine.begin() as conn:
+                have = {(r.scope, r.client, r.list_key, r.address, r.domain) for r in conn.execute(
+                    select(_supp.c.scope, _supp.c.client, _supp.c.list_key, _supp.c.address, _supp.c.domain)
+                    .where(or_(_supp.c.address.in_([r["address"] for r in batch if r["address"]]),
+                               _supp.c.domain.in_([r["domain"] for r in batch if r["domain"]]))))}
+                fresh = [dict(r, created_at=at) for r in batch
+                         if (r["scope"], r["client"], r["list_key"], r["address"], r["domain"]) not in have]
+                existing += len(batch) - len(fresh)
+                if fresh:
+                    conn.execute(insert(_supp), fresh)
+                    conn.execute(insert(_audit), [_suppression_audit(r, "suppress", at) for r in fresh])
+                    added += len(fresh)
+        return added, existing
+
+    def suppress_remove(self, scope: str, client: str, list_key: str, address: str, domain: str,
+                        source: str, at: datetime) -> bool:
+        with self.engine.begin() as conn:
+            removed = conn.execute(delete(_supp).where(
+                _supp.c.scope == scope, _supp.c.client == client, _supp.c.list_key == list_key,
+                _supp.c.address == address, _supp.c.domain == domain)).rowcount
+            if removed:
+                conn.execute(insert(_audit), [_suppression_audit(
+                    {"scope": scope, "client": client, "list_key": list_key, "address": address,
+                     "domain": domain, "reason": "removed", "source": source}, "unsuppress", at)])
+        return bool(removed)
+
+    def suppressions(self, scope: str | None = None, client: str | None = None, list_key: str | None = None,
+                     since: datetime | None = None) -> list[Suppression]:
+        stmt = model_select(Suppression)
+        for column, value in ((Suppression.scope, scope), (Suppression.client, client),
+                              (Suppression.list_key, list_key)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if since is not None:
+            stmt = stmt.where(Suppression.created_at >= since)
+        with Session(self.engine) as session:
+            return list(session.exec(stmt.order_by(Suppression.id)).all())
+
+
+def _utc(value: Any) -> Any:
+    # UNION results may bypass the column type on some backends; normalise here as well
+    from datetime import timezone
+
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _consent_row(client: str, list_key: str, r: dict[str, Any], at: datetime) -> dict[str, Any]:
+    return {
+        "client": client, "list_key": list_key, "address": r["address"], "status": r["status"],
+        "method": r["method"], "source": r["source"], "signed_up_at": r["signed_up_at"], "ip": r.get("ip"),
+        "disclosure": r.get("disclosure") or "", "confirmed_at": r.get("confirmed_at"),
+        "last_contact_at": None, "revoked_at": None, "extra": json.dumps(r.get("extra") or {}),
+        "updated_at": at,
+    }
+
+
+def _suppression_audit(row: dict[str, Any], verdict: str, at: datetime) -> dict[str, Any]:
+    target = row["address"] or f"@{row['domain']}"
+    scope = row["scope"] + (f":{row['client']}" if row["client"] else "") + (
+        f"/{row['list_key']}" if row["list_key"] else "")
+    return {"at": at, "client": row["client"] or "*", "list_key": row["list_key"] or None, "recipient": target,
+            "stage": "admin", "rule": f"suppression.{row['scope']}", "verdict": verdict, "code": None,
+            "status": None, "reason": f"{row['reason']} ({scope}) via {row.get('source') or 'cli'}",
+            "message_id": None, "queue_id": ""}
+
+
