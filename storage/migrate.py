@@ -66,3 +66,15 @@ def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None when it was never migrated."""
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
