@@ -134,6 +134,19 @@ def vm_hwm_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(root: int) -> float:
+    """utime+stime of root and its descendants (live ones), in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -305,9 +318,15 @@ def smtp_source_argv(port: int, case: Case, count: int, sessions: int) -> list[s
             "-d", "-f", SENDER, "-t", TO, "-M", "bench.example", "-S", "bench", f"{HOST}:{port}"]
 
 
-def throughput_run(gen: str, port: int, case: Case, count: int, sessions: int, sink: Sink) -> dict:
-    """One fixed-count run as fast as possible; copies are counted at the sink."""
+def throughput_run(gen: str, port: int, case: Case, count: int, sessions: int, sink: Sink,
+                   relay: "Relay | None" = None) -> dict:
+    """One fixed-count run as fast as possible; copies are counted at the sink.
+
+    Also returns the CPU the relay (all its processes) and the sink used, as % of one core.
+    """
     sink.reset()
+    cpu_sink0 = cpu_seconds(sink.pid)
+    cpu_relay0 = cpu_seconds(relay.proc.pid) if relay else 0.0
     t0 = time.perf_counter()
     if gen == "smtp-source":
         p = subprocess.run(smtp_source_argv(port, case, count, sessions), capture_output=True, text=True,
@@ -328,7 +347,10 @@ def throughput_run(gen: str, port: int, case: Case, count: int, sessions: int, s
     while s["copies"] < want and time.monotonic() < deadline:
         time.sleep(0.05)
         s = sink.stats()
-    return {"elapsed": elapsed, "sent": sent, "ok": ok, "error": err,
+    cpu_sink = (cpu_seconds(sink.pid) - cpu_sink0) / elapsed * 100
+    cpu_relay = (cpu_seconds(relay.proc.pid) - cpu_relay0) / elapsed * 100 if relay else None
+    return {"elapsed": elapsed, "cpu_sink_pct": cpu_sink, "cpu_relay_pct": cpu_relay,
+            "sent": sent, "ok": ok, "error": err,
             "msgs_per_s": sent / elapsed, "copies_per_s": s["copies"] / elapsed,
             "sink_messages": s["messages"], "sink_copies": s["copies"], "expected_copies": want}
 
@@ -413,7 +435,7 @@ class VariantResult:
     error: str = ""
 
     def median(self, key: str) -> float | None:
-        vals = [r[key] for r in self.rounds if r["ok"]]
+        vals = [r[key] for r in self.rounds if r["ok"] and r.get(key) is not None]
         return statistics.median(vals) if vals else None
 
 
@@ -483,7 +505,7 @@ def main() -> int:
                 # calibration (doubles as warm-up): size each target's fixed count to ~`seconds`
                 warm = max(sessions, 200 // case.rcpts)
                 for v, port in ports.items():
-                    r = throughput_run(gen, port, case, warm, sessions, sink)
+                    r = throughput_run(gen, port, case, warm, sessions, sink, relays.get(v))
                     if not r["ok"]:
                         res[v].error = r["error"]
                         print(f"bench:   {v} warm-up failed: {r['error']}", flush=True)
@@ -493,7 +515,7 @@ def main() -> int:
                     for v, port in ports.items():
                         if res[v].error:
                             continue
-                        r = throughput_run(gen, port, case, res[v].count, sessions, sink)
+                        r = throughput_run(gen, port, case, res[v].count, sessions, sink, relays.get(v))
                         res[v].rounds.append(r)
                         if not r["ok"]:
                             res[v].error = r["error"]
@@ -501,7 +523,8 @@ def main() -> int:
                             notes.append(f"{case.label} {v} round {i + 1}: sink counted {r['sink_copies']} "
                                          f"copies, expected {r['expected_copies']}")
                         print(f"bench:   round {i + 1} {v:9} {r['sent']:6d} msgs {r['elapsed']:6.2f}s "
-                              f"{r['msgs_per_s']:8.1f} msg/s {r['copies_per_s']:9.1f} copies/s"
+                              f"{r['msgs_per_s']:8.1f} msg/s {r['copies_per_s']:9.1f} copies/s  cpu relay "
+                              f"{fmt(r['cpu_relay_pct'])}% sink {r['cpu_sink_pct']:.0f}%"
                               f"{'  ERROR ' + r['error'] if not r['ok'] else ''}", flush=True)
                 for v, port in ports.items():
                     mps = res[v].median("msgs_per_s")
@@ -560,8 +583,8 @@ def render(started, elapsed, command, stages, gen, sessions, rounds, seconds, la
              "(bench/sink.py, pool_size 8); baseline = the load generator straight at the same sink")
     L.append("- peak RSS = sum of VmHWM of every relay process (with --workers 2: both workers and their parent)\n")
     L.append("| case | target | msgs | msgs/s | copies/s (at sink) | vs baseline | w2 / w1 | p50 ms | p99 ms "
-             "| at msgs/s | peak RSS MiB (procs) | rounds msgs/s |")
-    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+             "| at msgs/s | peak RSS MiB (procs) | CPU % relay / sink | rounds msgs/s |")
+    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
     for case in cases:
         res = results.get(case.label)
         if not res:
@@ -575,10 +598,12 @@ def render(started, elapsed, command, stages, gen, sessions, rounds, seconds, la
             lat = vr.latency or {}
             rss = f"{vr.rss_kib / 1024:.0f} ({vr.nprocs})" if vr.rss_kib else ("—" if v == "baseline" else "n/a")
             rr = ", ".join(f"{r['msgs_per_s']:.0f}" for r in vr.rounds if r["ok"])
+            cr = vr.median("cpu_relay_pct") if v != "baseline" else None
+            cpu = f"{fmt(cr)} / {fmt(vr.median('cpu_sink_pct'))}"
             err = f" ERROR: {vr.error[:80]}" if vr.error else ""
             L.append(f"| {case.label} | {v} | {vr.count} | {fmt(mps, 1)} | {fmt(cps, 0)} | {ratio} | {w2w1} "
                      f"| {fmt(lat.get('p50_ms'), 1)} | {fmt(lat.get('p99_ms'), 1)} | {fmt(lat.get('rate'), 0)} "
-                     f"| {rss} | {rr}{err} |")
+                     f"| {rss} | {cpu} | {rr}{err} |")
     L.append("")
     if "error" in dkim:
         L.append(f"DKIM (bench/dkim_bench.py): failed: {dkim['error']}\n")

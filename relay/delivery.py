@@ -371,7 +371,7 @@ class MaildirUpstream:
         self.directory = Path(directory)
         for sub in ("tmp", "new", "cur"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
-        # Maildir forbids "/" and ":" in names; escape them as the spec suggests.
+        # Maildir names may not hold "/" or ":"; escape them as the Maildir specification says.
         self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
     def _unique(self) -> str:

@@ -118,7 +118,17 @@ class Transaction:
         if not accepted:
             return _refusal_reply(decision, list_cfg)
         outcome = await self.deliver_copies(ctx, list_cfg, accepted)
+        if "consent" in ctx.facts and outcome.delivered:
+            await self.touch_last_contact(list_cfg, outcome.delivered)
         return await self.settle(decision.refused, outcome, list_cfg, message_id)
+
+    async def touch_last_contact(self, list_cfg: "ListConfig", delivered: list[str]) -> None:
+        """A delivered copy keeps consent current (max_consent_age_days counts from it); best effort."""
+        store = self.rt.store
+        try:
+            await store.run(store.touch_last_contact, self.client.name, list_cfg.key, delivered, self.now)
+        except Exception:
+            log.exception("queue %s: could not update last contact", self.qid)
 
     def base_headers(self) -> list[bytes]:
         """The client's header, plus Date and Message-ID when missing (RFC 6409 §8.2-8.3)."""

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fixtures_db import *  # noqa: F401,F403  (database_url, fresh_database_url, store)
+from fixtures_db import _Databases
 from relay.config import load_config
 from relay.dkim import generate_rsa_key
 from relay.passwords import hash_password
@@ -202,6 +203,11 @@ def relay_toml(*, smtp_port: int, http_port: int, db_url: str, upstream: str, ke
         [clients.acme.lists.news]
         name = "Acme News"
         kind = "marketing"
+        max_consent_age_days = 365
+
+        [clients.acme.lists.vip]
+        name = "Acme VIP"
+        confirmed_opt_in = true
 
         [clients.acme.lists.receipts]
         name = "Acme receipts"
@@ -264,10 +270,21 @@ class RelayUnderTest:
 
 
 @pytest.fixture(scope="module")
-def relay_factory(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, database_url: str) -> Any:
+def module_database_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A database of this test module's own, so modules never see each other's rows."""
+    dbs = _Databases(tmp_path_factory)
+    try:
+        yield dbs.new()
+    finally:
+        dbs.drop_all()
+
+
+@pytest.fixture(scope="module")
+def relay_factory(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, module_database_url: str) -> Any:
     """Start relays in this process on free ports; each talks only through real sockets."""
     loop = LoopThread()
     started: list[RelayUnderTest] = []
+    database_url = module_database_url
     upgrade(database_url)
 
     def make(upstream: str, db_url: str | None = None, **toml: Any) -> RelayUnderTest:

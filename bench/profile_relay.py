@@ -1,0 +1,78 @@
+"""Profile `relay serve` under load with py-spy and print the hottest functions.
+
+    .venv/bin/python bench/profile_relay.py [--size 10240] [--rcpts 1] [--workers 1] [--messages 1500]
+
+Starts the counting sink and a relay exactly as bench/run.py does, loads it with smtp-source
+(or bench/loadgen.py), records it with `py-spy record --subprocesses --format raw`, and prints
+the top functions by own time and by total time (the raw file stays for flame graphs).
+Needs py-spy (`.venv/bin/pip install py-spy`) and ptrace permission.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen  # noqa: E402
+import run  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=10240)
+    ap.add_argument("--rcpts", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--messages", type=int, default=1500)
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--raw", default=None, help="keep the collapsed stacks here")
+    args = ap.parse_args()
+    pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    procs = run.Procs()
+    tmp = Path(tempfile.mkdtemp(prefix="relay-prof-"))
+    raw = Path(args.raw) if args.raw else tmp / "profile.raw"
+    try:
+        sink = run.Sink(procs, tmp)
+        relay = run.start_relay(procs, tmp / "relay", sink.port, run.relay_stages(), args.workers, "relay")
+        case = run.Case(args.size, args.rcpts)
+        spy = procs.start([pyspy, "record", "--pid", str(relay.proc.pid), "--subprocesses", "--rate", "200",
+                           "--format", "raw", "--output", str(raw), "--nonblocking"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        gen = "smtp-source" if run.SMTP_SOURCE else "loadgen"
+        r = run.throughput_run(gen, relay.port, case, args.messages, args.sessions, sink, relay)
+        print(f"load: {r['sent']} msgs in {r['elapsed']:.2f}s = {r['msgs_per_s']:.1f} msg/s, "
+              f"{r['copies_per_s']:.0f} copies/s, relay CPU {r['cpu_relay_pct']:.0f}%, sink CPU "
+              f"{r['cpu_sink_pct']:.0f}% {r['error']}")
+        procs.stop(spy, grace=20)  # SIGINT-like stop: py-spy writes its file on SIGTERM too
+    finally:
+        procs.stop_all()
+    own, total = collections.Counter(), collections.Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        n = int(n)
+        samples += n
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if frames:
+            own[frames[-1]] += n
+        for f in set(frames):
+            total[f] += n
+    print(f"\n{samples} samples ({raw})\n\ntop by own time:")
+    for f, n in own.most_common(args.top):
+        print(f"  {n / samples:6.1%}  {f}")
+    print("\ntop by total time:")
+    for f, n in total.most_common(args.top):
+        print(f"  {n / samples:6.1%}  {f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Consent and suppression through real SMTP: who is refused at RCPT, who after DATA, and the DSN."""
+from __future__ import annotations
+
+import email
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import event
+
+from conftest import Sink
+from test_relay_smtp import POLICY_REFUSED, login, message, verify_dkim
+
+NOW = datetime.now(timezone.utc)
+STAGES = '["suppression", "sender-identity", "consent"]'
+
+
+def consent(address: str, *, method: str = "single", status: str = "confirmed", age_days: int = 10,
+            confirmed_days: int | None = None) -> dict:
+    return {"address": address, "status": status, "method": method, "source": "signup form",
+            "signed_up_at": NOW - timedelta(days=age_days), "ip": "192.0.2.7", "disclosure": "Weekly news",
+            "confirmed_at": NOW - timedelta(days=confirmed_days) if confirmed_days is not None else None}
+
+
+@pytest.fixture(scope="module")
+def relay(relay_factory, sink: Sink):
+    r = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES)
+    store = r.store
+    store.consent_import("acme", "news", [
+        consent("fan@example.org"), consent("fan2@example.org"), consent("fan3@example.org"),
+        consent("old@example.org", age_days=800),
+        consent("pending@example.org", method="double", status="pending"),
+        consent("leaver@example.org"),
+        consent("blocked@dnc.example"),
+    ], NOW, "test")
+    store.consent_import("acme", "vip", [
+        consent("fan@example.org"),  # single opt-in: not enough for a confirmed_opt_in list
+        consent("double@example.org", method="double", confirmed_days=5),
+    ], NOW, "test")
+    store.suppress_add("list", "acme", "news", "leaver@example.org", "", "unsubscribe", "one-click", NOW)
+    store.suppress_add("client", "acme", "", "complainer@example.org", "", "complaint", "fbl", NOW)
+    store.suppress_add("global", "", "", "", "dnc.example", "do-not-contact", "cli", NOW)
+    store.suppress_add("global", "", "", "nobody@example.net", "", "do-not-contact", "cli", NOW)
+    return r
+
+
+def rcpt_reply(port: int, rcpt: str) -> tuple[int, str]:
+    with login(port) as s:
+        s.mail("bounce@acme.example")
+        code, text = s.rcpt(rcpt)
+    return code, text.decode()
+
+
+def send_to(port: int, rcpts: list[str], **headers: str) -> tuple[int, str]:
+    with login(port) as s:
+        s.mail("bounce@acme.example")
+        for r in rcpts:
+            assert s.rcpt(r)[0] == 250, r
+        code, text = s.data(message(to="subscribers@acme.example", **headers))
+    return code, text.decode()
+
+
+def dsn_of(sink: Sink) -> email.message.Message:
+    dsns = [m for m in sink.messages if m.mail_from in ("", "<>")]
+    assert len(dsns) == 1, [m.mail_from for m in sink.messages]
+    return email.message_from_bytes(dsns[0].data)
+
+
+def test_consented_recipient_is_delivered(relay, clean_sink):
+    code, text = send_to(relay.port, ["fan@example.org"])
+    assert code == 250, text
+    assert [m.rcpt_tos for m in clean_sink.wait_for(1)] == [["fan@example.org"]]
+
+
+@pytest.mark.parametrize("rcpt, words", [
+    ("postmaster@example.org", "role address"),
+    ("Info+news@example.org", "role address"),
+    ("complainer@example.org", "complaint"),
+    ("someone@dnc.example", "do-not-contact"),
+    ("someone@mail.dnc.example", "do-not-contact"),
+    ("nobody@example.net", "do-not-contact"),
+    ("nobody@EXAMPLE.NET", "do-not-contact"),
+])
+def test_refused_at_rcpt(relay, rcpt, words):
+    code, text = rcpt_reply(relay.port, rcpt)
+    assert (code, text.split()[0]) == POLICY_REFUSED, text
+    assert words in text
+    if words != "role address":
+        assert NOW.date().isoformat() in text  # the reason names the date
+
+
+def test_recipients_without_current_consent_get_a_dsn(relay, clean_sink, keys_dir):
+    rcpts = ["fan@example.org", "stranger@example.org", "old@example.org", "pending@example.org",
+             "leaver@example.org"]
+    code, text = send_to(relay.port, rcpts)
+    assert code == 250 and "4 refused" in text, text
+    got = clean_sink.wait_for(2)
+    assert [m.rcpt_tos for m in got if m.mail_from not in ("", "<>")] == [["fan@example.org"]]
+    dsn = dsn_of(clean_sink)
+    assert dsn["To"] == "<bounce@acme.example>"
+    report = [p for p in dsn.walk() if p.get_content_type() == "message/delivery-status"][0].as_string()
+    for rcpt, why in [("stranger@example.org", "no consent"), ("old@example.org", "stale"),
+                      ("pending@example.org", "not confirmed"), ("leaver@example.org", "unsubscribed")]:
+        assert f"Final-Recipient: rfc822; {rcpt}" in report
+        assert why in report
+    assert "fan@example.org" not in report
+    assert verify_dkim([m for m in got if m.mail_from in ("", "<>")][0].data, keys_dir)
+
+
+def test_no_recipient_with_consent_refuses_the_message_naming_the_list(relay, clean_sink):
+    code, text = send_to(relay.port, ["stranger@example.org", "other@example.org"])
+    assert (code, text.split()[0]) == POLICY_REFUSED, text
+    assert "news" in text
+    assert clean_sink.messages == []
+
+
+def test_confirmed_opt_in_list_needs_double_opt_in(relay, clean_sink):
+    code, text = send_to(relay.port, ["fan@example.org", "double@example.org"], List_Id="<vip.acme.example>")
+    assert code == 250, text
+    got = clean_sink.wait_for(2)
+    assert [m.rcpt_tos for m in got if m.mail_from not in ("", "<>")] == [["double@example.org"]]
+    assert "double) opt-in" in dsn_of(clean_sink).as_string()
+
+
+def test_transactional_list_skips_consent_and_list_unsubscribes(relay, clean_sink):
+    code, text = send_to(relay.port, ["stranger@example.org", "leaver@example.org"],
+                         List_Id="Acme receipts <receipts.acme.example>")
+    assert code == 250, text
+    assert sorted(r for m in clean_sink.wait_for(2) for r in m.rcpt_tos) == [
+        "leaver@example.org", "stranger@example.org"]
+    # ... but never global do-not-contact
+    code, text = rcpt_reply(relay.port, "someone@dnc.example")
+    assert code == 550
+
+
+def test_delivery_updates_last_contact_which_keeps_consent_current(relay, clean_sink):
+    before = relay.store.list_lookup("acme", "news", ["fan2@example.org"]).consents["fan2@example.org"]
+    assert send_to(relay.port, ["fan2@example.org"])[0] == 250
+    after = relay.store.list_lookup("acme", "news", ["fan2@example.org"]).consents["fan2@example.org"]
+    assert before.last_contact_at is None and after.last_contact_at is not None
+
+
+def test_one_consent_query_per_message(relay, clean_sink):
+    statements: list[str] = []
+    lock = threading.Lock()
+
+    def count(conn, cursor, statement, params, context, executemany):  # noqa: ANN001
+        with lock:
+            statements.append(statement)
+
+    engine = relay.store.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        code, _ = send_to(relay.port, ["fan@example.org", "fan2@example.org", "fan3@example.org",
+                                       "stranger@example.org", "old@example.org"])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert code == 250
+    consent_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM consent" in s]
+    assert len(consent_reads) == 1, consent_reads
+
+
+def test_every_decision_is_in_the_audit_log(relay, clean_sink):
+    send_to(relay.port, ["fan3@example.org", "stranger@example.org"], Message_ID="<audit-consent@acme.example>")
+    rcpt_reply(relay.port, "postmaster@example.org")
+    rows = relay.store.audit_rows(client="acme")
+    mine = [r for r in rows if r.message_id == "<audit-consent@acme.example>"]
+    assert {(r.recipient, r.verdict, r.rule) for r in mine} >= {
+        ("fan3@example.org", "accept", "pipeline.passed"),
+        ("stranger@example.org", "reject", "consent.missing"),
+        ("fan3@example.org", "deliver", "delivery"),
+    }
+    assert any(r.recipient == "postmaster@example.org" and r.rule == "suppression.role-address" for r in rows)
