@@ -99,10 +99,14 @@ def stages() -> None:
 
 
 def _mount() -> None:
+    from relay.cli_consent import audit, consent, suppress
     from relay.cli_keys import client, dkim
 
     main.add_command(dkim)
     main.add_command(client)
+    main.add_command(consent)
+    main.add_command(suppress)
+    main.add_command(audit)
 
 
 _mount()

@@ -62,6 +62,7 @@ class ClientConfig:
     api_token_hash: str | None
     suspended: bool
     lists: dict[str, ListConfig]
+    footer_templates: Path | None = None  # a directory whose templates override footer_templates/
 
     def owns_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.sender_domains
@@ -118,6 +119,7 @@ class Config:
     storage_url: str
     upstream: UpstreamSection
     token_key_file: Path
+    token_max_age_days: int
     create_missing_secrets: bool
     stages: tuple[str, ...]
     role_addresses: frozenset[str]
@@ -332,7 +334,7 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
         sender_domains=domains, company=t.text("company"), contact_email=contact,
         postal_address=t.text("postal_address"), dkim=dkim, default_list=default_list,
         networks=tuple(networks), api_token_hash=api_hash, suspended=state == "suspended",
-        lists=lists,
+        lists=lists, footer_templates=_path(base, t.text("footer_templates", None)),
     )
     t.finish()
     if password_hash is None and password_file is None and not networks:
@@ -382,6 +384,8 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
     sec = root.table("secrets")
     token_key_file = _path(base, sec.text("token_key_file", "secrets/token.key"))
     create_missing = sec.get("create_missing", bool, False)
+    # links in mail must keep working for a while after it is read (RFC 8058: long enough)
+    token_max_age_days = sec.number("token_max_age_days", 90, 30)
     sec.finish()
     p = root.table("policy")
     stages = p.get("stages", list, ["sender-identity"])
@@ -408,6 +412,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
     return Config(
         path=path, relay=relay, http=HttpSection(http_host, http_port, public_url),
         storage_url=storage_url, upstream=upstream, token_key_file=token_key_file,
+        token_max_age_days=token_max_age_days,
         create_missing_secrets=create_missing, stages=tuple(stages),
         role_addresses=frozenset(str(x).lower() for x in roles), clients=clients,
     )

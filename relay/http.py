@@ -1,10 +1,15 @@
 """The HTTP side (aiohttp, same loop as SMTP): health, metrics, and the recipients' endpoints."""
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
+import jinja2
 from aiohttp import web
+
+from relay.tokens import TokenError
+from relay.unsubscribe import unsubscribe
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
@@ -13,15 +18,64 @@ log = logging.getLogger("relay.http")
 RUNTIME = web.AppKey("runtime", object)
 
 
+@functools.cache
+def _pages() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("footer_templates", "."), autoescape=True)
+
+
+def page(status: int, template: str, **values: str) -> web.Response:
+    body = _pages().get_template(template).render(**values)
+    # no caching and no cookies: each page reflects the state now, for anyone holding the link
+    return web.Response(status=status, text=body, content_type="text/html",
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
 def plain_page(status: int, title: str, text: str) -> web.Response:
     """A small page for errors: no stack trace, ever."""
-    from html import escape
+    return page(status, "page_message.html.j2", title=title, text=text)
 
-    body = (f"<!doctype html><html lang=en><meta charset=utf-8>"
-            f"<meta name=viewport content='width=device-width,initial-scale=1'>"
-            f"<title>{escape(title)}</title><body style='font-family:sans-serif;max-width:36em;margin:2em auto;"
-            f"padding:0 1em'><h1>{escape(title)}</h1><p>{escape(text)}</p></body></html>")
-    return web.Response(status=status, text=body, content_type="text/html")
+
+def masked(address: str) -> str:
+    """a***@example.org: pages never show the whole address to whoever holds the link."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def _token_page_values(runtime: "Runtime", token: str) -> dict[str, str]:
+    parsed = runtime.tokens.verify(token, "unsubscribe", runtime.services.clock())
+    client = runtime.config.clients.get(parsed.client)
+    if client is None or parsed.list_key not in client.lists:
+        raise TokenError("the list of this link no longer exists")
+    return {"company": client.company, "contact_email": client.contact_email,
+            "list_name": client.lists[parsed.list_key].name, "masked": masked(parsed.recipient)}
+
+
+BAD_LINK = ("This unsubscribe link is not valid",
+            "The link may be incomplete or too old. Use the link in a recent message, or reply to the sender.")
+
+
+async def unsubscribe_page(request: web.Request) -> web.Response:
+    """GET shows what unsubscribing does and one button; it changes nothing (link scanners GET)."""
+    runtime: Runtime = request.app[RUNTIME]
+    try:
+        values = _token_page_values(runtime, request.match_info["token"])
+    except TokenError:
+        return plain_page(400, *BAD_LINK)
+    return page(200, "page_unsubscribe.html.j2", title=f"Unsubscribe from {values['list_name']}", **values)
+
+
+async def unsubscribe_post(request: web.Request) -> web.Response:
+    """POST unsubscribes at once: the page's button, or RFC 8058 List-Unsubscribe=One-Click."""
+    runtime: Runtime = request.app[RUNTIME]
+    token = request.match_info["token"]
+    form = await request.post()
+    channel = "one-click" if form.get("List-Unsubscribe") == "One-Click" else "page"
+    try:
+        values = _token_page_values(runtime, token)
+        await unsubscribe(runtime, token, channel, request.remote)
+    except TokenError:
+        return plain_page(400, *BAD_LINK)
+    return page(200, "page_unsubscribed.html.j2", title="You are unsubscribed", **values)
 
 
 @web.middleware
@@ -56,4 +110,6 @@ def make_app(runtime: "Runtime") -> web.Application:
     app[RUNTIME] = runtime
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/u/{token}", unsubscribe_page)
+    app.router.add_post("/u/{token}", unsubscribe_post)
     return app

@@ -30,6 +30,8 @@ NO_LIST = "550 5.7.1 Message names no list (List-Id) and client {client} has no 
 UNKNOWN_LIST = "550 5.7.1 Unknown list {list!r} for client {client}"
 NULL_SENDER = "550 5.7.1 Null sender <> not accepted from clients"
 OK = "250 2.0.0 OK"
+UNSUBSCRIBED = "250 2.0.0 Unsubscribed; no more mail from this list will be sent to this address"
+BAD_UNSUBSCRIBE_ADDRESS = "550 5.1.1 Unknown or expired unsubscribe address; use the link in a recent message"
 
 _ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}\b")
 # aiosmtpd's own replies that carry no enhanced status code: the code to add (RFC 3463)

@@ -16,12 +16,15 @@ from relay.config import ClientConfig, Config
 from relay.delivery import Upstream, make_upstream
 from relay.dkim import DkimSigner
 from relay.dsn import FailedRecipient, build_dsn
-from relay.keys import load_client_secrets
+from relay.keys import load_client_secrets, read_token_keys
 from relay.message import Message, split_header_block
 from relay.metrics import Metrics
 from relay.passwords import verify_password
 from relay.pipeline import Decision, Pipeline
 from relay.smtp import PeerLimits
+from relay.tokens import TokenCodec, TokenError
+from relay.unsubscribe import unsubscribe
+from relay.addresses import unsubscribe_token
 from relay.transaction import Transaction
 
 log = logging.getLogger("relay.runtime")
@@ -40,7 +43,8 @@ class Runtime:
         self.store = store
         self.upstream = upstream or make_upstream(
             config.upstream.url, config.upstream.pool_size, config.upstream.timeout, config.relay.hostname)
-        self.services = Services(clock=clock, store=store)
+        self.tokens = TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days))
+        self.services = Services(clock=clock, store=store, tokens=self.tokens)
         self.pipeline = Pipeline(config.stages)
         self.secrets = {name: load_client_secrets(c) for name, c in config.clients.items()}
         self.tls_context = self._tls_context()
@@ -49,8 +53,6 @@ class Runtime:
         self.sessions: set[Any] = set()
         self.in_flight = 0
         self.closing = False
-        # set by the unsubscribe feature: handles mail to unsubscribe+TOKEN@hostname
-        self.unsubscribe_by_mail: Callable[[list[str], Message], Awaitable[str]] | None = None
         # successful logins, so a busy client does not pay scrypt on every connection
         self._verified: dict[str, bytes] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -129,6 +131,25 @@ class Runtime:
         self.metrics.latency.observe(time.perf_counter() - started)
         self.metrics.reply(reply)
         return reply
+
+    # --- mail to unsubscribe+TOKEN@hostname: accepted without AUTH, same effect as the POST ---
+    def unsubscribe_address_refusal(self, address: str) -> str | None:
+        """None when the address carries a valid token; else the RCPT reply (no database needed)."""
+        token = unsubscribe_token(address, self.config.relay.hostname)
+        try:
+            self.tokens.verify(token or "", "unsubscribe", self.services.clock())
+        except TokenError:
+            return replies.BAD_UNSUBSCRIBE_ADDRESS
+        return None
+
+    async def unsubscribe_by_mail(self, recipients: list[str]) -> str:
+        for address in recipients:
+            token = unsubscribe_token(address, self.config.relay.hostname)
+            try:
+                await unsubscribe(self, token or "", "mailto")
+            except TokenError:
+                return replies.BAD_UNSUBSCRIBE_ADDRESS
+        return replies.UNSUBSCRIBED
 
     # --- mail the relay writes itself (DSNs, later confirmation requests) ---
     def sign(self, client: ClientConfig, data: bytes) -> bytes:

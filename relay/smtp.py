@@ -12,7 +12,6 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 from relay import replies
 from relay.addresses import AddressError, is_unsubscribe_address, normalize_address
-from relay.message import Message
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig
@@ -243,11 +242,14 @@ class RelayHandler:
     async def handle_RCPT(self, server: RelaySMTP, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         runtime = self.runtime
-        unsubscribe = is_unsubscribe_address(address, runtime.config.relay.hostname)
         client_name = getattr(session, "client_name", None)
-        if unsubscribe and runtime.unsubscribe_by_mail is not None:
+        if is_unsubscribe_address(address, runtime.config.relay.hostname):
+            # the one address anyone may write to without AUTH (RFC 2369 mailto unsubscribe)
             if envelope.rcpt_tos and not getattr(envelope, "unsubscribe", False):
                 return "452 4.5.3 Send unsubscribe mail in its own transaction"
+            refusal = runtime.unsubscribe_address_refusal(address)
+            if refusal is not None:
+                return refusal
             envelope.unsubscribe = True
             envelope.rcpt_tos.append(address)
             return replies.OK
@@ -277,7 +279,7 @@ class RelayHandler:
         if has_bare_line_ending_or_nul(data):
             return replies.SMUGGLING
         if getattr(envelope, "unsubscribe", False):
-            return await self.runtime.unsubscribe_by_mail(envelope.rcpt_tos, Message(data))
+            return await self.runtime.unsubscribe_by_mail(envelope.rcpt_tos)
         client = self.runtime.config.clients[session.client_name]
         return await self.runtime.transaction(
             client, envelope.mail_from, list(envelope.rcpt_tos), data,

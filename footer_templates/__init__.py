@@ -1,0 +1,1 @@
+"""Jinja2 templates: the footer (text, HTML) and the pages recipients see."""
