@@ -42,6 +42,7 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # aiosmtpd logs every command at INFO; only its warnings matter to an operator
     logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = RelayContext(config_path)
 
 
@@ -79,6 +80,47 @@ def serve(rc: RelayContext, workers: int) -> None:
         sys.exit(run(config, workers))
     except OSError as exc:
         raise click.ClickException(f"relay.listen / http.listen: cannot listen: {exc.strerror}") from None
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--client", "client_name", required=True, help="the client the message comes from")
+@click.option("--rcpt", "rcpts", multiple=True, help="a recipient (repeatable); default: the To: addresses")
+@pass_ctx
+def check(rc: RelayContext, file: Path, client_name: str, rcpts: tuple[str, ...]) -> None:
+    """Dry-run FILE.eml through every stage; print verdicts and the first recipient's copy."""
+    import asyncio
+    from email.utils import getaddresses
+
+    from relay.dryrun import check_message
+    from relay.message import Message
+    from storage import Store
+    from storage.migrate import upgrade
+
+    config = rc.config
+    client = config.clients.get(client_name)
+    if client is None:
+        raise click.ClickException(f"no client {client_name!r} in {config.path.name}")
+    raw = file.read_bytes()
+    if b"\r\n" not in raw:
+        raw = raw.replace(b"\n", b"\r\n")  # files saved with Unix line ends read as SMTP would send them
+    recipients = list(rcpts) or [a for _, a in getaddresses(Message(raw).values("to")) if a]
+    if not recipients:
+        raise click.ClickException("no recipient: give --rcpt or a To: header")
+    upgrade(config.storage_url)
+    store = Store(config.storage_url)
+    try:
+        report = asyncio.run(check_message(config, store, client, recipients, raw))
+    finally:
+        store.close()
+    for line in report.lines:
+        click.echo(line)
+    if report.copy is None:
+        click.echo("result: refused for every recipient; nothing would be sent")
+        sys.exit(1)
+    click.echo(f"result: accepted for {len(report.accepted)} of {len(recipients)} recipient(s); "
+               f"copy for {report.accepted[0]}:")
+    click.echo(report.copy.decode("utf-8", "replace").replace("\r\n", "\n"))
 
 
 @main.command("config-check")
