@@ -32,6 +32,7 @@ class ListConfig:
     kind: str  # "marketing" | "transactional"
     confirmed_opt_in: bool
     max_consent_age_days: int | None
+    disclosure: str = ""  # what a subscriber is told at sign-up; kept with each consent record
 
     @property
     def transactional(self) -> bool:
@@ -63,6 +64,7 @@ class ClientConfig:
     suspended: bool
     lists: dict[str, ListConfig]
     footer_templates: Path | None = None  # a directory whose templates override footer_templates/
+    confirm_from: str = ""  # From: of confirmation mails; must be in a sender domain
 
     def owns_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.sender_domains
@@ -112,6 +114,14 @@ class UpstreamSection:
 
 
 @dataclass(frozen=True)
+class OptinSection:
+    pending_expiry_days: int        # a pending sign-up older than this can no longer be confirmed
+    resend_window_hours: float      # at most one confirmation mail and one reminder per address+list in it
+    rate_per_ip_per_hour: int       # hosted form and API submissions from one IP address
+    rate_per_client_per_hour: int   # hosted form and API submissions for one client
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     relay: RelaySection
@@ -123,6 +133,7 @@ class Config:
     create_missing_secrets: bool
     stages: tuple[str, ...]
     role_addresses: frozenset[str]
+    optin: OptinSection
     clients: dict[str, ClientConfig] = field(default_factory=dict)
 
     def client_for_peer(self, ip: str) -> ClientConfig | None:
@@ -261,7 +272,7 @@ def _upstream(t: _Table, base: Path) -> UpstreamSection:
     return section
 
 
-def _lists(client: _Table) -> dict[str, ListConfig]:
+def _lists(client: _Table, company: str) -> dict[str, ListConfig]:
     lists: dict[str, ListConfig] = {}
     lists_table = client.table("lists")
     for key in lists_table.data:
@@ -279,9 +290,25 @@ def _lists(client: _Table) -> dict[str, ListConfig]:
             key=key, name=lt.text("name", key), kind=kind,
             confirmed_opt_in=lt.get("confirmed_opt_in", bool, False),
             max_consent_age_days=age,
+            disclosure=lt.text("disclosure", f"You will receive {lt.data.get('name', key)} from {company} by email. "
+                                             f"Every message has a link to unsubscribe at once."),
         )
         lt.finish()
     return lists
+
+
+def _confirm_from(t: _Table, contact: str, domains: tuple[str, ...]) -> str:
+    """Confirmation mail must be DKIM-aligned: the contact address if it is ours, else subscriptions@."""
+    def aligned(address: str) -> bool:
+        domain = address.rpartition("@")[2].lower()
+        return any(domain == d or domain.endswith("." + d) for d in domains)
+
+    value = t.text("confirm_from", None)
+    if value is not None:
+        if not _EMAIL_RE.match(value) or not aligned(value):
+            raise t.fail("confirm_from", f"{value!r} must be an address in one of the sender domains")
+        return value
+    return contact if aligned(contact) else f"subscriptions@{domains[0]}"
 
 
 def _client(name: str, t: _Table, base: Path) -> ClientConfig:
@@ -319,7 +346,8 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
         if net.prefixlen == 0:
             raise t.fail("networks", f"{raw!r} would make an open relay; name your own networks")
         networks.append(net)
-    lists = _lists(t)
+    company = t.text("company")
+    lists = _lists(t, company)
     default_list = t.text("default_list", None)
     if default_list is not None and default_list not in lists:
         raise t.fail("default_list", f"names list {default_list!r}, which [{t.path}.lists] does not define")
@@ -331,10 +359,11 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
         raise t.fail("state", f"must be \"active\" or \"suspended\", got {state!r}")
     client = ClientConfig(
         name=name, password_hash=password_hash, password_file=password_file,
-        sender_domains=domains, company=t.text("company"), contact_email=contact,
+        sender_domains=domains, company=company, contact_email=contact,
         postal_address=t.text("postal_address"), dkim=dkim, default_list=default_list,
         networks=tuple(networks), api_token_hash=api_hash, suspended=state == "suspended",
         lists=lists, footer_templates=_path(base, t.text("footer_templates", None)),
+        confirm_from=_confirm_from(t, contact, domains),
     )
     t.finish()
     if password_hash is None and password_file is None and not networks:
@@ -396,6 +425,14 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         raise p.fail("stages", "names a stage twice")
     roles = p.get("role_addresses", list, list(DEFAULT_ROLE_ADDRESSES))
     p.finish()
+    o = root.table("optin")
+    optin = OptinSection(
+        pending_expiry_days=o.number("pending_expiry_days", 7, 1),
+        resend_window_hours=o.number("resend_window_hours", 24.0, 0.01, integer=False),
+        rate_per_ip_per_hour=o.number("rate_per_ip_per_hour", 20, 1),
+        rate_per_client_per_hour=o.number("rate_per_client_per_hour", 10000, 1),
+    )
+    o.finish()
     clients_t = root.table("clients")
     clients = {}
     for name in clients_t.data:
@@ -414,7 +451,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         storage_url=storage_url, upstream=upstream, token_key_file=token_key_file,
         token_max_age_days=token_max_age_days,
         create_missing_secrets=create_missing, stages=tuple(stages),
-        role_addresses=frozenset(str(x).lower() for x in roles), clients=clients,
+        role_addresses=frozenset(str(x).lower() for x in roles), optin=optin, clients=clients,
     )
 
 

@@ -112,4 +112,7 @@ def make_app(runtime: "Runtime") -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/u/{token}", unsubscribe_page)
     app.router.add_post("/u/{token}", unsubscribe_post)
+    from relay.http_optin import add_routes
+
+    add_routes(app)
     return app

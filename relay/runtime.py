@@ -56,6 +56,9 @@ class Runtime:
         # successful logins, so a busy client does not pay scrypt on every connection
         self._verified: dict[str, bytes] = {}
         self._tasks: set[asyncio.Task] = set()
+        from relay.optin import Optin
+
+        self.optin = Optin(self)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         relay_cfg = self.config.relay

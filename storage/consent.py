@@ -255,7 +255,7 @@ def _consent_row(client: str, list_key: str, r: dict[str, Any], at: datetime) ->
         "method": r["method"], "source": r["source"], "signed_up_at": r["signed_up_at"], "ip": r.get("ip"),
         "disclosure": r.get("disclosure") or "", "confirmed_at": r.get("confirmed_at"),
         "last_contact_at": None, "revoked_at": None, "extra": json.dumps(r.get("extra") or {}),
-        "updated_at": at,
+        "updated_at": at, "user_agent": r.get("user_agent") or "", "confirm_sent_at": None, "confirm_sends": 0,
     }
 
 

@@ -99,6 +99,9 @@ class Consent(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     extra: str = ""  # JSON of extra columns kept from an import
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    user_agent: str = ""  # of the sign-up, when it came through the web
+    confirm_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # first mail of the window
+    confirm_sends: int = 0  # confirmation mails sent in that window (at most 2: request + reminder)
 
 
 class ConsentEvent(SQLModel, table=True):

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from sqlmodel import select as model_select  # yields model instances via Session.exec
 
 from storage.consent import ConsentQueries
+from storage.optin import OptinQueries
 from storage.engine import make_engine
 from storage.models import AuditEntry, SpooledCopy, utcnow
 
@@ -28,7 +29,7 @@ def _complete(rows: Iterable[Mapping[str, Any]], defaults: Mapping[str, Any]) ->
     return [{**defaults, **row} for row in rows]
 
 
-class Store(ConsentQueries):
+class Store(ConsentQueries, OptinQueries):
     """All database access of the relay; each method is one short transaction."""
 
     def __init__(self, url_or_engine: str | Engine, *, workers: int = 4) -> None:

@@ -29,6 +29,18 @@ from storage.migrate import upgrade
 
 PASSWORD = "correct horse battery staple"
 PASSWORD_HASH = hash_password(PASSWORD)
+API_TOKEN = "acme-api-token-0123456789"
+API_TOKEN_HASH = hash_password(API_TOKEN)
+
+
+class Clock:
+    """A clock a test can move forward; the relay reads it through its injected services."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc) + self.offset
 
 
 def free_port() -> int:
@@ -193,6 +205,7 @@ def relay_toml(*, smtp_port: int, http_port: int, db_url: str, upstream: str, ke
 
         [clients.acme]
         password_hash = "{PASSWORD_HASH}"
+        api_token_hash = "{API_TOKEN_HASH}"
         sender_domains = ["acme.example", "acme-mail.example"]
         company = "Acme Inc"
         contact_email = "hello@acme.example"
@@ -287,7 +300,8 @@ def relay_factory(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, modu
     database_url = module_database_url
     upgrade(database_url)
 
-    def make(upstream: str, db_url: str | None = None, **toml: Any) -> RelayUnderTest:
+    def make(upstream: str, db_url: str | None = None, clock: Callable[[], Any] | None = None,
+             **toml: Any) -> RelayUnderTest:
         d = tmp_path_factory.mktemp("relay")
         url = db_url or database_url
         if db_url:
@@ -299,7 +313,8 @@ def relay_factory(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, modu
         from relay.keys import ensure_token_key
 
         ensure_token_key(config)
-        running = loop.run(start_relay(config, retry_interval=0.2))
+        extra_args = {"clock": clock} if clock is not None else {}
+        running = loop.run(start_relay(config, retry_interval=0.2, **extra_args))
         handle = RelayUnderTest(running, loop, path)
         started.append(handle)
         return handle

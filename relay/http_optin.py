@@ -1,0 +1,160 @@
+"""HTTP ways in for subscribers: the client API, the hosted form, and the /c/TOKEN confirmation."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from relay.http import RUNTIME, masked, page, plain_page
+from relay.optin import SignupRefused
+from relay.passwords import verify_password
+from relay.tokens import TokenError
+
+if TYPE_CHECKING:
+    from relay.config import ClientConfig
+    from relay.runtime import Runtime
+
+API_FIELDS = ("email", "list", "source", "ip", "disclosure")
+BAD_CONFIRM_LINK = ("This confirmation link is not valid",
+                    "The link may be incomplete or too old. Sign up again to get a new one.")
+
+
+def _json_error(status: int, error: str, field: str | None = None) -> web.Response:
+    body = {"error": error} | ({"field": field} if field else {})
+    return web.json_response(body, status=status)
+
+
+async def _api_client(runtime: "Runtime", request: web.Request) -> "ClientConfig | None":
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    token = token.strip()
+    cache = runtime.optin.api_tokens  # sha256(token) → client, so scrypt runs once per token
+    fingerprint = hashlib.sha256(token.encode()).digest()
+    if fingerprint in cache:
+        return runtime.config.clients.get(cache[fingerprint])
+    for client in runtime.config.clients.values():
+        if client.api_token_hash and await asyncio.to_thread(verify_password, token, client.api_token_hash):
+            cache[fingerprint] = client.name
+            return client
+    return None
+
+
+async def api_subscribers(request: web.Request) -> web.Response:
+    """POST /api/v1/subscribers: a client's own systems add a subscriber (202 when recorded)."""
+    runtime: Runtime = request.app[RUNTIME]
+    client = await _api_client(runtime, request)
+    if client is None:
+        return _json_error(401, "missing or invalid API token (Authorization: Bearer ...)")
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        return _json_error(422, "the body must be a JSON object", "body")
+    if not isinstance(body, dict):
+        return _json_error(422, "the body must be a JSON object", "body")
+    unknown = sorted(set(body) - set(API_FIELDS))
+    if unknown:
+        return _json_error(422, f"unknown field {unknown[0]!r}", unknown[0])
+    for name in ("email", "list", "source"):
+        if not isinstance(body.get(name), str) or not body[name].strip():
+            return _json_error(422, f"{name} is required and must be a non-empty string", name)
+    for name in ("ip", "disclosure"):
+        if name in body and not isinstance(body[name], str):
+            return _json_error(422, f"{name} must be a string", name)
+    mailing = client.lists.get(body["list"])
+    if mailing is None:
+        return _json_error(422, f"client {client.name} has no list {body['list']!r}", "list")
+    try:
+        runtime.optin.check_rate(client, request.remote)
+        result = await runtime.optin.subscribe(
+            client, mailing, body["email"], source=body["source"], ip=body.get("ip") or None,
+            user_agent=request.headers.get("User-Agent", ""), channel="api", disclosure=body.get("disclosure"))
+    except SignupRefused as refused:
+        return _json_error(refused.status, str(refused), refused.field)
+    return web.json_response({"email": result.address, "list": mailing.key, "status": result.state,
+                              "confirmation_mail": result.confirmation_mail}, status=202)
+
+
+def _form_list(runtime: "Runtime", request: web.Request):  # type: ignore[no-untyped-def]
+    client = runtime.config.clients.get(request.match_info["client"])
+    mailing = client.lists.get(request.match_info["list"]) if client else None
+    if client is None or mailing is None or mailing.transactional or client.suspended:
+        raise web.HTTPNotFound()
+    return client, mailing
+
+
+def _form_page(status: int, client, mailing, email: str = "", error: str = "") -> web.Response:  # type: ignore[no-untyped-def]
+    return page(status, "page_subscribe.html.j2", title=f"Subscribe to {mailing.name}", company=client.company,
+                list_name=mailing.name, disclosure=mailing.disclosure, postal_address=client.postal_address,
+                email=email, error=error)
+
+
+async def form_get(request: web.Request) -> web.Response:
+    client, mailing = _form_list(request.app[RUNTIME], request)
+    return _form_page(200, client, mailing)
+
+
+async def form_post(request: web.Request) -> web.Response:
+    """The hosted form: records a pending subscriber with IP, time, user agent and the disclosure shown."""
+    runtime: Runtime = request.app[RUNTIME]
+    client, mailing = _form_list(runtime, request)
+    form = await request.post()
+    email = str(form.get("email", ""))
+    done = page(200, "page_subscribed.html.j2", title="Check your inbox", company=client.company,
+                list_name=mailing.name, pending=True)
+    if form.get("website"):
+        return done  # the honeypot was filled: a bot. Look the same, record and send nothing
+    try:
+        runtime.optin.check_rate(client, request.remote)
+        result = await runtime.optin.subscribe(
+            client, mailing, email, source=f"hosted form /s/{client.name}/{mailing.key}", ip=request.remote,
+            user_agent=request.headers.get("User-Agent", ""), channel="form")
+    except SignupRefused as refused:
+        if refused.status == 429:
+            return plain_page(429, "Too many sign-ups", str(refused))
+        return _form_page(422, client, mailing, email, str(refused))
+    if result.state == "confirmed" and result.confirmation_mail == "not needed":
+        return page(200, "page_subscribed.html.j2", title="You are subscribed", company=client.company,
+                    list_name=mailing.name, pending=False)
+    return done
+
+
+async def confirm_get(request: web.Request) -> web.Response:
+    """GET /c/TOKEN shows what confirming means and one button; it changes nothing."""
+    runtime: Runtime = request.app[RUNTIME]
+    try:
+        parsed, client, mailing = runtime.optin.parse(request.match_info["token"])
+    except TokenError:
+        return plain_page(400, *BAD_CONFIRM_LINK)
+    return page(200, "page_confirm.html.j2", title=f"Confirm {mailing.name}", company=client.company,
+                list_name=mailing.name, masked=masked(parsed.recipient), disclosure=mailing.disclosure)
+
+
+async def confirm_post(request: web.Request) -> web.Response:
+    runtime: Runtime = request.app[RUNTIME]
+    token = request.match_info["token"]
+    try:
+        parsed, _, _ = runtime.optin.parse(token)
+        state, client, mailing = await runtime.optin.confirm(
+            token, request.remote, request.headers.get("User-Agent", ""))
+    except TokenError:
+        return plain_page(400, *BAD_CONFIRM_LINK)
+    if state in ("confirmed", "already"):
+        return page(200, "page_confirmed.html.j2", title="Subscription confirmed", company=client.company,
+                    list_name=mailing.name, masked=masked(parsed.recipient))
+    if state == "expired":
+        return plain_page(400, "This confirmation link has expired", "Sign up again to get a new link.")
+    return plain_page(400, "There is nothing to confirm",
+                      "This sign-up no longer exists or was withdrawn. Sign up again if you want this list.")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/subscribers", api_subscribers)
+    app.router.add_get("/s/{client}/{list}", form_get)
+    app.router.add_post("/s/{client}/{list}", form_post)
+    app.router.add_get("/c/{token}", confirm_get)
+    app.router.add_post("/c/{token}", confirm_post)

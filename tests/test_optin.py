@@ -1,0 +1,183 @@
+"""Confirmed opt-in over real HTTP and SMTP: API and form create pending records, the mail, GET vs POST."""
+from __future__ import annotations
+
+import email
+import json
+import re
+import urllib.parse
+from datetime import timedelta
+
+import pytest
+
+from conftest import API_TOKEN, Clock, Sink
+from test_relay_smtp import login, message, verify_dkim
+from test_unsubscribe import http
+
+STAGES = '["suppression", "sender-identity", "consent", "unsubscribe"]'
+UA = "consent-relay-tests/1.0"
+
+
+@pytest.fixture(scope="module")
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="module")
+def relay(relay_factory, sink: Sink, clock: Clock):
+    return relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES, clock=clock)
+
+
+def api(relay, body: object, token: str | None = API_TOKEN) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+    request = urllib.request.Request(relay.http + "/api/v1/subscribers", data=data, method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("User-Agent", UA)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def confirmation_links(sink: Sink, rcpt: str) -> list[str]:
+    links = []
+    for m in sink.for_rcpt(rcpt):
+        parsed = email.message_from_bytes(m.data)
+        text = [p for p in parsed.walk() if p.get_content_type() == "text/plain"][0].get_payload(decode=True).decode()
+        links += re.findall(r"(http://\S+/c/[a-z0-9]+)", text)
+    return links
+
+
+def newsletter(relay, rcpt: str, list_id: str = "<vip.acme.example>") -> int:
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        s.rcpt(rcpt)
+        code, _ = s.data(message(to=rcpt, List_Id=list_id))
+    return code
+
+
+def test_api_pending_mail_get_post_then_delivered(relay, clean_sink, keys_dir):
+    status, body = api(relay, {"email": "hank@example.org", "list": "vip", "source": "checkout page",
+                               "ip": "198.51.100.9", "disclosure": "VIP offers weekly"})
+    assert status == 202 and body == {"email": "hank@example.org", "list": "vip", "status": "pending",
+                                      "confirmation_mail": "sent"}
+    (mail,) = clean_sink.wait_for(1)
+    assert mail.rcpt_tos == ["hank@example.org"] and mail.mail_from == "hello@acme.example"
+    assert verify_dkim(mail.data, keys_dir)
+    (link,) = confirmation_links(clean_sink, "hank@example.org")
+    assert newsletter(relay, "hank@example.org") == 550          # pending: no mail yet
+    status, page, _ = http("GET", link)
+    assert status == 200 and "<button" in page and "hank@example.org" not in page
+    assert newsletter(relay, "hank@example.org") == 550          # GET confirmed nothing
+    status, page, _ = http("POST", link, b"confirm=yes")
+    assert status == 200 and "Subscription confirmed" in page
+    assert newsletter(relay, "hank@example.org") == 250
+    (record, events), = relay.store.consent_records("acme", "hank@example.org")
+    assert record.status == "confirmed" and record.method == "double" and record.ip == "198.51.100.9"
+    assert record.disclosure == "VIP offers weekly" and record.confirmed_at is not None
+    assert [e.event for e in events] == ["created", "confirmed"]
+    assert events[0].channel == "api" and json.loads(events[0].detail)["user_agent"] == UA
+    assert events[1].channel == "confirm-link" and events[1].ip == "127.0.0.1"
+    assert json.loads(events[1].detail)["user_agent"].startswith("Python-urllib")
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"list": "vip", "source": "x"}, "email"),
+    ({"email": "not an address", "list": "vip", "source": "x"}, "email"),
+    ({"email": "a@example.org", "list": "nope", "source": "x"}, "list"),
+    ({"email": "a@example.org", "list": "vip"}, "source"),
+    ({"email": "a@example.org", "list": "vip", "source": "x", "colour": "red"}, "colour"),
+    ({"email": "a@example.org", "list": "vip", "source": "x", "ip": 5}, "ip"),
+    ({"email": "sales@example.org", "list": "vip", "source": "x"}, "email"),
+    ({"email": "a@example.org", "list": "receipts", "source": "x"}, "list"),
+    (b"{not json", "body"),
+])
+def test_api_bad_input_is_422_naming_the_field(relay, clean_sink, body, field):
+    status, answer = api(relay, body)
+    assert status == 422 and answer["field"] == field, answer
+    assert clean_sink.messages == []
+
+
+def test_api_needs_a_valid_token(relay, clean_sink):
+    assert api(relay, {"email": "a@example.org", "list": "vip", "source": "x"}, token=None)[0] == 401
+    assert api(relay, {"email": "a@example.org", "list": "vip", "source": "x"}, token="wrong")[0] == 401
+
+
+def test_single_opt_in_list_needs_no_mail(relay, clean_sink):
+    status, body = api(relay, {"email": "ivy@example.org", "list": "news", "source": "shop"})
+    assert status == 202 and body["status"] == "confirmed" and body["confirmation_mail"] == "not needed"
+    assert clean_sink.messages == []
+    assert newsletter(relay, "ivy@example.org", "<news.acme.example>") == 250
+
+
+def test_one_mail_and_one_reminder_per_window(relay, clean_sink):
+    answers = [api(relay, {"email": "jo@example.org", "list": "vip", "source": "x"})[1]["confirmation_mail"]
+               for _ in range(4)]
+    assert answers == ["sent", "reminder", "limit reached", "limit reached"]
+    assert len(clean_sink.wait_for(2)) == 2
+    assert "Reminder" in email.message_from_bytes(clean_sink.messages[1].data)["Subject"]
+
+
+def test_suppressed_address_is_refused_without_mail(relay, clean_sink, clock):
+    relay.store.suppress_add("client", "acme", "", "gone@example.org", "", "complaint", "fbl", clock())
+    status, body = api(relay, {"email": "gone@example.org", "list": "vip", "source": "x"})
+    assert status == 422 and body["field"] == "email"
+    assert clean_sink.messages == []
+
+
+def test_hosted_form_records_pending_and_honeypot_records_nothing(relay, clean_sink):
+    status, page, _ = http("GET", relay.http + "/s/acme/vip")
+    assert status == 200 and "Acme VIP" in page and 'name="website"' in page and "Acme Inc" in page
+    status, page, _ = http("POST", relay.http + "/s/acme/vip",
+                           urllib.parse.urlencode({"email": "bot@example.org", "website": "http://spam"}).encode())
+    assert status == 200 and "Check your inbox" in page
+    assert relay.store.consent_records("acme", "bot@example.org") == []
+    status, page, _ = http("POST", relay.http + "/s/acme/vip", urllib.parse.urlencode({"email": "kim@example.org"}).encode())
+    assert status == 200 and "Check your inbox" in page
+    (record, events), = relay.store.consent_records("acme", "kim@example.org")
+    assert record.status == "pending" and events[0].channel == "form" and record.ip == "127.0.0.1"
+    assert record.disclosure.startswith("You will receive Acme VIP")
+    assert confirmation_links(clean_sink, "kim@example.org")
+    assert clean_sink.for_rcpt("bot@example.org") == []
+    status, page, _ = http("POST", relay.http + "/s/acme/vip", urllib.parse.urlencode({"email": "info@example.org"}).encode())
+    assert status == 422 and "role address" in page
+    assert http("GET", relay.http + "/s/acme/nope")[0] == 404
+    assert http("GET", relay.http + "/s/acme/receipts")[0] == 404
+
+
+def test_expired_pending_record_never_confirms(relay, clean_sink, clock):
+    api(relay, {"email": "late@example.org", "list": "vip", "source": "x"})
+    (link,) = confirmation_links(clean_sink, "late@example.org")
+    clock.offset = timedelta(days=8)  # pending_expiry_days defaults to 7
+    try:
+        status, page, _ = http("POST", link, b"confirm=yes")
+    finally:
+        clock.offset = timedelta()
+    assert status == 400 and "expired" in page
+    (record, _), = relay.store.consent_records("acme", "late@example.org")
+    assert record.status == "pending"
+
+
+def test_unsubscribed_person_must_confirm_again_even_on_single_opt_in_list(relay, clean_sink, clock):
+    api(relay, {"email": "back@example.org", "list": "news", "source": "x"})
+    relay.store.consent_revoke("acme", "news", "back@example.org", clock(), "one-click")
+    status, body = api(relay, {"email": "back@example.org", "list": "news", "source": "x"})
+    assert body["status"] == "pending" and body["confirmation_mail"] == "sent"
+    (link,) = confirmation_links(clean_sink, "back@example.org")
+    assert newsletter(relay, "back@example.org", "<news.acme.example>") == 550
+    assert http("POST", link, b"confirm=yes")[0] == 200
+    assert newsletter(relay, "back@example.org", "<news.acme.example>") == 250
+
+
+def test_rate_limit_per_ip(relay_factory, sink):
+    limited = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES,
+                            extra="\n[optin]\nrate_per_ip_per_hour = 2\n")
+    codes = [http("POST", limited.http + "/s/acme/vip",
+                  urllib.parse.urlencode({"email": f"r{i}@example.org"}).encode())[0] for i in range(3)]
+    assert codes == [200, 200, 429]
+    assert api(limited, {"email": "r9@example.org", "list": "vip", "source": "x"})[0] == 429
