@@ -19,6 +19,22 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
 PHONE = (390, 844)
 
 
+def heading(browser, expected: str) -> str:
+    """Wait (bounded) for the page after a click to show its heading."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def seen(driver):  # noqa: ANN001
+        try:
+            return driver.find_element(By.TAG_NAME, "h1").text == expected
+        except StaleElementReferenceException:
+            return False
+
+    WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(seen)
+    return expected
+
+
 @pytest.fixture(scope="module")
 def relay(relay_factory, sink: Sink):
     r = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES)
@@ -63,10 +79,35 @@ def test_unsubscribe_page_in_a_browser(relay, clean_sink, browser, tmp_path):
     # loading the page (as a link scanner would) changed nothing
     assert deliver(relay, clean_sink, "gina@example.org")[0] == 250
     button.click()
-    heading = browser.find_element(By.TAG_NAME, "h1")
-    assert heading.text == "You are unsubscribed"
-    assert heading.get_attribute("role") == "status"
+    heading(browser, "You are unsubscribed")
+    assert browser.find_element(By.TAG_NAME, "h1").get_attribute("role") == "status"
     assert deliver(relay, clean_sink, "gina@example.org")[0] == 550
     assert [s.source for s in relay.store.suppressions(scope="list", client="acme")
             if s.address == "gina@example.org"] == ["page"]
     browser.save_screenshot(str(shots / "unsubscribed.png"))
+
+
+def test_signup_form_to_confirmed_subscriber_in_a_browser(relay, clean_sink, browser, tmp_path):
+    """From the hosted form to a delivered newsletter, entirely through the relay."""
+    from selenium.webdriver.common.by import By
+
+    from test_optin import confirmation_links, newsletter
+
+    browser.get(relay.http + "/s/acme/vip")
+    assert browser.title == "Subscribe to Acme VIP"
+    honeypot = browser.find_element(By.NAME, "website")
+    assert not honeypot.is_displayed()  # people never see the trap field
+    browser.find_element(By.ID, "email").send_keys("lena@example.org")
+    browser.find_element(By.TAG_NAME, "button").click()
+    heading(browser, "Check your inbox")
+    clean_sink.wait_for(1)
+    (link,) = confirmation_links(clean_sink, "lena@example.org")
+    browser.get(link)
+    heading(browser, "Confirm your subscription")
+    assert newsletter(relay, "lena@example.org") == 550  # opening the link confirmed nothing
+    browser.find_element(By.TAG_NAME, "button").click()
+    heading(browser, "Subscription confirmed")
+    assert newsletter(relay, "lena@example.org") == 250
+    (record, events), = relay.store.consent_records("acme", "lena@example.org")
+    assert [e.event for e in events] == ["created", "confirmed"]
+    assert "HeadlessChrome" in events[0].detail and "HeadlessChrome" in events[1].detail
