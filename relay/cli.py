@@ -149,6 +149,10 @@ def _mount() -> None:
     main.add_command(consent)
     main.add_command(suppress)
     main.add_command(audit)
+    from relay.cli_optin import consent_add, consent_export, consent_repermission
+
+    for command in (consent_add, consent_export, consent_repermission):
+        consent.add_command(command)
 
 
 _mount()

@@ -117,3 +117,32 @@ class OptinQueries:
                     basis < before,
                     or_(_consent.c.last_contact_at.is_(None), _consent.c.last_contact_at < before))
                 .order_by(_consent.c.address)).scalars())
+
+    def note_event(self, client: str, list_key: str, addresses: list[str], event: str, channel: str,
+                   at: datetime, detail: str = "") -> None:
+        """Add a history line to each record (e.g. a re-permission request was sent)."""
+        if not addresses:
+            return
+        with self.engine.begin() as conn:
+            statuses = dict(conn.execute(select(_consent.c.address, _consent.c.status).where(
+                _consent.c.client == client, _consent.c.list_key == list_key,
+                _consent.c.address.in_(addresses))).all())
+            conn.execute(insert(_event), [{
+                "at": at, "client": client, "list_key": list_key, "address": a, "event": event,
+                "status": statuses.get(a, "missing"), "channel": channel, "ip": None, "detail": detail,
+            } for a in addresses])
+
+    def list_proof(self, client: str, list_key: str) -> list[tuple[Consent, list[ConsentEvent]]]:
+        """Every record of a list with its history: what a client hands over when a complaint is appealed."""
+        from sqlmodel import Session
+        from sqlmodel import select as model_select
+
+        with Session(self.engine) as session:
+            records = session.exec(model_select(Consent).where(
+                Consent.client == client, Consent.list_key == list_key).order_by(Consent.address)).all()
+            events = session.exec(model_select(ConsentEvent).where(
+                ConsentEvent.client == client, ConsentEvent.list_key == list_key).order_by(ConsentEvent.id)).all()
+        by_address: dict[str, list[ConsentEvent]] = {}
+        for e in events:
+            by_address.setdefault(e.address, []).append(e)
+        return [(r, by_address.get(r.address, [])) for r in records]

@@ -38,7 +38,7 @@ def demo_config(tmp: Path, smtp_port: int, http_port: int, db_url: str | None = 
 @pytest.mark.parametrize("edit, key", [
     (lambda t: t.replace('listen = "127.0.0.1:2525"', 'listen = "nowhere"'), "relay.listen"),
     (lambda t: t.replace("[relay]\n", "[relay]\nlisten_port = 25\n"), "relay.listen_port"),
-    (lambda t: t.replace('stages = ["sender-identity"]', 'stages = ["sender-identity", "magic"]'), "policy.stages"),
+    (lambda t: t.replace('stages = ["suppression",', 'stages = ["magic", "suppression",'), "policy.stages"),
     (lambda t: t.replace('contact_email = "hello@demo.example"\n', ""), "clients.demo.contact_email"),
     (lambda t: t.replace('default_list = "news"', 'default_list = "nope"'), "clients.demo.default_list"),
     (lambda t: t.replace('default_list = "news"', 'default_list = "news"\nnetworks = ["0.0.0.0/0"]'),
@@ -88,6 +88,9 @@ def test_demo_first_message_with_swaks_lands_signed_in_outbox(tmp_path, fresh_da
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_port(smtp_port, proc)
+        added = run_relay("--config", "relay.toml", "consent", "add", "alice@example.org", "--client", "demo",
+                          "--list", "news", "--source", "README demo", cwd=tmp_path)
+        assert added.returncode == 0 and "confirmed on demo/news" in added.stdout, added.stderr
         password = (tmp_path / "secrets" / "demo.password").read_text().strip()
         swaks = subprocess.run(
             ["swaks", "--server", f"127.0.0.1:{smtp_port}", "--auth", "PLAIN", "--auth-user", "demo",
@@ -100,6 +103,7 @@ def test_demo_first_message_with_swaks_lands_signed_in_outbox(tmp_path, fresh_da
         assert len(delivered) == 1
         data = delivered[0].read_bytes()
         assert b"Hello from the demo" in data and b"Delivered-To: alice@example.org" in data
+        assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in data
         record = dns_txt_record(load_private_key(tmp_path / "keys" / "demo.example.s1.pem")).encode()
         assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record
                            if name == b"s1._domainkey.demo.example." else b"")
