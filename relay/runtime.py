@@ -23,6 +23,7 @@ from relay.passwords import verify_password
 from relay.pipeline import Decision, Pipeline
 from relay.smtp import PeerLimits
 from relay.tokens import TokenCodec, TokenError
+from relay.writer import GroupWriter
 from relay.unsubscribe import unsubscribe
 from relay.addresses import unsubscribe_token
 from relay.transaction import Transaction
@@ -45,6 +46,7 @@ class Runtime:
             config.upstream.url, config.upstream.pool_size, config.upstream.timeout, config.relay.hostname)
         self.tokens = TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days))
         self.services = Services(clock=clock, store=store, tokens=self.tokens)
+        self.writer = GroupWriter(store)
         self.pipeline = Pipeline(config.stages)
         self.secrets = {name: load_client_secrets(c) for name, c in config.clients.items()}
         self.tls_context = self._tls_context()
@@ -107,19 +109,16 @@ class Runtime:
         ctx = RcptContext(self.config, client, mail_from, recipient, self.services)
         decision = await self.pipeline.check_recipient(ctx)
         if decision.verdict.refuses:
+            from relay.transaction import audit_row
+
             self.metrics.refused(decision.stage, decision.verdict.rule)
-            self.spawn(self._audit_rcpt(client, recipient, decision))
+            # a refusal is evidence too; if storage is down the refusal still stands
+            try:
+                await self.writer.write([audit_row(self.services.clock(), client.name, None, "", None, recipient,
+                                                   decision.stage, decision.verdict, decision.verdict.action.value)])
+            except Exception:
+                log.error("could not record a refusal at RCPT for client %s", client.name)
         return decision
-
-    async def _audit_rcpt(self, client: ClientConfig, recipient: str, decision: Decision) -> None:
-        from relay.transaction import audit_row
-
-        row = audit_row(self.services.clock(), client.name, None, "", None, recipient, decision.stage,
-                        decision.verdict, decision.verdict.action.value)
-        try:
-            await self.store.run(self.store.record_decisions, [row])
-        except Exception:
-            log.exception("could not record a refusal at RCPT for client %s", client.name)
 
     async def transaction(self, client: ClientConfig, mail_from: str, recipients: list[str], data: bytes,
                           **session: Any) -> str:
@@ -227,7 +226,7 @@ class Runtime:
 
     def busy(self) -> bool:
         """A transaction is under way somewhere: processing, background work, or a client mid-envelope."""
-        return bool(self.in_flight or self._tasks or any(
+        return bool(self.in_flight or self._tasks or self.writer.task or any(
             getattr(getattr(s, "envelope", None), "mail_from", None) for s in self.sessions))
 
     async def drain(self, timeout: float) -> None:

@@ -96,6 +96,7 @@ class Transaction:
         self.peer, self.helo, self.authenticated, self.tls = peer, helo, authenticated, tls
         self.qid = new_queue_id()
         self.now = rt.services.clock()
+        self.contacts: list[tuple[str, str, list[str], datetime]] = []
 
     async def run(self) -> str:
         rt = self.rt
@@ -111,24 +112,17 @@ class Transaction:
                           d.stage, d.verdict, "accept" if d.accepted else d.verdict.action.value)
                 for d in decision.decisions.values()]
         # the decision is evidence: it is committed before anything leaves
-        await rt.store.run(rt.store.record_decisions, rows)
+        await rt.writer.write(rows)
         for d in decision.refused:
             rt.metrics.refused(d.stage, d.verdict.rule)
         accepted = decision.accepted
         if not accepted:
             return _refusal_reply(decision, list_cfg)
         outcome = await self.deliver_copies(ctx, list_cfg, accepted)
+        # a delivered copy keeps consent current (max_consent_age_days counts from it)
         if "consent" in ctx.facts and outcome.delivered:
-            await self.touch_last_contact(list_cfg, outcome.delivered)
+            self.contacts.append((self.client.name, list_cfg.key, outcome.delivered, self.now))
         return await self.settle(decision.refused, outcome, list_cfg, message_id)
-
-    async def touch_last_contact(self, list_cfg: "ListConfig", delivered: list[str]) -> None:
-        """A delivered copy keeps consent current (max_consent_age_days counts from it); best effort."""
-        store = self.rt.store
-        try:
-            await store.run(store.touch_last_contact, self.client.name, list_cfg.key, delivered, self.now)
-        except Exception:
-            log.exception("queue %s: could not update last contact", self.qid)
 
     def base_headers(self) -> list[bytes]:
         """The client's header, plus Date and Message-ID when missing (RFC 6409 §8.2-8.3)."""
@@ -224,12 +218,12 @@ class Transaction:
         return f"250 2.0.0 OK queued as {self.qid}: " + ", ".join(parts)
 
     async def record_outcome(self, rows: list[dict]) -> None:
-        """Delivery rows are written after the fact; a storage fault here must not turn a sent
-        message into a 4xx (the client would send it again), so it is logged instead."""
+        """Delivery rows and last contact are written after the fact; a storage fault here must not
+        turn a sent message into a 4xx (the client would send it again), so it is logged instead."""
         try:
-            await self.rt.store.run(self.rt.store.record_decisions, rows)
+            await self.rt.writer.write(rows, tuple(self.contacts))
         except Exception:
-            log.exception("queue %s: could not record delivery outcome", self.qid)
+            log.error("queue %s: could not record the delivery outcome", self.qid)
 
     async def send_dsn(self, failed: list[FailedRecipient]) -> None:
         rt = self.rt

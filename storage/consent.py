@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, delete, insert, literal, null, or_, select, union_all, update
+from sqlalchemy import String, bindparam, cast, delete, insert, literal, null, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from sqlmodel import select as model_select
@@ -18,6 +18,12 @@ _event = ConsentEvent.__table__
 _supp = Suppression.__table__
 _audit = AuditEntry.__table__
 IMPORT_BATCH = 5000
+_PROBE_COLUMNS = (_supp.c.scope, _supp.c.client, _supp.c.reason, _supp.c.created_at, _supp.c.address, _supp.c.domain)
+# built once: SQLAlchemy then reuses the compiled form for every RCPT
+_SUPPRESSION_PROBE = union_all(
+    select(*_PROBE_COLUMNS).where(_supp.c.address == bindparam("address")),
+    select(*_PROBE_COLUMNS).where(_supp.c.domain.in_(bindparam("domains", expanding=True))),
+)
 
 
 @dataclass(frozen=True)
@@ -61,19 +67,19 @@ class ConsentQueries:
     # -- the send path -----------------------------------------------------------
 
     def suppression_for(self, client: str, address: str, domain: str) -> SuppressionHit | None:
-        """Global or client-wide suppression of this address or its domain (RCPT time)."""
-        domains = domain_and_parents(domain)
-        target = or_(_supp.c.address == address, _supp.c.domain.in_(domains))
-        stmt = (select(_supp.c.scope, _supp.c.reason, _supp.c.created_at, _supp.c.address, _supp.c.domain)
-                .where(target, or_(_supp.c.scope == "global",
-                                   and_(_supp.c.scope == "client", _supp.c.client == client)))
-                .order_by(_supp.c.scope.desc())  # "global" before "client": the wider reason wins
-                .limit(1))
+        """Global or client-wide suppression of this address or its domain (RCPT time).
+
+        Two index probes (address, domain) joined by UNION ALL: a WHERE on scope lets SQLite
+        pick the scope index and walk every global entry instead.
+        """
         with self.engine.connect() as conn:
-            row = conn.execute(stmt).first()
-        if row is None:
+            rows = conn.execute(_SUPPRESSION_PROBE, {"address": address, "domains": domain_and_parents(domain),
+                                                     "client": client}).all()
+        hits = [r for r in rows if r.scope == "global" or (r.scope == "client" and r.client == client)]
+        if not hits:
             return None
-        return SuppressionHit(row.scope, row.reason, row.created_at, row.address or f"@{row.domain}")
+        row = min(hits, key=lambda r: r.scope != "global")  # the wider reason wins
+        return SuppressionHit(row.scope, row.reason, _utc(row.created_at), row.address or f"@{row.domain}")
 
     def list_lookup(self, client: str, list_key: str, addresses: list[str]) -> ListLookup:
         """Consent records and list-scoped suppressions for a message's recipients, in one query."""
@@ -104,9 +110,12 @@ class ConsentQueries:
         return result
 
     def touch_last_contact(self, client: str, list_key: str, addresses: list[str], at: datetime) -> None:
-        if not addresses:
-            return
         with self.engine.begin() as conn:
+            self.touch_last_contact_in(conn, client, list_key, addresses, at)
+
+    @staticmethod
+    def touch_last_contact_in(conn: Any, client: str, list_key: str, addresses: list[str], at: datetime) -> None:
+        if addresses:
             conn.execute(update(_consent)
                          .where(_consent.c.client == client, _consent.c.list_key == list_key,
                                 _consent.c.address.in_(addresses))

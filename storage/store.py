@@ -126,3 +126,14 @@ class Store(ConsentQueries, OptinQueries):
     def spool_count(self) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(_spool)).scalar_one()
+
+    def write_batch(self, audit_rows: list[dict[str, Any]],
+                    contacts: list[tuple[str, str, list[str], datetime]]) -> None:
+        """Many messages' audit rows and last-contact updates in one transaction (group commit)."""
+        defaults = {"at": utcnow(), "list_key": None, "code": None, "status": None,
+                    "reason": "", "message_id": None}
+        with self.engine.begin() as conn:
+            if audit_rows:
+                conn.execute(insert(_audit), _complete(audit_rows, defaults))
+            for client, list_key, addresses, at in contacts:
+                self.touch_last_contact_in(conn, client, list_key, addresses, at)
