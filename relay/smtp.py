@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,9 @@ class PeerLimits:
 
     def note_failure(self, ip: str) -> None:
         self.auth_failures[ip].append(time.monotonic())
+
+
+_PLAIN_PATH = re.compile(r"^<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+)>(?: (.*))?$")
 
 
 class RelaySMTP(SMTP):
@@ -145,6 +149,14 @@ class RelaySMTP(SMTP):
         # the whole DATA transfer and its processing get data_timeout, not the command timeout
         self._reset_timeout(self.runtime.config.relay.data_timeout)
         await super().smtp_DATA(arg)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # the common <local@domain> form without the full RFC 5322 parser (it was 6 % of CPU);
+        # anything unusual (quotes, routes, UTF-8, no brackets) still goes to aiosmtpd's parser
+        match = _PLAIN_PATH.match(arg.strip())
+        if match:
+            return match.group(1), (match.group(2) or "").lstrip()
+        return super()._getaddr(arg)
 
     # --- AUTH: aiosmtpd decodes PLAIN/LOGIN; the scrypt check runs off the event loop ---
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
@@ -222,7 +234,7 @@ class RelayHandler:
         if client is not None:
             if client.suspended:
                 return f"550 5.7.1 Client {client.name} is suspended; mail is not accepted"
-            if not address:
+            if not address or address == "<>":  # aiosmtpd reports the null sender as "<>"
                 return replies.NULL_SENDER
             try:
                 local, domain = normalize_address(address)

@@ -205,6 +205,13 @@ def test_two_from_addresses_are_refused(relay, clean_sink):
     assert clean_sink.messages == []
 
 
+def test_null_sender_from_a_client_is_refused(relay):
+    with login(relay.port) as s:
+        code, text = s.mail("")
+    assert (code, text.split()[0].decode()) == POLICY_REFUSED
+    assert b"Null sender" in text
+
+
 def test_suspended_client_is_refused(relay):
     with login(relay.port, user="idle") as s:
         code, text = s.mail("news@idle.example")
