@@ -294,7 +294,7 @@ def _header(path: Path, reader: Any) -> tuple[dict[str, int], list[tuple[str, in
     columns: dict[str, int] = {}
     for i, name in enumerate(names):
         if not name:
-            raise click.ClickException(f"{path}: header column {i + 1} has no name")
+            continue  # a trailing comma from a spreadsheet export: nothing to keep
         if name in columns:
             raise click.ClickException(f"{path}: header names column {name!r} twice")
         columns[name] = i
@@ -303,7 +303,7 @@ def _header(path: Path, reader: Any) -> tuple[dict[str, int], list[tuple[str, in
         raise click.ClickException(f"{path}: missing column {missing[0]!r} (the header must have: "
                                    f"{', '.join(REQUIRED_COLUMNS)}; optional: confirmed_at)")
     known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
-    extra = [(header[i].strip(), i) for i, name in enumerate(names) if name not in known]
+    extra = [(header[i].strip(), i) for i, name in enumerate(names) if name and name not in known]
     return columns, extra, len(header)
 
 

@@ -16,6 +16,7 @@ from relay import replies
 from relay.delivery import DeliveryResult
 from relay.dsn import FailedRecipient, build_dsn
 from relay.message import Copy, Message, make_field
+from relay.mime_footer import MAX_DEPTH, mime_depth
 from relay.pipeline import Decision, MessageDecision
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ class Transaction:
 
     async def run(self) -> str:
         rt = self.rt
+        if mime_depth((self.message.headers, self.message.body)) > MAX_DEPTH:
+            rt.metrics.refused("mime", "mime.depth")
+            return replies.MIME_TOO_DEEP
         list_cfg = resolve_list(self.client, self.message)
         if isinstance(list_cfg, str):
             rt.metrics.refused("list", "list.unknown")
@@ -218,12 +222,15 @@ class Transaction:
         return f"250 2.0.0 OK queued as {self.qid}: " + ", ".join(parts)
 
     async def record_outcome(self, rows: list[dict]) -> None:
-        """Delivery rows and last contact are written after the fact; a storage fault here must not
-        turn a sent message into a 4xx (the client would send it again), so it is logged instead."""
-        try:
-            await self.rt.writer.write(rows, tuple(self.contacts))
-        except Exception:
-            log.error("queue %s: could not record the delivery outcome", self.qid)
+        """Delivery rows and last contact are written behind the reply (the decisions are already
+        on record); a storage fault here must not turn a sent message into a 4xx, so it is logged."""
+        async def write() -> None:
+            try:
+                await self.rt.writer.write(rows, tuple(self.contacts))
+            except Exception:
+                log.error("queue %s: could not record the delivery outcome", self.qid)
+
+        self.rt.spawn(write())
 
     async def send_dsn(self, failed: list[FailedRecipient]) -> None:
         rt = self.rt

@@ -276,6 +276,10 @@ class RelayUnderTest:
     def store(self) -> Store:
         return self.running.runtime.store
 
+    def flush(self) -> None:
+        """Wait until rows written behind the replies (delivery outcomes, last contact) are committed."""
+        self.loop.run(self.running.runtime.drain(10))
+
     def stop(self) -> None:
         if not self.stopped:
             self.stopped = True

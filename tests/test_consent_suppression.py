@@ -136,6 +136,7 @@ def test_transactional_list_skips_consent_and_list_unsubscribes(relay, clean_sin
 def test_delivery_updates_last_contact_which_keeps_consent_current(relay, clean_sink):
     before = relay.store.list_lookup("acme", "news", ["fan2@example.org"]).consents["fan2@example.org"]
     assert send_to(relay.port, ["fan2@example.org"])[0] == 250
+    relay.flush()
     after = relay.store.list_lookup("acme", "news", ["fan2@example.org"]).consents["fan2@example.org"]
     assert before.last_contact_at is None and after.last_contact_at is not None
 
@@ -163,6 +164,7 @@ def test_one_consent_query_per_message(relay, clean_sink):
 def test_every_decision_is_in_the_audit_log(relay, clean_sink):
     send_to(relay.port, ["fan3@example.org", "stranger@example.org"], Message_ID="<audit-consent@acme.example>")
     rcpt_reply(relay.port, "postmaster@example.org")
+    relay.flush()
     rows = relay.store.audit_rows(client="acme")
     mine = [r for r in rows if r.message_id == "<audit-consent@acme.example>"]
     assert {(r.recipient, r.verdict, r.rule) for r in mine} >= {

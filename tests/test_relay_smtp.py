@@ -315,6 +315,7 @@ def test_every_decision_is_audited(relay, clean_sink):
         s.mail("bounce@acme.example")
         s.rcpt("audited@example.org")
         s.data(message(to="audited@example.org", Message_ID="<audit-1@acme.example>"))
+    relay.flush()
     rows = [r for r in relay.store.audit_rows(client="acme") if r.recipient == "audited@example.org"]
     verdicts = [r.verdict for r in rows]
     assert "accept" in verdicts and "deliver" in verdicts

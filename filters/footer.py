@@ -1,0 +1,202 @@
+"""Stage footer: every copy states who sent it, why the recipient gets it, and how to unsubscribe.
+
+The footer is rendered from `footer_templates/footer.txt.j2` and `footer.html.j2` (a client's
+`footer_templates` directory overrides either by holding a template of the same name) and put
+into every text part a reader sees by `relay.mime_footer` (SPEC §5). The MIME plan is made once
+per message and kept in `ctx.facts["footer_plan"]`; per copy only the footer is rendered,
+encoded and spliced in. Signed, encrypted and malformed bodies get no footer (their copies keep
+the List-Unsubscribe headers): see `relay.mime_footer` for the rule.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from filters.context import CopyContext
+from relay.mime_footer import FooterPlan, plan_footer_explained
+from relay.unsubscribe import unsubscribe_links
+
+NAME = "footer"
+DESCRIPTION = "add the sender, the reason for receiving and the unsubscribe link to every text part a reader sees"
+PHASE = "copy"
+
+log = logging.getLogger("relay.footer")
+TEXT_TEMPLATE = "footer.txt.j2"
+HTML_TEMPLATE = "footer.html.j2"
+PLAN_FACT = "footer_plan"
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_MAX_VALUE = 500  # a footer line, not a document
+
+
+@dataclass(frozen=True)
+class ConsentFacts:
+    """What the footer says about how the recipient subscribed."""
+
+    signed_up_on: str        # YYYY-MM-DD
+    source: str
+    method: str              # single | double
+    confirmed: bool          # double opt-in with a confirmation time
+    confirmed_on: str | None
+
+
+@dataclass(frozen=True)
+class FooterValues:
+    """Everything a footer template sees. `reason` is the ready-made sentence."""
+
+    company: str
+    contact_email: str
+    postal_address: str
+    list_name: str
+    transactional: bool
+    reason: str
+    unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
+    consent: ConsentFacts | None = None
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(FooterValues))
+
+
+def clean(value: Any) -> str:
+    """One line: CR, LF, NUL, other controls and Unicode line separators become one space."""
+    text = value if isinstance(value, str) else str(value)
+    if not text.isprintable():  # the common case (printable already) skips the regex
+        text = _CONTROLS.sub(" ", text)
+    return text.strip()[:_MAX_VALUE]
+
+
+def _context(values: FooterValues) -> dict[str, Any]:
+    """The template context: every string value made one line."""
+    context: dict[str, Any] = {}
+    for name in _FIELD_NAMES:
+        value = getattr(values, name)
+        context[name] = clean(value) if isinstance(value, str) else value
+    c = values.consent
+    if c is not None:
+        context["consent"] = ConsentFacts(clean(c.signed_up_on), clean(c.source), clean(c.method), c.confirmed,
+                                          clean(c.confirmed_on) if c.confirmed_on else None)
+    return context
+
+
+def reason_for(list_name: str, company: str, transactional: bool, consent: ConsentFacts | None) -> str:
+    if transactional:
+        return f"You receive this message because it is about your account or an order with {company}."
+    if consent is None:
+        return f"You receive {list_name} because this address is subscribed to it."
+    how = "confirmed" if consent.confirmed else "single opt-in, not confirmed"
+    return f"You receive {list_name} because you subscribed on {consent.signed_up_on} via {consent.source} ({how})."
+
+
+def footer_values(ctx: CopyContext) -> FooterValues:
+    client, mailing = ctx.client, ctx.list
+    transactional = mailing is not None and mailing.transactional
+    list_name = mailing.name if mailing is not None else client.company
+    consent = None
+    record = (ctx.facts.get("consent") or {}).get(ctx.recipient)
+    if record is not None and not transactional:
+        consent = ConsentFacts(
+            signed_up_on=record.signed_up_at.date().isoformat(), source=record.source or "an unnamed source",
+            method=record.method, confirmed=record.method == "double" and record.confirmed_at is not None,
+            confirmed_on=record.confirmed_at.date().isoformat() if record.confirmed_at else None)
+    url = mailto = None
+    if not transactional:  # transactional lists have no unsubscribe (SPEC §2)
+        links = unsubscribe_links(ctx)
+        url, mailto = links.url, links.mailto
+    return FooterValues(
+        company=client.company, contact_email=client.contact_email, postal_address=client.postal_address,
+        list_name=list_name, transactional=transactional,
+        reason=reason_for(clean(list_name), clean(client.company), transactional, consent),
+        unsubscribe_url=url, unsubscribe_mailto=mailto, consent=consent)
+
+
+# -- templates ---------------------------------------------------------------------------
+
+_TEMPLATES: dict[Path | None, tuple[jinja2.Template, jinja2.Template]] = {}
+
+
+def _environment(template_dir: Path | None) -> jinja2.Environment:
+    package = jinja2.PackageLoader("footer_templates", ".")
+    loader: jinja2.BaseLoader = package
+    if template_dir is not None:
+        loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(template_dir)), package])
+    return jinja2.Environment(
+        loader=loader,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
+        trim_blocks=True, lstrip_blocks=True, auto_reload=False, keep_trailing_newline=False)
+
+
+def templates(template_dir: Path | None) -> tuple[jinja2.Template, jinja2.Template]:
+    """(text, HTML) templates for a client's override directory, compiled once per directory."""
+    found = _TEMPLATES.get(template_dir)
+    if found is None:
+        env = _environment(template_dir)
+        try:
+            found = (env.get_template(TEXT_TEMPLATE), env.get_template(HTML_TEMPLATE))
+        except jinja2.TemplateError:
+            if template_dir is None:
+                raise
+            log.exception("footer templates in %s are broken; using the defaults", template_dir)
+            found = templates(None)
+        _TEMPLATES[template_dir] = found
+    return found
+
+
+def _lines(rendered: str) -> str:
+    """Trailing spaces off, no blank lines at either end; lines joined by '\\n'."""
+    lines = [line.rstrip() for line in rendered.splitlines()]
+    while lines and not lines[0]:
+        lines.pop(0)
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
+
+
+def _render(template: jinja2.Template, values: dict[str, Any]) -> str:
+    return _lines(template.render(values))
+
+
+def render_footer(values: FooterValues, template_dir: Path | None = None,
+                  text: bool = True, html: bool = True) -> tuple[str, str]:
+    """(text footer, HTML footer), lines joined by '\\n'. Every value is made one line first."""
+    context = _context(values)
+    text_t, html_t = templates(template_dir)
+    try:
+        return (_render(text_t, context) if text else "", _render(html_t, context) if html else "")
+    except jinja2.TemplateError:
+        if template_dir is None:
+            raise
+        log.exception("footer templates in %s failed to render; using the defaults", template_dir)
+        default_text, default_html = templates(None)
+        return (_render(default_text, context) if text else "", _render(default_html, context) if html else "")
+
+
+# -- the stage ---------------------------------------------------------------------------
+
+def plan_for(ctx: CopyContext) -> FooterPlan | None:
+    """The message's footer plan, made on the first copy and shared by the others."""
+    if ctx.copy.body is not ctx.message.body and ctx.copy.body != ctx.message.body:
+        # an earlier stage changed this copy's body: plan for what it is now
+        return plan_footer_explained(ctx.message.headers, ctx.copy.body)[0]
+    if PLAN_FACT not in ctx.facts:
+        plan, why = plan_footer_explained(ctx.message.headers, ctx.message.body)
+        ctx.facts[PLAN_FACT] = plan
+        if plan is None:
+            log.info("queue %s: no footer: %s (copies keep the List-Unsubscribe headers)", ctx.queue_id, why)
+    return ctx.facts[PLAN_FACT]
+
+
+async def apply(ctx: CopyContext) -> None:
+    plan = plan_for(ctx)
+    if plan is None:
+        return
+    text, html = render_footer(footer_values(ctx), ctx.client.footer_templates,
+                               text=plan.needs_text, html=plan.needs_html)
+    result = plan.apply(text, html)
+    ctx.copy.body = result.body
+    if result.top_level_cte is not None:
+        ctx.copy.replace("Content-Transfer-Encoding", result.top_level_cte)

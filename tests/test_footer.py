@@ -1,0 +1,337 @@
+"""The footer through a real relay: every corpus message, every copy parsed, DKIM-checked and
+compared part by part with what was sent (SPEC §5, §8)."""
+from __future__ import annotations
+
+import email
+import email.message
+import re
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dkim
+import pytest
+
+from conftest import PASSWORD_HASH, Sink
+from filters.footer import ConsentFacts, FooterValues, render_footer
+from relay.dkim import dns_txt_record, load_private_key
+from relay.message import Message, split_header_block
+from relay.mime_footer import MAX_DEPTH, mime_depth, plan_footer, plan_footer_explained
+from test_relay_smtp import login, verify_dkim
+
+CORPUS = Path(__file__).parent / "corpus" / "footer"
+NOW = datetime.now(timezone.utc)
+STAGES = '["suppression", "sender-identity", "consent", "unsubscribe", "footer"]'
+POSTAL = "1 Main St, Springfield, IL 62701, USA"  # marks the footer (the corpus never says it)
+FAN, KOELN, BUYER = "fan@example.org", "koeln@example.org", "buyer@example.org"
+
+# how many reader-visible (text/plain, text/html) parts get the footer; None: body left byte for byte
+EXPECTED: dict[str, tuple[int, int] | None] = {
+    "01_plain_7bit.eml": (1, 0),
+    "02_plain_utf8_8bit.eml": (1, 0),
+    "03_plain_qp.eml": (1, 0),
+    "04_plain_base64.eml": (1, 0),
+    "05_latin1_qp.eml": (1, 0),
+    "06_cp1252_8bit.eml": (1, 0),
+    "07_shiftjis_base64.eml": (1, 0),
+    "08_html_only_qp.eml": (0, 1),
+    "09_html_no_body_tag.eml": (0, 1),
+    "10_html_uppercase_body.eml": (0, 1),
+    "11_alternative_qp.eml": (1, 1),
+    "12_alternative_base64.eml": (1, 1),
+    "13_mixed_pdf_attachment.eml": (1, 1),
+    "14_related_inline_image.eml": (0, 1),
+    "15_nested_mixed_alt_related.eml": (1, 1),
+    "16_forwarded_rfc822.eml": (1, 0),       # the forwarded message keeps its text untouched
+    "17_calendar.eml": (1, 1),               # text/calendar untouched
+    "18_multipart_signed.eml": None,
+    "19_pkcs7_mime.eml": None,
+    "20_malformed_missing_boundary.eml": None,
+    "21_malformed_bad_base64.eml": None,
+    "22_malformed_unknown_charset.eml": None,
+    "23_deep_nesting.eml": None,
+    "24_no_mime_headers.eml": (1, 0),
+    "25_utf8_declared_7bit.eml": (1, 0),     # footer needs 8-bit: the part becomes quoted-printable
+    "26_malformed_unterminated.eml": None,
+    "27_iso2022jp_7bit.eml": (1, 0),
+    "28_mixed_text_attachment.eml": (1, 0),  # the attached notes.txt and page.html stay as they are
+}
+CORPUS_FILES = sorted(p.name for p in CORPUS.glob("*.eml"))
+
+
+def consent_row(address: str, source: str, method: str, confirmed: bool) -> dict:
+    return {"address": address, "status": "confirmed", "method": method, "source": source,
+            "signed_up_at": NOW - timedelta(days=30), "ip": "192.0.2.7", "disclosure": "Weekly news",
+            "confirmed_at": NOW - timedelta(days=29) if confirmed else None}
+
+
+@pytest.fixture(scope="module")
+def override_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("gamma-templates")
+    # only the text template is overridden: the HTML one must come from the defaults
+    (d / "footer.txt.j2").write_text("GAMMA OVERRIDE for {{ company }}\n{{ postal_address }}\n{{ reason }}\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def relay(relay_factory, sink: Sink, keys_dir: Path, override_dir: Path):
+    gamma = textwrap.dedent(f"""
+        [clients.gamma]
+        password_hash = "{PASSWORD_HASH}"
+        sender_domains = ["gamma.example"]
+        company = "Gamma Ltd"
+        contact_email = "help@gamma.example"
+        postal_address = "Gamma Ltd, 9 Quay St, Leeds LS1 1AA, UK"
+        dkim = {{ selector = "g1", key_file = "{keys_dir / 'acme.example.pem'}" }}
+        default_list = "notices"
+        footer_templates = "{override_dir}"
+
+        [clients.gamma.lists.notices]
+        name = "Gamma notices"
+        kind = "transactional"
+        """)
+    r = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES, extra=gamma)
+    r.store.consent_import("acme", "news", [
+        consent_row(FAN, "signup form", "double", True),
+        consent_row(KOELN, "Anmeldeformular Köln", "single", False),
+    ], NOW, "test")
+    return r
+
+
+def deliver(port: int, data: bytes, rcpts: list[str], user: str = "acme", frm: str = "bounce@acme.example") -> tuple[int, str]:
+    with login(port, user) as s:
+        s.mail(frm, ["BODY=8BITMIME"])
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            assert code == 250, (r, code, text)
+        code, text = s.data(data)
+    return code, text.decode()
+
+
+def body_of(raw: bytes) -> bytes:
+    return split_header_block(raw)[1]
+
+
+def text_of(part: email.message.Message) -> str:
+    payload = part.get_payload(decode=True) or b""
+    charset = part.get_content_charset() or "us-ascii"
+    return payload.decode(charset, "surrogateescape")
+
+
+def leaves(msg: email.message.Message) -> list[email.message.Message]:
+    return [p for p in msg.walk() if not p.is_multipart()]
+
+
+def check_footer_part(orig: email.message.Message, out: email.message.Message, unsubscribe_url: str | None,
+                      rcpt: str) -> None:
+    before, after = text_of(orig), text_of(out)
+    if orig.get_content_type() == "text/plain":
+        assert after.startswith(before), "the original text must come first, unchanged"
+        added = after[len(before):]
+        assert "\n-- \r\n" in added or "\n-- \n" in added
+    else:
+        cut = max((m.start() for m in re.finditer(r"</body\s*>", before, re.I)), default=None)
+        if cut is None:
+            cut = max((m.start() for m in re.finditer(r"</html\s*>", before, re.I)), default=len(before))
+        head, tail = before[:cut], before[cut:]
+        assert after.startswith(head) and after.endswith(tail)
+        added = after[len(head):len(after) - len(tail)]
+        if re.search(r"</body\s*>", before, re.I):
+            assert re.match(r"\s*</body\s*>", tail, re.I), "the footer sits right before </body>"
+        assert "<div" in added and "mailto:hello@acme.example" in added
+    assert POSTAL in added and "Acme Inc" in added and "hello@acme.example" in added
+    if unsubscribe_url is None:
+        assert "/u/" not in added and "about your account or an order with Acme Inc" in added
+    else:
+        assert unsubscribe_url in added
+        day = (NOW - timedelta(days=30)).date().isoformat()
+        if rcpt == FAN:
+            assert f"because you subscribed on {day} via signup form (confirmed)" in added
+        else:
+            # the part's charset decides: Köln, K&#246;ln, or the ASCII fallback Koln
+            assert re.search(r"via Anmeldeformular K(ö|&#246;|o)ln", added), added
+    assert "\r" not in added.replace("\r\n", "")
+
+
+def check_copy(name: str, sent: bytes, got: bytes, keys_dir: Path, rcpt: str, marketing: bool) -> None:
+    assert not re.search(rb"(?<!\r)\n|\r(?!\n)|\x00", got), f"{name}: bare CR/LF in the copy"
+    out = email.message_from_bytes(got)
+    orig = email.message_from_bytes(sent)
+    assert verify_dkim(got, keys_dir), name
+    if marketing:
+        assert out["List-Unsubscribe"] and out["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        unsubscribe_url = re.search(r"<(http[^>]+)>", out["List-Unsubscribe"]).group(1)
+    else:
+        assert out["List-Unsubscribe"] is None
+        unsubscribe_url = None
+    assert out.get_all("MIME-Version") == orig.get_all("MIME-Version")
+    expected = EXPECTED[name]
+    if expected is None:
+        assert body_of(got) == body_of(sent), f"{name}: body must be left byte for byte"
+        assert out.get("Content-Transfer-Encoding") == orig.get("Content-Transfer-Encoding")
+        return
+    got_body = body_of(got)
+    o_leaves, n_leaves = leaves(orig), leaves(out)
+    assert [p.get_content_type() for p in o_leaves] == [p.get_content_type() for p in n_leaves], name
+    counts = {"text/plain": 0, "text/html": 0}
+    for o, n in zip(o_leaves, n_leaves):
+        if o.get_content_type() in counts and text_of(o) != text_of(n):
+            counts[o.get_content_type()] += 1
+            check_footer_part(o, n, unsubscribe_url, rcpt)
+            if o.get("Content-Transfer-Encoding") != n.get("Content-Transfer-Encoding"):
+                assert (o.get("Content-Transfer-Encoding") or "7bit").lower() == "7bit"
+                assert n["Content-Transfer-Encoding"] == "quoted-printable"
+        else:
+            # untouched: same headers, same decoded payload, same raw bytes
+            assert o.items() == n.items(), name
+            assert o.get_payload(decode=True) == n.get_payload(decode=True), name
+            raw = o.get_payload()
+            assert isinstance(raw, str) and raw == n.get_payload()
+            assert raw.encode("ascii", "surrogateescape") in got_body
+    assert (counts["text/plain"], counts["text/html"]) == expected, name
+    # preamble and epilogue survive
+    if orig.preamble:
+        assert out.preamble == orig.preamble
+    if orig.epilogue:
+        assert out.epilogue == orig.epilogue
+
+
+def test_corpus_is_complete():
+    assert len(CORPUS_FILES) >= 20
+    assert set(CORPUS_FILES) == set(EXPECTED)
+    for name in CORPUS_FILES:
+        raw = (CORPUS / name).read_bytes()
+        assert b"From: Acme News <news@acme.example>\r\n" in raw
+        assert not re.search(rb"(?<!\r)\n|\r(?!\n)|\x00", raw), f"{name} needs CRLF line endings"
+
+
+@pytest.mark.parametrize("name", CORPUS_FILES)
+def test_corpus_message_through_the_relay(name, relay, clean_sink, keys_dir):
+    sent = (CORPUS / name).read_bytes()
+    code, text = deliver(relay.port, sent, [FAN, KOELN])
+    if name == "23_deep_nesting.eml":
+        assert (code, text.split()[0]) == (554, "5.6.0"), text  # the core refuses nesting deeper than 100
+        assert clean_sink.messages == []
+        return
+    assert code == 250, text
+    got = clean_sink.wait_for(2)
+    assert sorted(r for m in got for r in m.rcpt_tos) == [FAN, KOELN]
+    for m in got:
+        check_copy(name, sent, m.data, keys_dir, m.rcpt_tos[0], marketing=True)
+
+
+@pytest.mark.parametrize("name", ["11_alternative_qp.eml", "13_mixed_pdf_attachment.eml", "07_shiftjis_base64.eml",
+                                  "18_multipart_signed.eml"])
+def test_transactional_copy_has_a_footer_without_unsubscribe(name, relay, clean_sink, keys_dir):
+    sent = (CORPUS / name).read_bytes().replace(b"List-Id: Acme News <news.acme.example>",
+                                                 b"List-Id: Acme receipts <receipts.acme.example>")
+    code, text = deliver(relay.port, sent, [BUYER])
+    assert code == 250, text
+    (got,) = clean_sink.wait_for(1)
+    check_copy(name, sent, got.data, keys_dir, BUYER, marketing=False)
+
+
+def test_each_copy_gets_its_own_unsubscribe_link(relay, clean_sink):
+    sent = (CORPUS / "12_alternative_base64.eml").read_bytes()
+    assert deliver(relay.port, sent, [FAN, KOELN])[0] == 250
+    urls = set()
+    for m in clean_sink.wait_for(2):
+        out = email.message_from_bytes(m.data)
+        url = re.search(r"<(http[^>]+)>", out["List-Unsubscribe"]).group(1)
+        for part in leaves(out):
+            assert url in text_of(part)
+        urls.add(url)
+    assert len(urls) == 2
+
+
+def test_client_override_template_wins(relay, clean_sink, keys_dir):
+    sent = (CORPUS / "11_alternative_qp.eml").read_bytes()
+    sent = sent.replace(b"news@acme.example", b"news@gamma.example").replace(
+        b"List-Id: Acme News <news.acme.example>\r\n", b"")
+    code, text = deliver(relay.port, sent, [BUYER], user="gamma", frm="bounce@gamma.example")
+    assert code == 250, text
+    (got,) = clean_sink.wait_for(1)
+    record = dns_txt_record(load_private_key(keys_dir / "acme.example.pem")).encode()
+    assert dkim.verify(got.data, dnsfunc=lambda name, timeout=5: record
+                       if name == b"g1._domainkey.gamma.example." else b"")
+    plain, html = (text_of(p) for p in leaves(email.message_from_bytes(got.data)))
+    assert "GAMMA OVERRIDE for Gamma Ltd" in plain and "9 Quay St" in plain
+    assert "GAMMA OVERRIDE" not in html and "mailto:help@gamma.example" in html  # default HTML template
+    assert "/u/" not in plain + html  # transactional: no unsubscribe link
+
+
+# -- the pieces on their own -----------------------------------------------------------------
+
+def test_values_cannot_carry_line_breaks_into_the_footer():
+    values = FooterValues(
+        company="Evil Corp\r\nBcc: victim@example.org", contact_email="hello@acme.example\nX-A: 1",
+        postal_address="1 Main St\r\n\r\n<script>alert(1)</script>", list_name="News\u2028X-B: 2",
+        transactional=False, reason="because\rX-C: 3", unsubscribe_url="https://r.example/u/T\r\nX-D: 4",
+        consent=ConsentFacts("2026-03-01", "form\nX-E: 5", "double", True, "2026-03-02"))
+    text, html = render_footer(values)
+    for out in (text, html):
+        assert "\r" not in out
+        for line in out.split("\n"):
+            assert not re.match(r"\s*(Bcc|X-[A-E]):", line), line
+    assert "Evil Corp Bcc: victim@example.org" in text
+    assert "<script>" not in html and "&lt;script&gt;" in html  # autoescaped
+    assert "https://r.example/u/T X-D: 4" in text
+
+
+def test_transactional_wording_and_no_consent_record():
+    base = dict(company="Acme Inc", contact_email="hello@acme.example", postal_address=POSTAL, list_name="Acme News")
+    from filters.footer import reason_for
+
+    text, html = render_footer(FooterValues(**base, transactional=True,
+                                            reason=reason_for("Acme receipts", "Acme Inc", True, None)))
+    assert "about your account or an order with Acme Inc" in text and "Unsubscribe" not in text + html
+    assert "because this address is subscribed" in reason_for("Acme News", "Acme Inc", False, None)
+
+
+def test_mime_depth():
+    deep = (CORPUS / "23_deep_nesting.eml").read_bytes()
+    assert mime_depth(deep) == 121 > MAX_DEPTH
+    msg = Message(deep)
+    assert mime_depth((msg.headers, msg.body)) == 121
+    assert plan_footer(msg.headers, msg.body) is None
+    assert mime_depth((CORPUS / "01_plain_7bit.eml").read_bytes()) == 1
+    assert mime_depth((CORPUS / "13_mixed_pdf_attachment.eml").read_bytes()) == 3
+    assert mime_depth((CORPUS / "16_forwarded_rfc822.eml").read_bytes()) == 4  # counts the forwarded message
+    for junk in (b"", b"\r\n", b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n--x\r\n" * 3,
+                 b"Content-Type: multipart/mixed; boundary=\"\"\r\n\r\nbody"):
+        assert isinstance(mime_depth(junk), int)
+
+
+@pytest.mark.parametrize("name, why", [
+    ("18_multipart_signed.eml", "multipart/signed"), ("19_pkcs7_mime.eml", "pkcs7-mime"),
+    ("20_malformed_missing_boundary.eml", "without a boundary"), ("21_malformed_bad_base64.eml", "bad base64"),
+    ("22_malformed_unknown_charset.eml", "x-unknown"), ("23_deep_nesting.eml", "depth 121"),
+    ("26_malformed_unterminated.eml", "unterminated"),
+])
+def test_no_footer_and_why(name, why):
+    msg = Message((CORPUS / name).read_bytes())
+    plan, reason = plan_footer_explained(msg.headers, msg.body)
+    assert plan is None and why in reason
+
+
+def test_qp_html_with_the_body_tag_split_by_a_soft_break():
+    html = b"<html><body><p>" + b"x" * 60 + b"</p></bo=\r\ndy></html>\r\n"
+    headers = [b"Content-Type: text/html; charset=utf-8\r\n", b"Content-Transfer-Encoding: quoted-printable\r\n"]
+    plan = plan_footer(headers, html)
+    out = plan.apply("t", "<div>F\u00fc</div>").body
+    decoded = email.message_from_bytes(b"".join(headers) + b"\r\n" + out).get_payload(decode=True).decode()
+    assert decoded == "<html><body><p>" + "x" * 60 + "</p>\r\n<div>F\u00fc</div>\r\n</body></html>\r\n"
+    assert b"\n" not in out.replace(b"\r\n", b"")
+    assert all(len(line) <= 76 for line in out.split(b"\r\n"))
+
+
+def test_plan_is_reused_and_splices_only_the_text_parts():
+    raw = (CORPUS / "13_mixed_pdf_attachment.eml").read_bytes()
+    msg = Message(raw)
+    plan = plan_footer(msg.headers, msg.body)
+    first, second = plan.apply("one", "<p>one</p>").body, plan.apply("two", "<p>two</p>").body
+    start = msg.body.index(b"--mix13\r\nContent-Type: application/pdf")
+    for out in (first, second):
+        assert out.endswith(msg.body[start:])  # the attachment, boundaries and epilogue, byte for byte
+        assert out.startswith(msg.body[:msg.body.index(b"Hallo")])
+    assert b"one" in first and b"two" in second and b"one" not in second
