@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import collections
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,8 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=1500)
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--all-stages", action="store_true")
+    ap.add_argument("--gil", action="store_true", help="only samples holding the GIL (py-spy --gil)")
     ap.add_argument("--raw", default=None, help="keep the collapsed stacks here")
     args = ap.parse_args()
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -38,18 +41,27 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="relay-prof-"))
     raw = Path(args.raw) if args.raw else tmp / "profile.raw"
     try:
+        # as bench/run.py: consent is off while seed_consent() seeds nothing
+        stages = [st for st in run.relay_stages() if st != "consent" or args.all_stages]
+        print(f"stages on: {', '.join(stages)}")
         sink = run.Sink(procs, tmp)
-        relay = run.start_relay(procs, tmp / "relay", sink.port, run.relay_stages(), args.workers, "relay")
+        relay = run.start_relay(procs, tmp / "relay", sink.port, stages, args.workers, "relay")
         case = run.Case(args.size, args.rcpts)
         spy = procs.start([pyspy, "record", "--pid", str(relay.proc.pid), "--subprocesses", "--rate", "200",
-                           "--format", "raw", "--output", str(raw), "--nonblocking"],
+                           "--format", "raw", "--output", str(raw), "--nonblocking"] + (["--gil"] if args.gil else []),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         gen = "smtp-source" if run.SMTP_SOURCE else "loadgen"
         r = run.throughput_run(gen, relay.port, case, args.messages, args.sessions, sink, relay)
         print(f"load: {r['sent']} msgs in {r['elapsed']:.2f}s = {r['msgs_per_s']:.1f} msg/s, "
               f"{r['copies_per_s']:.0f} copies/s, relay CPU {r['cpu_relay_pct']:.0f}%, sink CPU "
               f"{r['cpu_sink_pct']:.0f}% {r['error']}")
-        procs.stop(spy, grace=20)  # SIGINT-like stop: py-spy writes its file on SIGTERM too
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            print("py-spy did not stop:", spy.stderr.read().decode()[-500:] if spy.stderr else "")
+        if spy.returncode not in (0, None) and not raw.exists():
+            print("py-spy failed:", spy.stderr.read().decode()[-1000:])
     finally:
         procs.stop_all()
     own, total = collections.Counter(), collections.Counter()

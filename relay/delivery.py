@@ -98,13 +98,19 @@ _CLEAN, _RESET, _DROP = 0, 1, 2
 
 
 def _stuff(data: bytes) -> bytes:
-    """Dot-stuff pure-CRLF data and append the end-of-data marker (RFC 5321 §4.5.2)."""
-    if data.startswith(b"."):
+    """Dot-stuff the message and append the end-of-data marker (RFC 5321 §4.5.2).
+
+    The pipeline hands over pure CRLF (no bare CR or LF), so every line start is either
+    the very first byte or follows a CRLF: one replace() does it, no re-normalising.
+    """
+    if not data:
+        return b".\r\n"
+    if data[:1] == b".":
         data = b"." + data
     data = data.replace(b"\r\n.", b"\r\n..")
-    if data and not data.endswith(b"\r\n"):
-        return data + b"\r\n.\r\n"
-    return data + b".\r\n" if data else b".\r\n"
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
 
 
 class _Connection(asyncio.Protocol):
