@@ -13,6 +13,25 @@ class AddressError(ValueError):
     """An address the relay will not send to, with the reason a person can act on."""
 
 
+_PLAIN_LOCAL = re.compile(r"^[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+)*$")
+
+
+@lru_cache(maxsize=65536)
+def _checked_domain(domain: str) -> str:
+    """A domain's ASCII form, validated once however many addresses share it."""
+    return _validated("postmaster@" + domain)[1]
+
+
+def _validated(address: str) -> tuple[str, str]:
+    try:
+        result = email_validator.validate_email(
+            address, check_deliverability=False, allow_smtputf8=True,
+            allow_quoted_local=False, allow_domain_literal=False)
+    except email_validator.EmailNotValidError as exc:
+        raise AddressError(str(exc)) from None
+    return address.rpartition("@")[0], result.ascii_domain.lower()
+
+
 @lru_cache(maxsize=65536)
 def normalize_address(address: str) -> tuple[str, str]:
     """(local part as given, ASCII lower-case domain); raises AddressError.
@@ -21,17 +40,18 @@ def normalize_address(address: str) -> tuple[str, str]:
     compared exactly (RFC 5321 §2.4 leaves its case to the receiving domain), the
     domain case-insensitively and in its IDNA (xn--) form. No DNS is consulted.
     """
-    try:
-        result = email_validator.validate_email(
-            address, check_deliverability=False, allow_smtputf8=True,
-            allow_quoted_local=False, allow_domain_literal=False)
-    except email_validator.EmailNotValidError as exc:
-        raise AddressError(str(exc)) from None
-    local = address.rpartition("@")[0]
+    local, _, domain = address.rpartition("@")
+    if _PLAIN_LOCAL.match(local) and len(local) <= 64 and domain:
+        # the common case: a plain ASCII local part; only the domain needs the full check
+        ascii_domain = _checked_domain(domain)
+    else:
+        local, ascii_domain = _validated(address)
     # percent hacks and bang paths route mail through the receiving host: never relay them
     if "%" in local or "!" in local:
         raise AddressError("source-routed local parts (% or !) are not accepted")
-    return local, result.ascii_domain.lower()
+    if len(local) + 1 + len(ascii_domain) > 254:
+        raise AddressError("The email address is too long.")
+    return local, ascii_domain
 
 
 def normalized(address: str) -> str:

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, delete, insert, literal, null, or_, select, union_all, update
+from sqlalchemy import DateTime, String, bindparam, cast, type_coerce, delete, insert, literal, null, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from sqlmodel import select as model_select
 
-from storage.models import AuditEntry, Consent, ConsentEvent, Suppression, UTCDateTime
+from storage.models import AuditEntry, Consent, ConsentEvent, Suppression
 
 _consent = Consent.__table__
 _event = ConsentEvent.__table__
@@ -86,15 +86,19 @@ class ConsentQueries:
         result = ListLookup({}, {})
         if not addresses:
             return result
+        # timestamps come back raw and are parsed by fromisoformat (C) in _utc: SQLAlchemy's
+        # per-row regex parse was most of the cost of a 1,000-recipient lookup on SQLite
+        raw = [type_coerce(c, String) for c in (_consent.c.signed_up_at, _consent.c.confirmed_at,
+                                                 _consent.c.last_contact_at, _consent.c.revoked_at)]
         consents = select(
             literal("c").label("kind"), _consent.c.address, _consent.c.status, _consent.c.method,
-            _consent.c.source, _consent.c.signed_up_at, _consent.c.confirmed_at,
-            _consent.c.last_contact_at, _consent.c.revoked_at,
+            _consent.c.source, *raw,
         ).where(_consent.c.client == client, _consent.c.list_key == list_key, _consent.c.address.in_(addresses))
-        blank_ts = cast(null(), UTCDateTime)
+        blank = cast(null(), String)
+        blank_ts = type_coerce(cast(null(), DateTime(timezone=True)), String)  # PostgreSQL types UNION columns
         suppressed = select(
-            literal("s"), _supp.c.address, _supp.c.reason, cast(null(), String), cast(null(), String),
-            _supp.c.created_at, blank_ts, blank_ts, blank_ts,
+            literal("s"), _supp.c.address, _supp.c.reason, blank, blank,
+            type_coerce(_supp.c.created_at, String), blank_ts, blank_ts, blank_ts,
         ).where(_supp.c.scope == "list", _supp.c.client == client, _supp.c.list_key == list_key,
                 _supp.c.address.in_(addresses))
         with self.engine.connect() as conn:
@@ -129,6 +133,8 @@ class ConsentQueries:
 
         Returns (added, already on file). An existing record is never overwritten: it is the
         proof of how that person subscribed, and re-importing a file must change nothing.
+        Rows go to the driver directly (executemany on SQLite, COPY on PostgreSQL): a million-row
+        import spent most of its time in per-row ORM parameter handling.
         """
         added: list[str] = []
         existing: list[str] = []
@@ -141,16 +147,12 @@ class ConsentQueries:
                         _consent.c.address.in_([r["address"] for r in batch]))).scalars())
                 fresh = [r for r in batch if r["address"] not in known]
                 existing += [r["address"] for r in batch if r["address"] in known]
-                if not fresh:
-                    continue
-                conn.execute(insert(_consent), [_consent_row(client, list_key, r, at) for r in fresh])
-                conn.execute(insert(_event), [{
-                    "at": at, "client": client, "list_key": list_key, "address": r["address"],
-                    "event": "created", "status": r["status"], "channel": channel, "ip": r.get("ip"),
-                    "detail": json.dumps({k: _jsonable(r.get(k)) for k in
-                                          ("source", "method", "signed_up_at", "confirmed_at", "disclosure")}),
-                } for r in fresh])
-                added += [r["address"] for r in fresh]
+                if fresh:
+                    _bulk_insert(conn, "consent", _CONSENT_COLUMNS,
+                                 [_consent_values(client, list_key, r, at) for r in fresh])
+                    _bulk_insert(conn, "consent_event", _EVENT_COLUMNS,
+                                 [_event_values(client, list_key, r, at, channel) for r in fresh])
+                    added += [r["address"] for r in fresh]
         return added, existing
 
     def consent_records(self, client: str, address: str) -> list[tuple[Consent, list[ConsentEvent]]]:
@@ -244,8 +246,6 @@ class ConsentQueries:
 
 def _utc(value: Any) -> Any:
     # UNION results may bypass the column type on some backends; normalise here as well
-    from datetime import timezone
-
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     if isinstance(value, str):
@@ -258,14 +258,40 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _consent_row(client: str, list_key: str, r: dict[str, Any], at: datetime) -> dict[str, Any]:
-    return {
-        "client": client, "list_key": list_key, "address": r["address"], "status": r["status"],
-        "method": r["method"], "source": r["source"], "signed_up_at": r["signed_up_at"], "ip": r.get("ip"),
-        "disclosure": r.get("disclosure") or "", "confirmed_at": r.get("confirmed_at"),
-        "last_contact_at": None, "revoked_at": None, "extra": json.dumps(r.get("extra") or {}),
-        "updated_at": at, "user_agent": r.get("user_agent") or "", "confirm_sent_at": None, "confirm_sends": 0,
-    }
+_CONSENT_COLUMNS = ("client", "list_key", "address", "status", "method", "source", "signed_up_at", "ip",
+                    "disclosure", "confirmed_at", "last_contact_at", "revoked_at", "extra", "updated_at",
+                    "user_agent", "confirm_sent_at", "confirm_sends")
+_EVENT_COLUMNS = ("at", "client", "list_key", "address", "event", "status", "channel", "ip", "detail")
+
+
+def _consent_values(client: str, list_key: str, r: dict[str, Any], at: datetime) -> tuple:
+    return (client, list_key, r["address"], r["status"], r["method"], r["source"], r["signed_up_at"], r.get("ip"),
+            r.get("disclosure") or "", r.get("confirmed_at"), None, None, json.dumps(r.get("extra") or {}), at,
+            r.get("user_agent") or "", None, 0)
+
+
+def _event_values(client: str, list_key: str, r: dict[str, Any], at: datetime, channel: str) -> tuple:
+    detail = json.dumps({k: _jsonable(r.get(k)) for k in
+                         ("source", "method", "signed_up_at", "confirmed_at", "disclosure")})
+    return (at, client, list_key, r["address"], "created", r["status"], channel, r.get("ip"), detail)
+
+
+def _sqlite_time(value: Any) -> Any:
+    # the text form SQLAlchemy's SQLite DateTime writes (UTC, no offset), so reads match
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
+
+
+def _bulk_insert(conn: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Many rows through the driver itself; same result as an ORM insert, a fraction of the cost."""
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    placeholders = ", ".join("?" for _ in columns)
+    conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",
+                         [tuple(_sqlite_time(v) for v in row) for row in rows])
 
 
 def _suppression_audit(row: dict[str, Any], verdict: str, at: datetime) -> dict[str, Any]:
