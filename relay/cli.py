@@ -54,11 +54,15 @@ def prepare(config: Config) -> None:
     ensure_token_key(config)
     for line in ensure_demo_secrets(config):
         click.echo(f"relay: {line}", err=True)
-    for client in config.clients.values():
-        try:
+    from relay.runtime import check_content_rules
+
+    try:
+        for client in config.clients.values():
             load_client_secrets(client)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+        if "content" in config.stages:
+            check_content_rules(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         upgrade(config.storage_url)
     except Exception as exc:  # the database is unreachable or refuses: say which, in one line

@@ -65,6 +65,7 @@ class ClientConfig:
     lists: dict[str, ListConfig]
     footer_templates: Path | None = None  # a directory whose templates override footer_templates/
     confirm_from: str = ""  # From: of confirmation mails; must be in a sender domain
+    content: dict[str, Any] = field(default_factory=dict)  # [clients.X.content]: overrides of [policy.content]
 
     def owns_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.sender_domains
@@ -135,6 +136,7 @@ class Config:
     role_addresses: frozenset[str]
     optin: OptinSection
     clients: dict[str, ClientConfig] = field(default_factory=dict)
+    content: dict[str, Any] = field(default_factory=dict)  # [policy.content], checked by filters.content
 
     def client_for_peer(self, ip: str) -> ClientConfig | None:
         """The client whose `networks` contain this peer address, if any."""
@@ -297,6 +299,20 @@ def _lists(client: _Table, company: str) -> dict[str, ListConfig]:
     return lists
 
 
+def _content_table(t: _Table, key: str, where: str, client: bool = False) -> dict[str, Any]:
+    """The content policy table, checked by the content stage's own validator (rules are its data)."""
+    data = t.get(key, dict, {})
+    if not data:
+        return {}
+    from filters.content import RuleError, validate_table
+
+    try:
+        validate_table(data, where, client=client)
+    except RuleError as exc:
+        raise ConfigError(f"{t.file}: {exc}") from None
+    return data
+
+
 def _confirm_from(t: _Table, contact: str, domains: tuple[str, ...]) -> str:
     """Confirmation mail must be DKIM-aligned: the contact address if it is ours, else subscriptions@."""
     def aligned(address: str) -> bool:
@@ -364,6 +380,7 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
         networks=tuple(networks), api_token_hash=api_hash, suspended=state == "suspended",
         lists=lists, footer_templates=_path(base, t.text("footer_templates", None)),
         confirm_from=_confirm_from(t, contact, domains),
+        content=_content_table(t, "content", f"clients.{name}.content", client=True),
     )
     t.finish()
     if password_hash is None and password_file is None and not networks:
@@ -424,6 +441,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
     if len(set(stages)) != len(stages):
         raise p.fail("stages", "names a stage twice")
     roles = p.get("role_addresses", list, list(DEFAULT_ROLE_ADDRESSES))
+    content = _content_table(p, "content", "policy.content")
     p.finish()
     o = root.table("optin")
     optin = OptinSection(
@@ -452,6 +470,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         token_max_age_days=token_max_age_days,
         create_missing_secrets=create_missing, stages=tuple(stages),
         role_addresses=frozenset(str(x).lower() for x in roles), optin=optin, clients=clients,
+        content=content,
     )
 
 

@@ -31,6 +31,18 @@ from relay.transaction import Transaction
 log = logging.getLogger("relay.runtime")
 
 
+def check_content_rules(config: Config) -> None:
+    """Compile every client's content rules at start-up, so a bad rule file stops the relay there."""
+    from filters.content import RuleError, content_settings
+    from relay.config import ConfigError
+
+    for client in config.clients.values():
+        try:
+            content_settings(config, client)
+        except RuleError as exc:
+            raise ConfigError(str(exc)) from None
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -48,6 +60,8 @@ class Runtime:
         self.services = Services(clock=clock, store=store, tokens=self.tokens)
         self.writer = GroupWriter(store)
         self.pipeline = Pipeline(config.stages)
+        if "content" in config.stages:
+            check_content_rules(config)
         self.secrets = {name: load_client_secrets(c) for name, c in config.clients.items()}
         self.tls_context = self._tls_context()
         self.limits = PeerLimits(config.relay.max_connections, config.relay.max_connections_per_ip)

@@ -17,6 +17,7 @@ from relay.delivery import DeliveryResult
 from relay.dsn import FailedRecipient, build_dsn
 from relay.message import Copy, Message, make_field
 from relay.mime_footer import MAX_DEPTH, mime_depth
+from filters.content import TAG_HEADER, tag_header_fields
 from relay.pipeline import Decision, MessageDecision
 
 if TYPE_CHECKING:
@@ -155,6 +156,9 @@ class Transaction:
         async def worker() -> None:
             for recipient in pending:
                 copy = Copy(recipient, list(headers), self.message.body)
+                copy.remove(TAG_HEADER)  # only the relay may say which content rule a copy tripped
+                for name, value in tag_header_fields(ctx.facts):
+                    copy.prepend(name, value)
                 copy.prepend("Received", self.received_field(recipient))
                 await rt.pipeline.transform(CopyContext(
                     rt.config, self.client, list_cfg, self.mail_from, recipient, self.message, copy,
