@@ -67,11 +67,15 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     loop = asyncio.get_running_loop()
     handler = RelayHandler(runtime)
     smtp_sock = smtp_sock or listening_socket(config.relay.listen_host, config.relay.listen_port)
-    smtp_server = await loop.create_server(lambda: RelaySMTP(handler, runtime, runtime.limits), sock=smtp_sock)
+    # asyncio listens again on the socket it is given: without backlog= it would shrink to 100,
+    # and a burst of connections beyond it would hang waiting for a banner
+    backlog = max(1024, config.relay.max_connections)
+    smtp_server = await loop.create_server(lambda: RelaySMTP(handler, runtime, runtime.limits), sock=smtp_sock,
+                                           backlog=backlog)
     runner = web.AppRunner(make_app(runtime), access_log=None, handle_signals=False)
     await runner.setup()
     http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port)
-    await web.SockSite(runner, http_sock).start()
+    await web.SockSite(runner, http_sock, backlog=backlog).start()
     retry_task = asyncio.create_task(runtime.retry_forever(retry_interval))
     return RunningRelay(runtime, smtp_server, runner, retry_task,
                         smtp_sock.getsockname()[1], http_sock.getsockname()[1])

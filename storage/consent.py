@@ -141,18 +141,28 @@ class ConsentQueries:
         for start in range(0, len(rows), IMPORT_BATCH):
             batch = rows[start:start + IMPORT_BATCH]
             with self.engine.begin() as conn:
-                known = set(conn.execute(
-                    select(_consent.c.address).where(
-                        _consent.c.client == client, _consent.c.list_key == list_key,
-                        _consent.c.address.in_([r["address"] for r in batch]))).scalars())
-                fresh = [r for r in batch if r["address"] not in known]
-                existing += [r["address"] for r in batch if r["address"] in known]
+                if conn.dialect.name == "postgresql":
+                    fresh_addresses = _pg_insert_new(conn, [_consent_values(client, list_key, r, at) for r in batch])
+                    fresh = [r for r in batch if r["address"] in fresh_addresses]
+                else:
+                    known = set(conn.execute(
+                        select(_consent.c.address).where(
+                            _consent.c.client == client, _consent.c.list_key == list_key,
+                            _consent.c.address.in_([r["address"] for r in batch]))).scalars())
+                    fresh = [r for r in batch if r["address"] not in known]
+                    if fresh:
+                        _bulk_insert(conn, "consent", _CONSENT_COLUMNS,
+                                     [_consent_values(client, list_key, r, at) for r in fresh])
+                fresh_set = {r["address"] for r in fresh}
+                existing += [r["address"] for r in batch if r["address"] not in fresh_set]
                 if fresh:
-                    _bulk_insert(conn, "consent", _CONSENT_COLUMNS,
-                                 [_consent_values(client, list_key, r, at) for r in fresh])
                     _bulk_insert(conn, "consent_event", _EVENT_COLUMNS,
                                  [_event_values(client, list_key, r, at, channel) for r in fresh])
                     added += [r["address"] for r in fresh]
+        if rows:
+            with self.engine.begin() as conn:
+                # fresh statistics, or the planner keeps treating a million-row list as tiny
+                conn.exec_driver_sql("ANALYZE consent")
         return added, existing
 
     def consent_records(self, client: str, address: str) -> list[tuple[Consent, list[ConsentEvent]]]:
@@ -261,6 +271,7 @@ def _jsonable(value: Any) -> Any:
 _CONSENT_COLUMNS = ("client", "list_key", "address", "status", "method", "source", "signed_up_at", "ip",
                     "disclosure", "confirmed_at", "last_contact_at", "revoked_at", "extra", "updated_at",
                     "user_agent", "confirm_sent_at", "confirm_sends")
+_TIME_COLUMNS = {"at", "signed_up_at", "confirmed_at", "last_contact_at", "revoked_at", "updated_at", "confirm_sent_at"}
 _EVENT_COLUMNS = ("at", "client", "list_key", "address", "event", "status", "channel", "ip", "detail")
 
 
@@ -278,7 +289,21 @@ def _event_values(client: str, list_key: str, r: dict[str, Any], at: datetime, c
 
 def _sqlite_time(value: Any) -> Any:
     # the text form SQLAlchemy's SQLite DateTime writes (UTC, no offset), so reads match
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value
+
+
+def _pg_insert_new(conn: Any, rows: list[tuple]) -> set[str]:
+    """PostgreSQL: COPY into a staging table, then insert what is not on file yet; the addresses added."""
+    conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS consent_stage (LIKE consent INCLUDING DEFAULTS) "
+                         "ON COMMIT DELETE ROWS")
+    _bulk_insert(conn, "consent_stage", _CONSENT_COLUMNS, rows)
+    columns = ", ".join(_CONSENT_COLUMNS)
+    inserted = conn.exec_driver_sql(
+        f"INSERT INTO consent ({columns}) SELECT {columns} FROM consent_stage "
+        "ON CONFLICT (client, list_key, address) DO NOTHING RETURNING address")
+    return {row[0] for row in inserted}
 
 
 def _bulk_insert(conn: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -290,8 +315,16 @@ def _bulk_insert(conn: Any, table: str, columns: tuple[str, ...], rows: list[tup
                 copy.write_row(row)
         return
     placeholders = ", ".join("?" for _ in columns)
+    times = [i for i, c in enumerate(columns) if c in _TIME_COLUMNS]
+
+    def sqlite_row(row: tuple) -> tuple:
+        values = list(row)
+        for i in times:
+            values[i] = _sqlite_time(values[i])
+        return tuple(values)
+
     conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",
-                         [tuple(_sqlite_time(v) for v in row) for row in rows])
+                         [sqlite_row(row) for row in rows])
 
 
 def _suppression_audit(row: dict[str, Any], verdict: str, at: datetime) -> dict[str, Any]:

@@ -50,4 +50,9 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # pre_ping survives server restarts; a small pool matches the small executor.
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # A partitioned network must fail in seconds (the relay answers 451 4.3.0), not hang
+    # until TCP gives up: bound connecting, unacknowledged sends and idle silence.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={
+        "connect_timeout": 5, "tcp_user_timeout": 8000,
+        "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2,
+    })

@@ -18,6 +18,7 @@ from storage.engine import make_engine
 from storage.models import AuditEntry, SpooledCopy, utcnow
 
 T = TypeVar("T")
+CALL_TIMEOUT = 15.0
 
 _audit = AuditEntry.__table__
 _spool = SpooledCopy.__table__
@@ -38,9 +39,13 @@ class Store(ConsentQueries, OptinQueries):
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking Store method off the event loop."""
+        """Run a blocking Store method off the event loop; give up after CALL_TIMEOUT seconds.
+
+        The caller then answers 451 4.3.0: a client waiting minutes on a stuck database is worse
+        than one told to retry. (The thread itself is freed by the driver's own timeouts.)
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args), CALL_TIMEOUT)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
