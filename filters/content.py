@@ -92,7 +92,8 @@ _ASCII_TOKEN = re.compile(rf"[a-z0-9]+|{SEP}")
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@$!|")
 # where a letter meets a digit or leet symbol: v1agra, c@sino, ca$h, now!
-_TRANSITION = re.compile(r"[a-z][0-9@$!|]|[0-9@$!|][a-z]")
+# a maximal run of word characters that holds such a transition
+_LEET_WORD = re.compile(r"(?<![a-z0-9@$!|])[a-z0-9@$!|]*?(?:[a-z][0-9@$!|]|[0-9@$!|][a-z])[a-z0-9@$!|]*")
 
 
 def fold(text: str) -> str:
@@ -149,23 +150,8 @@ class _Normaliser:
 
     def _unleet_words(self, text: str) -> str:
         """Rewrite each word holding a letter next to a digit or leet symbol (v1agra -> viagra)."""
-        pieces: list[str] = []
-        pos, n = 0, len(text)
-        for m in _TRANSITION.finditer(text):
-            if m.start() < pos:
-                continue
-            start, end = m.start(), m.end()
-            while start > pos and text[start - 1] in _WORD_CHARS:
-                start -= 1
-            while end < n and text[end] in _WORD_CHARS:
-                end += 1
-            pieces.append(text[pos:start])
-            pieces.append(self._unleet(text[start:end]))
-            pos = end
-        if not pieces:
-            return text
-        pieces.append(text[pos:])
-        return "".join(pieces)
+        # the regex finds whole words around a transition in C; only those words reach Python
+        return _LEET_WORD.sub(lambda m: self._unleet(m.group()), text)
 
     def _unspace(self, tokens: list[str]) -> list[str]:
         """Runs of 3 or more one-letter words (c a s i n o, v.i.a.g.r.a) joined into vocabulary words."""

@@ -59,6 +59,32 @@ def domain_and_parents(domain: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels) - 1)]
 
 
+def _list_lookup_statement() -> Any:
+    """Consent records and list-scoped suppressions of many addresses, as one statement built once.
+
+    Timestamps come back raw and are parsed by fromisoformat (C) in _utc: SQLAlchemy's per-row
+    regex parse, and building the statement per call, were most of the cost of a lookup.
+    """
+    raw = [type_coerce(c, String) for c in (_consent.c.signed_up_at, _consent.c.confirmed_at,
+                                             _consent.c.last_contact_at, _consent.c.revoked_at)]
+    consents = select(
+        literal("c").label("kind"), _consent.c.address, _consent.c.status, _consent.c.method,
+        _consent.c.source, *raw,
+    ).where(_consent.c.client == bindparam("client"), _consent.c.list_key == bindparam("list_key"),
+            _consent.c.address.in_(bindparam("addresses", expanding=True)))
+    blank = cast(null(), String)
+    blank_ts = type_coerce(cast(null(), DateTime(timezone=True)), String)  # PostgreSQL types UNION columns
+    suppressed = select(
+        literal("s"), _supp.c.address, _supp.c.reason, blank, blank,
+        type_coerce(_supp.c.created_at, String), blank_ts, blank_ts, blank_ts,
+    ).where(_supp.c.scope == "list", _supp.c.client == bindparam("client"),
+            _supp.c.list_key == bindparam("list_key"), _supp.c.address.in_(bindparam("addresses", expanding=True)))
+    return union_all(consents, suppressed)
+
+
+_LIST_LOOKUP = _list_lookup_statement()
+
+
 class ConsentQueries:
     """Mixed into storage.Store; every method is one short transaction."""
 
@@ -86,23 +112,8 @@ class ConsentQueries:
         result = ListLookup({}, {})
         if not addresses:
             return result
-        # timestamps come back raw and are parsed by fromisoformat (C) in _utc: SQLAlchemy's
-        # per-row regex parse was most of the cost of a 1,000-recipient lookup on SQLite
-        raw = [type_coerce(c, String) for c in (_consent.c.signed_up_at, _consent.c.confirmed_at,
-                                                 _consent.c.last_contact_at, _consent.c.revoked_at)]
-        consents = select(
-            literal("c").label("kind"), _consent.c.address, _consent.c.status, _consent.c.method,
-            _consent.c.source, *raw,
-        ).where(_consent.c.client == client, _consent.c.list_key == list_key, _consent.c.address.in_(addresses))
-        blank = cast(null(), String)
-        blank_ts = type_coerce(cast(null(), DateTime(timezone=True)), String)  # PostgreSQL types UNION columns
-        suppressed = select(
-            literal("s"), _supp.c.address, _supp.c.reason, blank, blank,
-            type_coerce(_supp.c.created_at, String), blank_ts, blank_ts, blank_ts,
-        ).where(_supp.c.scope == "list", _supp.c.client == client, _supp.c.list_key == list_key,
-                _supp.c.address.in_(addresses))
         with self.engine.connect() as conn:
-            for row in conn.execute(union_all(consents, suppressed)):
+            for row in conn.execute(_LIST_LOOKUP, {"client": client, "list_key": list_key, "addresses": addresses}):
                 if row.kind == "c":
                     result.consents[row.address] = ConsentView(
                         row.status, row.method, row.source, _utc(row.signed_up_at), _utc(row.confirmed_at),
