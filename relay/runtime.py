@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import hmac
 import logging
@@ -59,6 +60,7 @@ class Runtime:
         self.tokens = TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days))
         self.services = Services(clock=clock, store=store, tokens=self.tokens)
         self.writer = GroupWriter(store)
+        self.sign_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dkim")
         self.pipeline = Pipeline(config.stages)
         if "content" in config.stages:
             check_content_rules(config)
@@ -250,6 +252,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.upstream.close()
+        self.sign_pool.shutdown(wait=True)
 
 
 _DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="

@@ -152,6 +152,7 @@ class Transaction:
         outcome = Outcome()
         pending = iter(accepted)
         now_ts = int(self.now.timestamp())
+        loop = asyncio.get_running_loop()
 
         async def worker() -> None:
             for recipient in pending:
@@ -163,8 +164,9 @@ class Transaction:
                 await rt.pipeline.transform(CopyContext(
                     rt.config, self.client, list_cfg, self.mail_from, recipient, self.message, copy,
                     rt.services, self.qid, ctx.facts))
-                # signing is the last step: nothing touches the copy after this
-                signatures = signer.sign(copy.headers, copy.body, now_ts)
+                # signing is the last step: nothing touches the copy after this. OpenSSL releases the
+                # GIL, so in the signing threads it uses the second core and never stalls the loop
+                signatures = await loop.run_in_executor(rt.sign_pool, signer.sign, copy.headers, copy.body, now_ts)
                 data = b"".join(signatures) + copy.as_bytes()
                 del copy
                 result = await rt.upstream.deliver(self.mail_from, recipient, data)
