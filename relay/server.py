@@ -52,9 +52,13 @@ class RunningRelay:
                 session.transport.close()
         self.retry_task.cancel()
         await asyncio.gather(self.retry_task, return_exceptions=True)
-        await self.http_runner.cleanup()
-        await self.smtp_server.wait_closed()
-        await self.runtime.close()
+        # every step is bounded: a shutdown that hangs on a lingering keep-alive or a dead
+        # upstream would turn SIGTERM into SIGKILL and lose the in-flight work it protects
+        for step in (self.http_runner.cleanup(), self.smtp_server.wait_closed(), self.runtime.close()):
+            try:
+                await asyncio.wait_for(step, 10.0)
+            except TimeoutError:
+                log.warning("shutdown step did not finish in 10 s; going on")
         await asyncio.to_thread(self.runtime.store.close)
 
 
@@ -72,7 +76,7 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     backlog = max(1024, config.relay.max_connections)
     smtp_server = await loop.create_server(lambda: RelaySMTP(handler, runtime, runtime.limits), sock=smtp_sock,
                                            backlog=backlog)
-    runner = web.AppRunner(make_app(runtime), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_app(runtime), access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port)
     await web.SockSite(runner, http_sock, backlog=backlog).start()

@@ -15,7 +15,7 @@ from filters.verdict import Verdict
 from relay import replies
 from relay.delivery import DeliveryResult
 from relay.dsn import FailedRecipient, build_dsn
-from relay.message import Copy, Message, make_field
+from relay.message import Copy, Message, field_name, make_field
 from relay.mime_footer import MAX_DEPTH, mime_depth
 from filters.content import TAG_HEADER, tag_header_fields
 from relay.pipeline import Decision, MessageDecision
@@ -129,9 +129,12 @@ class Transaction:
             self.contacts.append((self.client.name, list_cfg.key, outcome.delivered, self.now))
         return await self.settle(decision.refused, outcome, list_cfg, message_id)
 
-    def base_headers(self) -> list[bytes]:
-        """The client's header, plus Date and Message-ID when missing (RFC 6409 §8.2-8.3)."""
-        headers = list(self.message.headers)
+    def base_headers(self, facts: dict) -> list[bytes]:
+        """The client's header, plus Date and Message-ID when missing (RFC 6409 §8.2-8.3) and the
+        content tags; done once per message, each copy starts from it."""
+        # only the relay may say which content rule a message tripped
+        headers = [make_field(name, value) for name, value in tag_header_fields(facts)]
+        headers += [f for f in self.message.headers if field_name(f) != TAG_HEADER.lower()]
         if not self.message.has("date"):
             headers.append(make_field("Date", format_datetime(self.now)))
         if not self.message.has("message-id"):
@@ -147,7 +150,7 @@ class Transaction:
 
     async def deliver_copies(self, ctx: MessageContext, list_cfg: "ListConfig", accepted: list[str]) -> Outcome:
         rt = self.rt
-        headers = self.base_headers()
+        headers = self.base_headers(ctx.facts)
         signer = rt.signer_for(self.client, self.message)
         outcome = Outcome()
         pending = iter(accepted)
@@ -157,9 +160,6 @@ class Transaction:
         async def worker() -> None:
             for recipient in pending:
                 copy = Copy(recipient, list(headers), self.message.body)
-                copy.remove(TAG_HEADER)  # only the relay may say which content rule a copy tripped
-                for name, value in tag_header_fields(ctx.facts):
-                    copy.prepend(name, value)
                 copy.prepend("Received", self.received_field(recipient))
                 await rt.pipeline.transform(CopyContext(
                     rt.config, self.client, list_cfg, self.mail_from, recipient, self.message, copy,

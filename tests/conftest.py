@@ -283,7 +283,7 @@ class RelayUnderTest:
     def stop(self) -> None:
         if not self.stopped:
             self.stopped = True
-            self.loop.run(self.running.stop(grace=5))
+            self.loop.run(self.running.stop(grace=5), timeout=60)
 
 
 @pytest.fixture(scope="module")
