@@ -582,6 +582,19 @@ def _scope_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def _scoped_target(rc: Any, target: str, is_global: bool, client_name: str | None,
+                   list_key: str | None) -> tuple[str, str, str, str, str, str]:
+    """The scope flags and TARGET of `suppress add/remove`, checked: (scope, client, list, address,
+    domain, how to show the target)."""
+    scope, client, key = _scope(rc.config, is_global, client_name, list_key)
+    assert scope is not None
+    try:
+        address, domain = _target(target, scope)
+    except ValueError as exc:
+        raise click.ClickException(f"{target}: {exc}") from None
+    return scope, client, key, address, domain, address or f"@{domain}"
+
+
 @suppress.command("add")
 @click.argument("target")
 @_scope_options
@@ -591,13 +604,7 @@ def _scope_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def suppress_add(rc: Any, target: str, is_global: bool, client_name: str | None, list_key: str | None,
                  reason: str, source: str) -> None:
     """Never send to TARGET (an address, or @domain for a whole domain and its subdomains)."""
-    scope, client, key = _scope(rc.config, is_global, client_name, list_key)
-    assert scope is not None
-    try:
-        address, domain = _target(target, scope)
-    except ValueError as exc:
-        raise click.ClickException(f"{target}: {exc}") from None
-    shown = address or f"@{domain}"
+    scope, client, key, address, domain, shown = _scoped_target(rc, target, is_global, client_name, list_key)
     with _open_store(rc.config) as store:
         added = store.suppress_add(scope, client, key, address, domain, reason, source, datetime.now(UTC))
     where = _describe(scope, client, key)
@@ -612,13 +619,7 @@ def suppress_add(rc: Any, target: str, is_global: bool, client_name: str | None,
 def suppress_remove(rc: Any, target: str, is_global: bool, client_name: str | None, list_key: str | None,
                     source: str) -> None:
     """Lift a suppression of TARGET in exactly that scope (audited)."""
-    scope, client, key = _scope(rc.config, is_global, client_name, list_key)
-    assert scope is not None
-    try:
-        address, domain = _target(target, scope)
-    except ValueError as exc:
-        raise click.ClickException(f"{target}: {exc}") from None
-    shown = address or f"@{domain}"
+    scope, client, key, address, domain, shown = _scoped_target(rc, target, is_global, client_name, list_key)
     with _open_store(rc.config) as store:
         removed = store.suppress_remove(scope, client, key, address, domain, source, datetime.now(UTC))
     where = _describe(scope, client, key)
