@@ -440,12 +440,13 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
                 elif record["method"] == "single" and mailing.confirmed_opt_in:
                     single_on_coi += 1
             if batch:
-                new, old = store.consent_import(client.name, mailing.key, batch, now, channel)
+                new, old = store.consent_import(client.name, mailing.key, batch, now, channel, bulk=True)
                 added += len(new)
                 existing += len(old)
             read += n
             elapsed = max(time.monotonic() - started, 1e-6)
             progress.update(task, advance=n, rate=f"{read / elapsed:,.0f} rows/s")
+        store.consent_import_finish()  # durable and analysed before the summary says it is done
         progress.update(task, completed=lines_estimate, total=lines_estimate)
     refused.sort()
     if refused_fh is not None:
