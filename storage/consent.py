@@ -166,10 +166,11 @@ class ConsentQueries:
                                                             for r in batch])
                     fresh = [r for r in batch if r["address"] in fresh_addresses]
                 else:
-                    known = set(conn.execute(
-                        select(_consent.c.address).where(
-                            _consent.c.client == client, _consent.c.list_key == list_key,
-                            _consent.c.address.in_([r["address"] for r in batch]))).scalars())
+                    # plain driver SQL: SQLAlchemy expanded thousands of IN parameters in Python
+                    addresses = [r["address"] for r in batch]
+                    known = {row[0] for row in conn.exec_driver_sql(
+                        "SELECT address FROM consent WHERE client = ? AND list_key = ? AND address IN ("
+                        + ",".join("?" * len(addresses)) + ")", (client, list_key, *addresses))}
                     fresh = [r for r in batch if r["address"] not in known]
                     if fresh:
                         _bulk_insert(conn, "consent", _CONSENT_COLUMNS,
@@ -314,14 +315,19 @@ def _event_values(client: str, list_key: str, r: dict[str, Any], at: Any, channe
     # the same text json.dumps gives for this dict, built from cached pieces: a million-row import
     # repeats the same source, method and disclosure on every line
     detail = ('{"source": %s, "method": %s, "signed_up_at": %s, "confirmed_at": %s, "disclosure": %s}' % (
-        _json(r.get("source")), _json(r.get("method")), _json(_jsonable(r.get("signed_up_at"))),
-        _json(_jsonable(r.get("confirmed_at"))), _json(r.get("disclosure"))))
+        _json(r.get("source")), _json(r.get("method")), _json_time(r.get("signed_up_at")),
+        _json_time(r.get("confirmed_at")), _json(r.get("disclosure"))))
     return (at, client, list_key, r["address"], "created", r["status"], channel, r.get("ip"), detail)
 
 
 @lru_cache(maxsize=8192)
 def _json(value: Any) -> str:
     return json.dumps(value)
+
+
+@lru_cache(maxsize=8192)
+def _json_time(value: Any) -> str:
+    return json.dumps(_jsonable(value))
 
 
 @lru_cache(maxsize=8192)
