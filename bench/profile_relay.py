@@ -10,7 +10,6 @@ Needs py-spy (`.venv/bin/pip install py-spy`) and ptrace permission.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import shutil
 import signal
@@ -20,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import loadgen  # noqa: E402
 import run  # noqa: E402
 
 

@@ -54,11 +54,6 @@ def normalize_address(address: str) -> tuple[str, str]:
     return local, ascii_domain
 
 
-def normalized(address: str) -> str:
-    local, domain = normalize_address(address)
-    return f"{local}@{domain}"
-
-
 def unsubscribe_token(address: str, hostname: str) -> str | None:
     """The token of the relay's own unsubscribe+TOKEN@HOSTNAME address, else None."""
     local, _, domain = address.rpartition("@")

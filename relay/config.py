@@ -15,7 +15,6 @@ DEFAULT_ROLE_ADDRESSES = (
     "remove", "root", "sales", "security", "spam", "support", "sysadmin", "tech",
     "undisclosed-recipients", "unsubscribe", "usenet", "uucp", "webmaster", "www",
 )
-KNOWN_STAGES_HINT = "see `relay stages` for the stages this version ships"
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

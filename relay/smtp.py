@@ -9,8 +9,9 @@ import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from filters.sender_identity import aligned_domain
 from relay import replies
 from relay.addresses import AddressError, is_unsubscribe_address, normalize_address
 
@@ -240,7 +241,6 @@ class RelayHandler:
                 local, domain = normalize_address(address)
             except AddressError as exc:
                 return f"{replies.BAD_SENDER_SYNTAX}: {replies.one_line(str(exc))}"
-            from filters.sender_identity import aligned_domain
             if aligned_domain(domain, client.sender_domains) is None:
                 return (f"550 5.7.1 Sender domain {domain} is not one of client "
                         f"{client.name}'s sender domains")

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from conftest import Sink, free_port
-from test_relay_smtp import INTERNAL, UPSTREAM_DOWN, code_of, login, message, send, verify_dkim
+from test_relay_smtp import INTERNAL, UPSTREAM_DOWN, login, message, verify_dkim
 
 
 @pytest.fixture(scope="module")

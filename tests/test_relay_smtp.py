@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import smtplib
-import ssl
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -12,7 +11,6 @@ import dkim
 import pytest
 
 from conftest import PASSWORD, Sink
-from relay import replies
 from relay.dkim import dns_txt_record, load_private_key
 from smtp_client import RawSMTP
 
