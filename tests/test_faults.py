@@ -30,9 +30,14 @@ def data_reply(port: int, data: bytes, rcpts: list[str]) -> tuple[int, str, str]
 
 def test_upstream_unreachable_is_451_441(relay_factory, keys_dir):
     dead = relay_factory(upstream=f"smtp://127.0.0.1:{free_port()}")
-    code, status, text = data_reply(dead.port, message(), ["alice@example.org"])
-    assert (code, status) == UPSTREAM_DOWN, text
-    assert dead.store.spool_count() == 0  # the client keeps the message; nothing is queued here
+    try:
+        code, status, text = data_reply(dead.port, message(), ["alice@example.org"])
+        assert (code, status) == UPSTREAM_DOWN, text
+        assert dead.store.spool_count() == 0  # the client keeps the message; nothing is queued here
+    finally:
+        # it shares the module's database: left running, its retry worker would claim (and fail)
+        # the copies other tests spool
+        dead.stop()
 
 
 def test_upstream_4xx_is_451_441(relay, clean_sink):
@@ -92,7 +97,10 @@ def test_storage_failure_is_451_430_and_nothing_leaves(relay_factory, fresh_data
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE audit_log"))
     engine.dispose()
-    code, status, text_ = data_reply(broken.port, message(), ["alice@example.org"])
+    try:
+        code, status, text_ = data_reply(broken.port, message(), ["alice@example.org"])
+    finally:
+        broken.stop()  # its database is dropped after this test
     assert (code, status) == INTERNAL, text_
     assert "Traceback" not in text_ and "audit_log" not in text_
     time.sleep(0.2)
