@@ -252,7 +252,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.upstream.close()
-        self.sign_pool.shutdown(wait=True)
+        # not wait=True: a blocking call here would stall the event loop, where no timeout reaches
+        self.sign_pool.shutdown(wait=False)
 
 
 _DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="

@@ -54,12 +54,12 @@ class RunningRelay:
         await asyncio.gather(self.retry_task, return_exceptions=True)
         # every step is bounded: a shutdown that hangs on a lingering keep-alive or a dead
         # upstream would turn SIGTERM into SIGKILL and lose the in-flight work it protects
-        for step in (self.http_runner.cleanup(), self.smtp_server.wait_closed(), self.runtime.close()):
+        for step in (self.http_runner.cleanup(), self.smtp_server.wait_closed(), self.runtime.close(),
+                     asyncio.to_thread(self.runtime.store.close)):
             try:
                 await asyncio.wait_for(step, 10.0)
             except TimeoutError:
                 log.warning("shutdown step did not finish in 10 s; going on")
-        await asyncio.to_thread(self.runtime.store.close)
 
 
 async def start_relay(config: Config, store: Store | None = None, retry_interval: float = 5.0,
