@@ -9,11 +9,12 @@ import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 
 from filters.sender_identity import aligned_domain
 from relay import replies
 from relay.addresses import AddressError, is_unsubscribe_address, normalize_address
+from relay.smtp_data import read_data
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig
@@ -146,10 +147,35 @@ class RelaySMTP(SMTP):
         finally:
             self._in_ehlo = False
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, reading the content in large pieces (relay/smtp_data.py) instead of lines."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
         # the whole DATA transfer and its processing get data_timeout, not the command timeout
         self._reset_timeout(self.runtime.config.relay.data_timeout)
-        await super().smtp_DATA(arg)
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, error = await read_data(self._reader, self.data_size_limit, self.line_length_limit)
+        except asyncio.CancelledError:
+            log.info("connection lost during DATA")
+            self._writer.close()
+            raise
+        if error is not None:
+            self._set_post_data_state()
+            await self.push(error)
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # the common <local@domain> form without the full RFC 5322 parser (it was 6 % of CPU);

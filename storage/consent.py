@@ -4,14 +4,18 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, bindparam, cast, type_coerce, delete, insert, literal, null, or_, select, union_all, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from sqlmodel import select as model_select
 
+from storage import hotpath
+from storage.hotpath import DriverSql
+from storage.hotpath import sqlite_time as _sqlite_time
+from storage.hotpath import utc as _utc
 from storage.models import AuditEntry, Consent, ConsentEvent, Suppression
 
 _consent = Consent.__table__
@@ -19,12 +23,6 @@ _event = ConsentEvent.__table__
 _supp = Suppression.__table__
 _audit = AuditEntry.__table__
 IMPORT_BATCH = 20000
-_PROBE_COLUMNS = (_supp.c.scope, _supp.c.client, _supp.c.reason, _supp.c.created_at, _supp.c.address, _supp.c.domain)
-# built once: SQLAlchemy then reuses the compiled form for every RCPT
-_SUPPRESSION_PROBE = union_all(
-    select(*_PROBE_COLUMNS).where(_supp.c.address == bindparam("address")),
-    select(*_PROBE_COLUMNS).where(_supp.c.domain.in_(bindparam("domains", expanding=True))),
-)
 
 
 @dataclass(frozen=True)
@@ -60,36 +58,13 @@ def domain_and_parents(domain: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels) - 1)]
 
 
-def _list_lookup_statement() -> Any:
-    """Consent records and list-scoped suppressions of many addresses, as one statement built once.
-
-    Timestamps come back raw and are parsed by fromisoformat (C) in _utc: SQLAlchemy's per-row
-    regex parse, and building the statement per call, were most of the cost of a lookup.
-    """
-    raw = [type_coerce(c, String) for c in (_consent.c.signed_up_at, _consent.c.confirmed_at,
-                                             _consent.c.last_contact_at, _consent.c.revoked_at)]
-    consents = select(
-        literal("c").label("kind"), _consent.c.address, _consent.c.status, _consent.c.method,
-        _consent.c.source, *raw,
-    ).where(_consent.c.client == bindparam("client"), _consent.c.list_key == bindparam("list_key"),
-            _consent.c.address.in_(bindparam("addresses", expanding=True)))
-    blank = cast(null(), String)
-    blank_ts = type_coerce(cast(null(), DateTime(timezone=True)), String)  # PostgreSQL types UNION columns
-    suppressed = select(
-        literal("s"), _supp.c.address, _supp.c.reason, blank, blank,
-        type_coerce(_supp.c.created_at, String), blank_ts, blank_ts, blank_ts,
-    ).where(_supp.c.scope == "list", _supp.c.client == bindparam("client"),
-            _supp.c.list_key == bindparam("list_key"), _supp.c.address.in_(bindparam("addresses", expanding=True)))
-    return union_all(consents, suppressed)
-
-
-_LIST_LOOKUP = _list_lookup_statement()
 
 
 class ConsentQueries:
     """Mixed into storage.Store; every method is one short transaction."""
 
     engine: Any
+    sql: DriverSql
 
     # -- the send path -----------------------------------------------------------
 
@@ -99,43 +74,51 @@ class ConsentQueries:
         Two index probes (address, domain) joined by UNION ALL: a WHERE on scope lets SQLite
         pick the scope index and walk every global entry instead.
         """
-        with self.engine.connect() as conn:
-            rows = conn.execute(_SUPPRESSION_PROBE, {"address": address, "domains": domain_and_parents(domain),
-                                                     "client": client}).all()
-        hits = [r for r in rows if r.scope == "global" or (r.scope == "client" and r.client == client)]
+        rows = self.sql.fetch(hotpath.SUPPRESSION_PROBE, address, domain_and_parents(domain))
+        # (scope, client, reason, created_at, address, domain)
+        hits = [r for r in rows if r[0] == "global" or (r[0] == "client" and r[1] == client)]
         if not hits:
             return None
-        row = min(hits, key=lambda r: r.scope != "global")  # the wider reason wins
-        return SuppressionHit(row.scope, row.reason, _utc(row.created_at), row.address or f"@{row.domain}")
+        scope, _, reason, created_at, hit_address, hit_domain = min(hits, key=lambda r: r[0] != "global")
+        return SuppressionHit(scope, reason, _utc(created_at), hit_address or f"@{hit_domain}")  # wider wins
 
     def list_lookup(self, client: str, list_key: str, addresses: list[str]) -> ListLookup:
         """Consent records and list-scoped suppressions for a message's recipients, in one query."""
         result = ListLookup({}, {})
         if not addresses:
             return result
-        with self.engine.connect() as conn:
-            for row in conn.execute(_LIST_LOOKUP, {"client": client, "list_key": list_key, "addresses": addresses}):
-                if row.kind == "c":
-                    result.consents[row.address] = ConsentView(
-                        row.status, row.method, row.source, _utc(row.signed_up_at), _utc(row.confirmed_at),
-                        _utc(row.last_contact_at), _utc(row.revoked_at))
-                else:
-                    # second SELECT's columns sit under the first one's names
-                    result.unsubscribed[row.address] = SuppressionHit(
-                        "list", row.status, _utc(row.signed_up_at), row.address)
+        rows = self.sql.fetch(hotpath.LIST_LOOKUP, client, list_key, addresses, client, list_key, addresses)
+        for kind, address, status, method, source, signed_up_at, confirmed_at, last_contact_at, revoked_at in rows:
+            if kind == "c":
+                result.consents[address] = ConsentView(
+                    status, method, source, _utc(signed_up_at), _utc(confirmed_at), _utc(last_contact_at),
+                    _utc(revoked_at))
+            else:  # a list-scoped suppression: reason and time sit in the status and signed_up_at columns
+                result.unsubscribed[address] = SuppressionHit("list", status, _utc(signed_up_at), address)
         return result
 
     def touch_last_contact(self, client: str, list_key: str, addresses: list[str], at: datetime) -> None:
-        with self.engine.begin() as conn:
-            self.touch_last_contact_in(conn, client, list_key, addresses, at)
+        self.sql.write(self.touch_last_contact_steps([(client, list_key, addresses, at)]))
 
-    @staticmethod
-    def touch_last_contact_in(conn: Any, client: str, list_key: str, addresses: list[str], at: datetime) -> None:
-        if addresses:
-            conn.execute(update(_consent)
-                         .where(_consent.c.client == client, _consent.c.list_key == list_key,
-                                _consent.c.address.in_(addresses))
-                         .values(last_contact_at=at))
+    def touch_last_contact_steps(self, contacts: list[tuple[str, str, list[str], datetime]]) -> list[tuple]:
+        """One UPDATE per (client, list) however many messages a group commit carries.
+
+        The group's latest time stands for all of them: they were delivered milliseconds apart.
+        """
+        groups: dict[tuple[str, str], tuple[datetime, set[str]]] = {}
+        for client, list_key, addresses, at in contacts:
+            if addresses:
+                latest, seen = groups.setdefault((client, list_key), (at, set()))
+                seen.update(addresses)
+                if at > latest:
+                    groups[(client, list_key)] = (at, seen)
+        steps = []
+        for (client, list_key), (at, addresses) in groups.items():
+            ordered = sorted(addresses)  # one lock order for concurrent writers (PostgreSQL row locks)
+            for start in range(0, len(ordered), IMPORT_BATCH):
+                steps.append((hotpath.TOUCH_LAST_CONTACT,
+                              (self.sql.time(at), client, list_key, ordered[start:start + IMPORT_BATCH]), False))
+        return steps
 
     # -- consent records ---------------------------------------------------------
 
@@ -283,16 +266,6 @@ class ConsentQueries:
             return list(session.exec(stmt.order_by(Suppression.id)).all())
 
 
-def _utc(value: Any) -> Any:
-    # UNION results may bypass the column type on some backends; normalise here as well
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    if isinstance(value, str):
-        parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    return value
-
-
 def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
@@ -331,13 +304,6 @@ def _json_time(value: Any) -> str:
 
 
 @lru_cache(maxsize=8192)
-def _sqlite_time(value: Any) -> Any:
-    # the text form SQLAlchemy's SQLite DateTime writes (UTC, no offset), so reads match
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return value
-
-
 def _same(value: Any) -> Any:
     return value
 

@@ -12,7 +12,9 @@ from sqlalchemy import Engine, delete, func, insert, or_, select, text, update
 from sqlmodel import Session
 from sqlmodel import select as model_select  # yields model instances via Session.exec
 
+from storage import hotpath
 from storage.consent import ConsentQueries
+from storage.hotpath import DriverSql
 from storage.optin import OptinQueries
 from storage.engine import make_engine
 from storage.models import AuditEntry, SpooledCopy, utcnow
@@ -37,6 +39,7 @@ class Store(ConsentQueries, OptinQueries):
         self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         # A dedicated pool keeps slow DB calls from starving the loop's default executor.
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
+        self.sql = DriverSql(self.engine)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking Store method off the event loop; give up after CALL_TIMEOUT seconds.
@@ -135,10 +138,8 @@ class Store(ConsentQueries, OptinQueries):
     def write_batch(self, audit_rows: list[dict[str, Any]],
                     contacts: list[tuple[str, str, list[str], datetime]]) -> None:
         """Many messages' audit rows and last-contact updates in one transaction (group commit)."""
-        defaults = {"at": utcnow(), "list_key": None, "code": None, "status": None,
-                    "reason": "", "message_id": None}
-        with self.engine.begin() as conn:
-            if audit_rows:
-                conn.execute(insert(_audit), _complete(audit_rows, defaults))
-            for client, list_key, addresses, at in contacts:
-                self.touch_last_contact_in(conn, client, list_key, addresses, at)
+        steps = self.touch_last_contact_steps(contacts)
+        if audit_rows:
+            steps.insert(0, (hotpath.INSERT_AUDIT, hotpath.audit_tuples(audit_rows, self.sql.time(utcnow())), True))
+        if steps:
+            self.sql.write(steps)

@@ -149,13 +149,18 @@ def test_one_consent_query_per_message(relay, clean_sink):
         with lock:
             statements.append(statement)
 
+    def count_driver_sql(statement: str) -> None:
+        count(None, None, statement, None, None, False)
+
     engine = relay.store.engine
-    event.listen(engine, "before_cursor_execute", count)
+    event.listen(engine, "before_cursor_execute", count)  # SQLAlchemy statements
+    relay.store.sql.listeners.append(count_driver_sql)  # the hot path's plain driver SQL
     try:
         code, _ = send_to(relay.port, ["fan@example.org", "fan2@example.org", "fan3@example.org",
                                        "stranger@example.org", "old@example.org"])
     finally:
         event.remove(engine, "before_cursor_execute", count)
+        relay.store.sql.listeners.remove(count_driver_sql)
     assert code == 250
     consent_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM consent" in s]
     assert len(consent_reads) == 1, consent_reads

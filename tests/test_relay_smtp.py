@@ -328,3 +328,78 @@ def test_metrics_and_healthz(relay):
     with urllib.request.urlopen(relay.http + "/metrics", timeout=5) as r:
         text = r.read().decode()
     assert "relay_messages_total" in text and "relay_data_seconds_bucket" in text
+
+
+# --- DATA is read in large pieces (relay/smtp_data.py); these hold it to RFC 5321 §4.1.1.4 and §4.5.2 ---
+
+LINE_TOO_LONG = (500, "5.5.2")
+
+
+def raw_session(port: int) -> RawSMTP:
+    c = RawSMTP(port)
+    creds = base64.b64encode(f"\0acme\0{PASSWORD}".encode()).decode()
+    c.cmd("EHLO client.test")
+    assert c.cmd(f"AUTH PLAIN {creds}").startswith("235")
+    return c
+
+
+def start_data(c: RawSMTP) -> None:
+    assert c.cmd("MAIL FROM:<bounce@acme.example>").startswith("250")
+    assert c.cmd("RCPT TO:<alice@example.org>").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+
+
+HEAD = b"From: news@acme.example\r\nTo: alice@example.org\r\nSubject: dots\r\n\r\n"
+
+
+def test_data_unstuffs_dots_and_ends_only_at_a_lone_dot(relay, clean_sink):
+    # lines ending in "." and a dot-stuffed "." line must not end DATA; the terminator arrives split
+    body = b"Thanks.\r\n..\r\n..leading dot\r\nend of sentence.\r\n.x\r\n"
+    with raw_session(relay.port) as c:
+        start_data(c)
+        for piece in (HEAD, body, b".", b"\r", b"\n"):
+            c.send(piece)
+            time.sleep(0.02)  # separate TCP segments
+        reply = c.reply()
+        assert reply.startswith("250"), reply
+    got = clean_sink.wait_for(1)[0].data
+    assert b"\r\nThanks.\r\n.\r\n.leading dot\r\nend of sentence.\r\nx\r\n" in got
+
+
+def test_data_with_commands_pipelined_after_it(relay, clean_sink):
+    with raw_session(relay.port) as c:
+        start_data(c)
+        c.send(HEAD + b"one\r\n.\r\nMAIL FROM:<bounce@acme.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+        assert c.reply().startswith("250")
+        assert c.reply().startswith("250") and c.reply().startswith("250")
+        assert c.reply().startswith("354")
+        c.send(HEAD.replace(b"alice", b"bob") + b"two\r\n.\r\nQUIT\r\n")
+        assert c.reply().startswith("250")
+        assert c.reply().startswith("221")
+    got = clean_sink.wait_for(2)
+    assert sorted(m.rcpt_tos[0] for m in got) == ["alice@example.org", "bob@example.org"]
+
+
+def test_data_line_too_long_is_refused_and_session_goes_on(relay, clean_sink):
+    with raw_session(relay.port) as c:
+        start_data(c)
+        c.send(HEAD + b"x" * 1200 + b"\r\n.\r\n")
+        assert code_of(c.reply()) == LINE_TOO_LONG
+        assert c.cmd("RSET").startswith("250")
+        start_data(c)
+        c.send(HEAD + b"x" * 998 + b"\r\n.\r\n")  # the longest line RFC 5321 allows
+        assert c.reply().startswith("250")
+    assert len(clean_sink.wait_for(1)) == 1
+
+
+def test_data_larger_than_the_read_buffer_arrives_whole(relay, clean_sink):
+    # 150 KB with no ".\r\n" in it (more than the reader's limit), then lines that end in a dot
+    lines = b"".join(b"line %06d, no dot at its end\r\n" % i for i in range(5000))
+    lines += b"".join(b"line %06d ends with a dot.\r\n" % i for i in range(500))
+    with raw_session(relay.port) as c:
+        start_data(c)
+        c.send(HEAD + lines + b".\r\n")
+        reply = c.reply()
+        assert reply.startswith("250"), reply
+    got = clean_sink.wait_for(1)[0].data
+    assert lines in got
