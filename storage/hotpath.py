@@ -18,7 +18,9 @@ _AUDIT_DEFAULTS = {"list_key": None, "code": None, "status": None, "reason": "",
 def sqlite_time(value: Any) -> Any:
     """The text form SQLAlchemy's SQLite DateTime writes (UTC, no offset), so reads and comparisons match."""
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if value.tzinfo is not timezone.utc:
+            value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
     return value
 
 

@@ -1,6 +1,7 @@
 """Consent and suppression through real SMTP: who is refused at RCPT, who after DATA, and the DSN."""
 from __future__ import annotations
 
+import json
 import email
 import threading
 from datetime import datetime, timedelta, timezone
@@ -178,3 +179,20 @@ def test_every_decision_is_in_the_audit_log(relay, clean_sink):
         ("fan3@example.org", "deliver", "delivery"),
     }
     assert any(r.recipient == "postmaster@example.org" and r.rule == "suppression.role-address" for r in rows)
+
+
+def test_store_import_keeps_the_first_of_repeated_addresses_and_never_overwrites(relay):
+    store = relay.store
+    first = dict(consent("twice@example.org"), source="first form", disclosure="tab\there, back\\slash")
+    again = dict(consent("twice@example.org"), source="second form")
+    added, existing = store.consent_import("acme", "dup-list", [first, again], NOW, "test")
+    assert (added, existing) == (["twice@example.org"], ["twice@example.org"])
+    added, existing = store.consent_import("acme", "dup-list", [again], NOW, "test")
+    assert (added, existing) == ([], ["twice@example.org"])
+    [(record, events)] = [(r, e) for r, e in store.consent_records("acme", "twice@example.org")
+                          if r.list_key == "dup-list"]
+    # the first row is on file exactly as given (COPY text escaping on PostgreSQL included)
+    assert (record.source, record.disclosure, record.ip) == ("first form", "tab\there, back\\slash", "192.0.2.7")
+    assert record.signed_up_at == first["signed_up_at"]
+    assert [e.event for e in events] == ["created"]
+    assert json.loads(events[0].detail)["disclosure"] == "tab\there, back\\slash"
