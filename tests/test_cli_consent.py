@@ -322,3 +322,17 @@ def test_audit_export_merges_decisions_and_consent_events(admin: Admin) -> None:
         ("*", "@spam.example.org", "suppress")]
     assert len(records) == 4
     assert [r["kind"] for r in csv.DictReader(io.StringIO(ok(recent)))] == ["consent", "decision"]
+
+
+@pytest.mark.parametrize("given, canonical", [
+    ("198.51.100.7", "198.51.100.7"), ("2001:DB8:0:0::1", "2001:db8::1"), ("::ffff:192.0.2.1", "::ffff:c000:201"),
+    ("010.1.1.1", None), ("1.2.3", None), ("256.1.1.1", None), ("1.2.3.4.5", None), ("example.org", None),
+])
+def test_sign_up_ip_is_stored_in_canonical_form(given, canonical):
+    from relay.cli_consent import canonical_ip
+
+    if canonical is None:
+        with pytest.raises(ValueError):
+            canonical_ip(given)
+    else:
+        assert canonical_ip(given) == canonical
