@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +199,49 @@ class Sink:
         return self._ask("RESET")
 
 
+class PostfixSink:
+    """Postfix's smtp-sink (C) as the relay's upstream: it counts what it receives (`-c`) for a
+    fraction of the aiosmtpd sink's CPU, which on a 2-core machine otherwise competes with the relay."""
+
+    BINARY = "/usr/sbin/smtp-sink"
+
+    def __init__(self, procs: Procs):
+        self.port = free_port()
+        argv = [self.BINARY, "-c", f"{HOST}:{self.port}", "1024"]
+        if os.geteuid() == 0:
+            argv[1:1] = ["-u", "nobody"]  # smtp-sink refuses to run as root
+        self.proc = procs.start(argv, stdout=subprocess.PIPE)
+        self.pid = self.proc.pid
+        self.count = self.base = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+        wait_smtp(self.port, self.proc)
+
+    def _read(self) -> None:
+        # smtp-sink -c rewrites one status line: "sess=N quit=N mesg=N\r"
+        tail = b""
+        while True:
+            chunk = self.proc.stdout.read1(65536) if self.proc.stdout else b""
+            if not chunk:
+                return
+            tail = (tail + chunk)[-200:]
+            found = re.findall(rb"mesg=(\d+)", tail)
+            if found:
+                with self._lock:
+                    self.count = int(found[-1])
+
+    def stats(self) -> dict:
+        # each relay copy is its own single-recipient transaction: messages = copies
+        with self._lock:
+            n = self.count - self.base
+        return {"messages": n, "copies": n}
+
+    def reset(self) -> dict:
+        with self._lock:
+            old, self.base = self.count - self.base, self.count
+        return {"messages": old, "copies": old}
+
+
 # --------------------------------------------------------------------------- relay
 
 def relay_stages() -> list[str]:
@@ -345,7 +389,7 @@ def smtp_source_argv(port: int, case: Case, count: int, sessions: int) -> list[s
             "-d", "-f", SENDER, "-t", TO, "-M", "bench.example", "-S", "bench", f"{HOST}:{port}"]
 
 
-def throughput_run(gen: str, port: int, case: Case, count: int, sessions: int, sink: Sink,
+def throughput_run(gen: str, port: int, case: Case, count: int, sessions: int, sink: "Sink | PostfixSink",
                    relay: "Relay | None" = None) -> dict:
     """One fixed-count run as fast as possible; copies are counted at the sink.
 
@@ -354,6 +398,7 @@ def throughput_run(gen: str, port: int, case: Case, count: int, sessions: int, s
     sink.reset()
     cpu_sink0 = cpu_seconds(sink.pid)
     cpu_relay0 = cpu_seconds(relay.proc.pid) if relay else 0.0
+    cpu_load0 = _children_cpu() + time.process_time()  # smtp-source is a waited-for child; loadgen runs here
     t0 = time.perf_counter()
     if gen == "smtp-source":
         p = subprocess.run(smtp_source_argv(port, case, count, sessions), capture_output=True, text=True,
@@ -376,10 +421,18 @@ def throughput_run(gen: str, port: int, case: Case, count: int, sessions: int, s
         s = sink.stats()
     cpu_sink = (cpu_seconds(sink.pid) - cpu_sink0) / elapsed * 100
     cpu_relay = (cpu_seconds(relay.proc.pid) - cpu_relay0) / elapsed * 100 if relay else None
-    return {"elapsed": elapsed, "cpu_sink_pct": cpu_sink, "cpu_relay_pct": cpu_relay,
+    cpu_load = (_children_cpu() + time.process_time() - cpu_load0) / elapsed * 100
+    return {"elapsed": elapsed, "cpu_sink_pct": cpu_sink, "cpu_relay_pct": cpu_relay, "cpu_load_pct": cpu_load,
             "sent": sent, "ok": ok, "error": err,
             "msgs_per_s": sent / elapsed, "copies_per_s": s["copies"] / elapsed,
             "sink_messages": s["messages"], "sink_copies": s["copies"], "expected_copies": want}
+
+
+def _children_cpu() -> float:
+    import resource
+
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
 
 
 def latency_run(port: int, case: Case, rate: float, seconds: float, min_samples: int, sessions: int) -> dict:
@@ -391,7 +444,7 @@ def latency_run(port: int, case: Case, rate: float, seconds: float, min_samples:
     return r
 
 
-def smtp_source_ok(port: int, sink: Sink) -> tuple[bool, str]:
+def smtp_source_ok(port: int, sink: "Sink | PostfixSink") -> tuple[bool, str]:
     """Does one smtp-source message (1 and 3 recipients) pass the relay and arrive at the sink?"""
     for rc in (1, 3):
         r = throughput_run("smtp-source", port, Case(1024, rc), 1, 1, sink)
@@ -475,6 +528,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=None, help="target length of one run (default 3; quick 1)")
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--loadgen", action="store_true", help="use bench/loadgen.py even when smtp-source exists")
+    ap.add_argument("--upstream", choices=("smtp-sink", "aiosmtpd"), default="smtp-sink",
+                    help="the relay's counting upstream: Postfix smtp-sink (default when installed) or the "
+                         "aiosmtpd sink of the baseline")
     ap.add_argument("--all-stages", action="store_true",
                     help="keep the consent stage on even when seed_consent() seeded nothing")
     args = ap.parse_args()
@@ -484,7 +540,9 @@ def main() -> int:
     min_lat_samples = 10 if args.quick else 20
     dkim_iters = 500 if args.quick else 2000
     sessions = args.sessions
-    min_count = sessions  # every session sends at least one message
+    # every session sends several messages: with one each, how SO_REUSEPORT happened to split 20
+    # connections between two workers decided a 100-recipient round
+    min_count = sessions * 4
     cases = [Case(10240, 1), Case(10240, 100), Case(102400, 1), Case(102400, 100)]
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/run.py", *sys.argv[1:]])
 
@@ -518,11 +576,18 @@ def main() -> int:
         dkim = dkim_cost(dkim_iters)
         sink = Sink(procs, tmp)
         print(f"bench: sink on {HOST}:{sink.port} (control {sink.control_port})", flush=True)
+        upstream: Sink | PostfixSink = sink
+        if args.upstream == "smtp-sink" and os.access(PostfixSink.BINARY, os.X_OK):
+            upstream = PostfixSink(procs)
+        elif args.upstream == "smtp-sink":
+            notes.append("Postfix smtp-sink not found: the relays forwarded to the baseline's aiosmtpd sink.")
+        upstream_name = "Postfix smtp-sink -c" if isinstance(upstream, PostfixSink) else "bench/sink.py (aiosmtpd)"
+        print(f"bench: relay upstream: {upstream_name} on {HOST}:{upstream.port}", flush=True)
 
         gen = "smtp-source" if SMTP_SOURCE and not args.loadgen else "loadgen"
         if gen == "smtp-source":
-            probe = start_relay(procs, tmp / "probe", sink.port, stages, 1, "probe")
-            ok, why = smtp_source_ok(probe.port, sink)
+            probe = start_relay(procs, tmp / "probe", upstream.port, stages, 1, "probe")
+            ok, why = smtp_source_ok(probe.port, upstream)
             procs.stop(probe.proc)
             if not ok:
                 gen = "loadgen"
@@ -538,13 +603,14 @@ def main() -> int:
             results[case.label] = res
             relays: dict[str, Relay] = {}
             try:
-                relays["relay"] = start_relay(procs, tmp / f"c{ci}-w1", sink.port, stages, 1, "relay")
-                relays["relay-w2"] = start_relay(procs, tmp / f"c{ci}-w2", sink.port, stages, 2, "relay-w2")
+                relays["relay"] = start_relay(procs, tmp / f"c{ci}-w1", upstream.port, stages, 1, "relay")
+                relays["relay-w2"] = start_relay(procs, tmp / f"c{ci}-w2", upstream.port, stages, 2, "relay-w2")
+                sinks = {"baseline": sink, "relay": upstream, "relay-w2": upstream}
                 ports = {"baseline": sink.port, "relay": relays["relay"].port, "relay-w2": relays["relay-w2"].port}
                 # calibration (doubles as warm-up): size each target's fixed count to ~`seconds`
                 warm = max(sessions // 2, 200 // case.rcpts)
                 for v, port in ports.items():
-                    r = throughput_run(gen, port, case, warm, sessions, sink, relays.get(v))
+                    r = throughput_run(gen, port, case, warm, sessions, sinks[v], relays.get(v))
                     if not r["ok"]:
                         res[v].error = r["error"]
                         print(f"bench:   {v} warm-up failed: {r['error']}", flush=True)
@@ -554,7 +620,7 @@ def main() -> int:
                     for v, port in ports.items():
                         if res[v].error:
                             continue
-                        r = throughput_run(gen, port, case, res[v].count, sessions, sink, relays.get(v))
+                        r = throughput_run(gen, port, case, res[v].count, sessions, sinks[v], relays.get(v))
                         res[v].rounds.append(r)
                         if not r["ok"]:
                             res[v].error = r["error"]
@@ -563,7 +629,7 @@ def main() -> int:
                                          f"copies, expected {r['expected_copies']}")
                         print(f"bench:   round {i + 1} {v:9} {r['sent']:6d} msgs {r['elapsed']:6.2f}s "
                               f"{r['msgs_per_s']:8.1f} msg/s {r['copies_per_s']:9.1f} copies/s  cpu relay "
-                              f"{fmt(r['cpu_relay_pct'])}% sink {r['cpu_sink_pct']:.0f}%"
+                              f"{fmt(r['cpu_relay_pct'])}% sink {r['cpu_sink_pct']:.0f}% load {r['cpu_load_pct']:.0f}%"
                               f"{'  ERROR ' + r['error'] if not r['ok'] else ''}", flush=True)
                 for v, port in ports.items():
                     mps = res[v].median("msgs_per_s")
@@ -589,7 +655,7 @@ def main() -> int:
                     procs.stop(relay.proc)
         elapsed = time.monotonic() - t_start
         section = render(started, elapsed, command, listed, stages, gen, sessions, rounds, seconds, lat_seconds,
-                         cases, results, dkim, notes, machine_info(), args.quick)
+                         cases, results, dkim, notes, machine_info(), args.quick, upstream_name)
         out = Path(args.out)
         with open(out, "a") as fh:
             if out.stat().st_size == 0:
@@ -614,7 +680,7 @@ def fmt(x: float | None, nd: int = 0) -> str:
 
 
 def render(started, elapsed, command, listed, stages, gen, sessions, rounds, seconds, lat_seconds, cases, results,
-           dkim, notes, mi, quick) -> str:
+           dkim, notes, mi, quick, upstream_name="bench/sink.py (aiosmtpd)") -> str:
     L: list[str] = []
     L.append(f"## {started.strftime('%Y-%m-%d %H:%M UTC')}{' (quick)' if quick else ''}\n")
     L.append(f"- command: `{command}` (took {elapsed:.0f} s)")
@@ -628,12 +694,15 @@ def render(started, elapsed, command, listed, stages, gen, sessions, rounds, sec
              f"message count fixed per case from a warm-up run to last ~{seconds:g} s")
     L.append(f"- latency: bench/loadgen.py paced at half of each target's measured msgs/s for ~{lat_seconds:g} s; "
              "time from sending the final `.` to the reply")
-    L.append("- relay: `relay --config <tmp>/relay.toml serve [--workers 2]`, upstream = the counting sink "
-             "(bench/sink.py, pool_size 8); baseline = the load generator straight at the same sink")
+    L.append(f"- relay: `relay --config <tmp>/relay.toml serve [--workers 2]`, upstream (pool_size 8) = {upstream_name}, "
+             "counting what it receives; baseline = the load generator straight at bench/sink.py (bare aiosmtpd)")
+    L.append("- CPU: % of one core used by the relay (all its processes) / the sink it sends to / the load generator; "
+             f"ceiling = the msgs/s at which that CPU per message would fill all {mi['nproc']} cores (relay, sink "
+             "and load generator share this machine)")
     L.append("- peak RSS = sum of VmHWM of every relay process (with --workers 2: both workers and their parent)\n")
     L.append("| case | target | msgs | msgs/s | copies/s (at sink) | vs baseline | w2 / w1 | p50 ms | p99 ms "
-             "| at msgs/s | peak RSS MiB (procs) | CPU % relay / sink | rounds msgs/s |")
-    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+             "| at msgs/s | peak RSS MiB (procs) | CPU % relay / sink / load | ceiling msgs/s | rounds msgs/s |")
+    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
     for case in cases:
         res = results.get(case.label)
         if not res:
@@ -648,11 +717,14 @@ def render(started, elapsed, command, listed, stages, gen, sessions, rounds, sec
             rss = f"{vr.rss_kib / 1024:.0f} ({vr.nprocs})" if vr.rss_kib else ("—" if v == "baseline" else "n/a")
             rr = ", ".join(f"{r['msgs_per_s']:.0f}" for r in vr.rounds if r["ok"])
             cr = vr.median("cpu_relay_pct") if v != "baseline" else None
-            cpu = f"{fmt(cr)} / {fmt(vr.median('cpu_sink_pct'))}"
+            cs, cl = vr.median("cpu_sink_pct"), vr.median("cpu_load_pct")
+            cpu = f"{fmt(cr)} / {fmt(cs)} / {fmt(cl)}"
+            used = (cr or 0) + (cs or 0) + (cl or 0)
+            ceiling = fmt(mps * mi["nproc"] * 100 / used, 0) if mps and used else "n/a"
             err = f" ERROR: {vr.error[:80]}" if vr.error else ""
             L.append(f"| {case.label} | {v} | {vr.count} | {fmt(mps, 1)} | {fmt(cps, 0)} | {ratio} | {w2w1} "
                      f"| {fmt(lat.get('p50_ms'), 1)} | {fmt(lat.get('p99_ms'), 1)} | {fmt(lat.get('rate'), 0)} "
-                     f"| {rss} | {cpu} | {rr}{err} |")
+                     f"| {rss} | {cpu} | {ceiling} | {rr}{err} |")
     L.append("")
     if "error" in dkim:
         L.append(f"DKIM (bench/dkim_bench.py): failed: {dkim['error']}\n")
