@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,7 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--all-stages", action="store_true")
+    ap.add_argument("--no-profile", action="store_true", help="only the load run, no py-spy")
     ap.add_argument("--gil", action="store_true", help="only samples holding the GIL (py-spy --gil)")
     ap.add_argument("--raw", default=None, help="keep the collapsed stacks here")
     args = ap.parse_args()
@@ -42,17 +44,20 @@ def main() -> int:
         # as bench/run.py: consent is off while seed_consent() seeds nothing
         stages = [st for st in run.relay_stages() if st != "consent" or args.all_stages]
         print(f"stages on: {', '.join(stages)}")
-        sink = run.Sink(procs, tmp)
+        # the same upstream as bench/run.py: Postfix smtp-sink when installed, else the aiosmtpd sink
+        sink = run.PostfixSink(procs) if os.access(run.PostfixSink.BINARY, os.X_OK) else run.Sink(procs, tmp)
         relay = run.start_relay(procs, tmp / "relay", sink.port, stages, args.workers, "relay")
         case = run.Case(args.size, args.rcpts)
-        spy = procs.start([pyspy, "record", "--pid", str(relay.proc.pid), "--subprocesses", "--rate", "200",
+        spy = None if args.no_profile else procs.start([pyspy, "record", "--pid", str(relay.proc.pid), "--subprocesses", "--rate", "200",
                            "--format", "raw", "--output", str(raw), "--nonblocking"] + (["--gil"] if args.gil else []),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         gen = "smtp-source" if run.SMTP_SOURCE else "loadgen"
         r = run.throughput_run(gen, relay.port, case, args.messages, args.sessions, sink, relay)
         print(f"load: {r['sent']} msgs in {r['elapsed']:.2f}s = {r['msgs_per_s']:.1f} msg/s, "
               f"{r['copies_per_s']:.0f} copies/s, relay CPU {r['cpu_relay_pct']:.0f}%, sink CPU "
-              f"{r['cpu_sink_pct']:.0f}% {r['error']}")
+              f"{r['cpu_sink_pct']:.0f}%, load CPU {r['cpu_load_pct']:.0f}% {r['error']}")
+        if spy is None:
+            return 0
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
         try:
             spy.wait(30)
