@@ -151,13 +151,16 @@ class Session:
 async def run_load(host: str, port: int, *, sessions: int = 20, messages: int = 100, size: int = 10240,
                    recipients: int = 1, sender: str = "bench@bench.example", to: str = "rcpt@example.org",
                    rate: float | None = None, subject: str = "bench", helo: str = "loadgen.bench.example",
-                   timeout: float = 120.0) -> dict:
-    """Send `messages` over `sessions` connections (paced at `rate`/s if given); return a summary dict."""
+                   timeout: float = 120.0, message: bytes | None = None) -> dict:
+    """Send `messages` over `sessions` connections (paced at `rate`/s if given); return a summary dict.
+
+    `message` (CRLF lines, not dot-stuffed) replaces the generated 'X'-lines payload of `size` bytes.
+    """
     if not host.startswith("127.") and host != "localhost":
         raise ValueError("loadgen targets loopback (127.0.0.0/8) only")
     rcpts = recipients_for(to, recipients)
     # one body for all (building 100 KB per message would cost the generator more than the target)
-    template = build_message(sender, to, size, subject, 0)
+    template = build_message(sender, to, size, subject, 0) if message is None else message
     res = Result()
     next_i = 0
     start = time.perf_counter()

@@ -32,6 +32,8 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--all-stages", action="store_true")
+    ap.add_argument("--payload", choices=("newsletter", "x-lines"), default="newsletter")
+    ap.add_argument("--without", default="", help="comma-separated stages to leave off")
     ap.add_argument("--no-profile", action="store_true", help="only the load run, no py-spy")
     ap.add_argument("--gil", action="store_true", help="only samples holding the GIL (py-spy --gil)")
     ap.add_argument("--raw", default=None, help="keep the collapsed stacks here")
@@ -43,11 +45,16 @@ def main() -> int:
     try:
         # as bench/run.py: consent is off while seed_consent() seeds nothing
         stages = [st for st in run.relay_stages() if st != "consent" or args.all_stages]
+        if args.without:
+            stages = [st for st in stages if st not in args.without.split(",")]
         print(f"stages on: {', '.join(stages)}")
         # the same upstream as bench/run.py: Postfix smtp-sink when installed, else the aiosmtpd sink
         sink = run.PostfixSink(procs) if os.access(run.PostfixSink.BINARY, os.X_OK) else run.Sink(procs, tmp)
         relay = run.start_relay(procs, tmp / "relay", sink.port, stages, args.workers, "relay")
         case = run.Case(args.size, args.rcpts)
+        if args.payload == "newsletter":
+            case.payload = tmp / "newsletter.eml"
+            case.payload.write_bytes(run.payload.newsletter(args.size, run.SENDER, run.TO).replace(b"\r\n", b"\n"))
         spy = None if args.no_profile else procs.start([pyspy, "record", "--pid", str(relay.proc.pid), "--subprocesses", "--rate", "200",
                            "--format", "raw", "--output", str(raw), "--nonblocking"] + (["--gil"] if args.gil else []),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

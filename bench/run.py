@@ -45,6 +45,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 import loadgen  # noqa: E402  (bench/loadgen.py)
+import payload  # noqa: E402  (bench/payload.py)
 
 PY = sys.executable
 RELAY = str(Path(PY).with_name("relay")) if Path(PY).with_name("relay").exists() else shutil.which("relay") or "relay"
@@ -378,6 +379,11 @@ def start_relay(procs: Procs, d: Path, sink_port: int, stages: list[str], worker
 class Case:
     size: int
     rcpts: int
+    payload: Path | None = None  # a newsletter of `size` bytes (bench/payload.py); None: smtp-source's X lines
+
+    def message(self) -> bytes | None:
+        """The payload as loadgen sends it (CRLF, not dot-stuffed); None for loadgen's own X lines."""
+        return self.payload.read_bytes().replace(b"\n", b"\r\n") if self.payload else None
 
     @property
     def label(self) -> str:
@@ -385,7 +391,8 @@ class Case:
 
 
 def smtp_source_argv(port: int, case: Case, count: int, sessions: int) -> list[str]:
-    return [SMTP_SOURCE, "-s", str(sessions), "-m", str(count), "-l", str(case.size), "-r", str(case.rcpts),
+    body = ["-F", str(case.payload)] if case.payload else ["-l", str(case.size)]
+    return [SMTP_SOURCE, "-s", str(sessions), "-m", str(count), *body, "-r", str(case.rcpts),
             "-d", "-f", SENDER, "-t", TO, "-M", "bench.example", "-S", "bench", f"{HOST}:{port}"]
 
 
@@ -409,7 +416,8 @@ def throughput_run(gen: str, port: int, case: Case, count: int, sessions: int, s
         err = "" if ok else (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1]
     else:
         r = asyncio.run(loadgen.run_load(HOST, port, sessions=sessions, messages=count, size=case.size,
-                                         recipients=case.rcpts, sender=SENDER, to=TO, timeout=300))
+                                         recipients=case.rcpts, sender=SENDER, to=TO, timeout=300,
+                                         message=case.message()))
         elapsed = time.perf_counter() - t0
         sent, ok, err = r["sent"], r["errors"] == 0, r["first_error"]
     # the relay answers 250 only after every copy reached the upstream; give stragglers a moment anyway
@@ -439,7 +447,8 @@ def latency_run(port: int, case: Case, rate: float, seconds: float, min_samples:
     # at least min_samples, but never longer than ~3x the planned time (slow 100-recipient targets)
     count = min(max(min_samples, int(rate * seconds)), max(1, int(rate * seconds * 3)))
     r = asyncio.run(loadgen.run_load(HOST, port, sessions=sessions, messages=count, size=case.size,
-                                     recipients=case.rcpts, sender=SENDER, to=TO, rate=rate, timeout=300))
+                                     recipients=case.rcpts, sender=SENDER, to=TO, rate=rate, timeout=300,
+                                     message=case.message()))
     r["rate"] = rate
     return r
 
@@ -528,6 +537,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=None, help="target length of one run (default 3; quick 1)")
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--loadgen", action="store_true", help="use bench/loadgen.py even when smtp-source exists")
+    ap.add_argument("--payload", choices=("newsletter", "x-lines"), default="newsletter",
+                    help="what each message carries: a text+HTML newsletter of the case's size (bench/payload.py) "
+                         "or smtp-source's own lines of X (-l)")
     ap.add_argument("--upstream", choices=("smtp-sink", "aiosmtpd"), default="smtp-sink",
                     help="the relay's counting upstream: Postfix smtp-sink (default when installed) or the "
                          "aiosmtpd sink of the baseline")
@@ -554,6 +566,10 @@ def main() -> int:
     started = dt.datetime.now(dt.timezone.utc)
     t_start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    if args.payload == "newsletter":
+        for case in cases:
+            case.payload = tmp / f"newsletter-{case.size}.eml"
+            case.payload.write_bytes(payload.newsletter(case.size, SENDER, TO).replace(b"\r\n", b"\n"))
     results: dict[str, dict[str, VariantResult]] = {}
     notes: list[str] = []
     try:
@@ -655,7 +671,9 @@ def main() -> int:
                     procs.stop(relay.proc)
         elapsed = time.monotonic() - t_start
         section = render(started, elapsed, command, listed, stages, gen, sessions, rounds, seconds, lat_seconds,
-                         cases, results, dkim, notes, machine_info(), args.quick, upstream_name)
+                         cases, results, dkim, notes, machine_info(), args.quick, upstream_name,
+                         "a text+HTML newsletter of the case's size, quoted-printable (bench/payload.py; smtp-source -F)"
+                         if args.payload == "newsletter" else "smtp-source's own lines of X (-l size)")
         out = Path(args.out)
         with open(out, "a") as fh:
             if out.stat().st_size == 0:
@@ -680,7 +698,7 @@ def fmt(x: float | None, nd: int = 0) -> str:
 
 
 def render(started, elapsed, command, listed, stages, gen, sessions, rounds, seconds, lat_seconds, cases, results,
-           dkim, notes, mi, quick, upstream_name="bench/sink.py (aiosmtpd)") -> str:
+           dkim, notes, mi, quick, upstream_name="bench/sink.py (aiosmtpd)", payload_desc="smtp-source -l (X lines)") -> str:
     L: list[str] = []
     L.append(f"## {started.strftime('%Y-%m-%d %H:%M UTC')}{' (quick)' if quick else ''}\n")
     L.append(f"- command: `{command}` (took {elapsed:.0f} s)")
@@ -692,6 +710,7 @@ def render(started, elapsed, command, listed, stages, gen, sessions, rounds, sec
     L.append(f"- load: {gen}{' (' + SMTP_SOURCE + ')' if gen == 'smtp-source' else ''}, {sessions} concurrent "
              f"sessions, connections reused (-d); {rounds} interleaved round(s) per case, median; each target's "
              f"message count fixed per case from a warm-up run to last ~{seconds:g} s")
+    L.append(f"- payload: {payload_desc}")
     L.append(f"- latency: bench/loadgen.py paced at half of each target's measured msgs/s for ~{lat_seconds:g} s; "
              "time from sending the final `.` to the reply")
     L.append(f"- relay: `relay --config <tmp>/relay.toml serve [--workers 2]`, upstream (pool_size 8) = {upstream_name}, "
