@@ -1043,7 +1043,7 @@ def render(started: dt.datetime, elapsed: float, command: str, res: Results, qui
     held = res.summary.get("load", {}).get("ramped")
     faults = [r for r in res.rows if r.scenario in ("upstream", "storage") and not r.got.startswith("skipped")]
     lost = sum(r.lost for r in res.rows if isinstance(r.lost, int))
-    L.append(f"- **held load**: " + (f"{c['acked']:,} msgs through {c['kills']} kill -9s in {c['elapsed']:.0f} s; "
+    L.append("- **held load**: " + (f"{c['acked']:,} msgs through {c['kills']} kill -9s in {c['elapsed']:.0f} s; "
                                      if c else "")
              + (f"{held['sessions']} concurrent sessions, {held['msgs']}/{held['expected']} answered 250"
                 if held else "")

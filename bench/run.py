@@ -126,10 +126,10 @@ def tree_pids(root: int) -> list[int]:
     return out
 
 
-def vm_hwm_kib(pid: int) -> int:
+def vm_hwm_kib(pid: int, field: str = "VmHWM") -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -352,6 +352,22 @@ class Relay:
     proc: subprocess.Popen
     port: int
     log: Path
+    http_port: int = 0
+
+    def metric(self, name: str, asks: int = 1) -> float | None:
+        """The largest value of a /metrics sample over `asks` requests (workers answer in turn)."""
+        import urllib.request
+
+        best = None
+        for _ in range(asks):
+            try:
+                with urllib.request.urlopen(f"http://{HOST}:{self.http_port}/metrics", timeout=5) as r:
+                    m = re.search(rf"^{re.escape(name)} (\S+)$", r.read().decode(), re.M)
+            except OSError:
+                continue
+            if m:
+                best = max(best or 0.0, float(m.group(1)))
+        return best
 
     def peak_rss_kib(self) -> tuple[int, int]:
         """(sum of VmHWM over every process of this relay, number of processes)."""
@@ -360,7 +376,7 @@ class Relay:
 
 
 def start_relay(procs: Procs, d: Path, sink_port: int, stages: list[str], workers: int, name: str) -> Relay:
-    config, smtp_port, _ = write_relay_config(d, sink_port, stages)
+    config, smtp_port, http_port = write_relay_config(d, sink_port, stages)
     seed_consent(config, loadgen.recipients_for(TO, 100))
     log = d / f"{name}.log"
     with open(log, "ab") as fh:
@@ -370,7 +386,7 @@ def start_relay(procs: Procs, d: Path, sink_port: int, stages: list[str], worker
         wait_smtp(smtp_port, proc)
     except RuntimeError as exc:
         raise RuntimeError(f"{exc}; relay log {log}:\n{log.read_text()[-2000:]}") from None
-    return Relay(name, workers, proc, smtp_port, log)
+    return Relay(name, workers, proc, smtp_port, log, http_port)
 
 
 # --------------------------------------------------------------------------- load
@@ -434,6 +450,46 @@ def throughput_run(gen: str, port: int, case: Case, count: int, sessions: int, s
             "sent": sent, "ok": ok, "error": err,
             "msgs_per_s": sent / elapsed, "copies_per_s": s["copies"] / elapsed,
             "sink_messages": s["messages"], "sink_copies": s["copies"], "expected_copies": want}
+
+
+def resources_run(procs: Procs, d: Path, upstream_port: int, stages: list[str], gen: str) -> dict:
+    """Memory and event-loop figures of one fresh one-process relay (issue targets: RSS ≤ 300 MB at
+    200 sessions; a 25 MB message costs ≤ 5× its size; the loop never blocked more than a few ms)."""
+    out: dict = {}
+    relay = start_relay(procs, d / "res-msg", upstream_port, stages, 1, "res-msg")
+    big = Case(25_000_000, 1)
+    small = throughput_run(gen if gen == "loadgen" else "loadgen", relay.port, Case(10240, 1), 20, 4, _NullSink(), relay)
+    rss_before = vm_hwm_kib(relay.proc.pid, "VmRSS")
+    t0 = time.perf_counter()
+    r = asyncio.run(loadgen.run_load(HOST, relay.port, sessions=1, messages=1, size=big.size, recipients=1,
+                                     sender=SENDER, to=TO, timeout=300))
+    out["big_s"] = time.perf_counter() - t0
+    out["big_ok"] = r["errors"] == 0 and small["ok"]
+    out["big_error"] = r["first_error"] or small["error"]
+    out["big_extra_mib"] = (vm_hwm_kib(relay.proc.pid) - rss_before) / 1024
+    out["big_ratio"] = out["big_extra_mib"] * 1024 * 1024 / big.size
+    out["lag_max_ms"] = (relay.metric("relay_event_loop_lag_max_seconds") or 0) * 1000
+    procs.stop(relay.proc)
+    relay = start_relay(procs, d / "res-200", upstream_port, stages, 1, "res-200")
+    r = throughput_run(gen, relay.port, Case(10240, 1), 2000, 200, _NullSink(), relay)
+    out["s200_ok"], out["s200_error"] = r["ok"], r["error"]
+    out["s200_msgs_per_s"] = r["msgs_per_s"]
+    out["s200_rss_mib"] = vm_hwm_kib(relay.proc.pid) / 1024
+    out["s200_lag_max_ms"] = (relay.metric("relay_event_loop_lag_max_seconds") or 0) * 1000
+    procs.stop(relay.proc)
+    return out
+
+
+class _NullSink:
+    """For runs whose copies are not counted (the relay's upstream still receives them)."""
+
+    pid = os.getpid()
+
+    def reset(self) -> dict:
+        return {"messages": 0, "copies": 0}
+
+    def stats(self) -> dict:
+        return {"messages": 1 << 40, "copies": 1 << 40}
 
 
 def _children_cpu() -> float:
@@ -522,6 +578,7 @@ class VariantResult:
     latency: dict | None = None
     rss_kib: int | None = None
     nprocs: int | None = None
+    lag_ms: float | None = None  # worst event-loop timer delay the relay saw (its /metrics)
     error: str = ""
 
     def median(self, key: str) -> float | None:
@@ -543,6 +600,8 @@ def main() -> int:
     ap.add_argument("--upstream", choices=("smtp-sink", "aiosmtpd"), default="smtp-sink",
                     help="the relay's counting upstream: Postfix smtp-sink (default when installed) or the "
                          "aiosmtpd sink of the baseline")
+    ap.add_argument("--resources-only", action="store_true",
+                    help="only the memory and event-loop figures (200 sessions, a 25 MB message), no throughput cases")
     ap.add_argument("--all-stages", action="store_true",
                     help="keep the consent stage on even when seed_consent() seeded nothing")
     args = ap.parse_args()
@@ -613,7 +672,13 @@ def main() -> int:
             notes.append("smtp-source not found: bench/loadgen.py generated the load.")
         print(f"bench: load generator: {gen}", flush=True)
 
-        for ci, case in enumerate(cases):
+        print("bench: resources (200 sessions, a 25 MB message, event-loop lag) ...", flush=True)
+        try:
+            resources = resources_run(procs, tmp, upstream.port, stages, gen)
+        except Exception as exc:  # keep the throughput figures
+            resources = {"error": str(exc).splitlines()[0][:300]}
+        print(f"bench:   {resources}", flush=True)
+        for ci, case in enumerate(cases if not args.resources_only else []):
             print(f"bench: case {case.label} ...", flush=True)
             res = {v: VariantResult() for v in ("baseline", "relay", "relay-w2")}
             results[case.label] = res
@@ -657,6 +722,8 @@ def main() -> int:
                           f"p99 {lat['p99_ms']} ms ({lat['samples']} samples, {lat['errors']} errors)", flush=True)
                 for v, relay in relays.items():
                     res[v].rss_kib, res[v].nprocs = relay.peak_rss_kib()
+                    lag = relay.metric("relay_event_loop_lag_max_seconds", asks=1 if relay.workers == 1 else 8)
+                    res[v].lag_ms = lag * 1000 if lag is not None else None
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # one broken case must not lose the others' figures
@@ -671,7 +738,7 @@ def main() -> int:
                     procs.stop(relay.proc)
         elapsed = time.monotonic() - t_start
         section = render(started, elapsed, command, listed, stages, gen, sessions, rounds, seconds, lat_seconds,
-                         cases, results, dkim, notes, machine_info(), args.quick, upstream_name,
+                         cases, results, dkim, notes, machine_info(), args.quick, upstream_name, resources,
                          "a text+HTML newsletter of the case's size, quoted-printable (bench/payload.py; smtp-source -F)"
                          if args.payload == "newsletter" else "smtp-source's own lines of X (-l size)")
         out = Path(args.out)
@@ -698,7 +765,8 @@ def fmt(x: float | None, nd: int = 0) -> str:
 
 
 def render(started, elapsed, command, listed, stages, gen, sessions, rounds, seconds, lat_seconds, cases, results,
-           dkim, notes, mi, quick, upstream_name="bench/sink.py (aiosmtpd)", payload_desc="smtp-source -l (X lines)") -> str:
+           dkim, notes, mi, quick, upstream_name="bench/sink.py (aiosmtpd)", resources=None,
+           payload_desc="smtp-source -l (X lines)") -> str:
     L: list[str] = []
     L.append(f"## {started.strftime('%Y-%m-%d %H:%M UTC')}{' (quick)' if quick else ''}\n")
     L.append(f"- command: `{command}` (took {elapsed:.0f} s)")
@@ -720,8 +788,8 @@ def render(started, elapsed, command, listed, stages, gen, sessions, rounds, sec
              "and load generator share this machine)")
     L.append("- peak RSS = sum of VmHWM of every relay process (with --workers 2: both workers and their parent)\n")
     L.append("| case | target | msgs | msgs/s | copies/s (at sink) | vs baseline | w2 / w1 | p50 ms | p99 ms "
-             "| at msgs/s | peak RSS MiB (procs) | CPU % relay / sink / load | ceiling msgs/s | rounds msgs/s |")
-    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+             "| at msgs/s | peak RSS MiB (procs) | loop lag max ms | CPU % relay / sink / load | ceiling msgs/s | rounds msgs/s |")
+    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
     for case in cases:
         res = results.get(case.label)
         if not res:
@@ -743,7 +811,7 @@ def render(started, elapsed, command, listed, stages, gen, sessions, rounds, sec
             err = f" ERROR: {vr.error[:80]}" if vr.error else ""
             L.append(f"| {case.label} | {v} | {vr.count} | {fmt(mps, 1)} | {fmt(cps, 0)} | {ratio} | {w2w1} "
                      f"| {fmt(lat.get('p50_ms'), 1)} | {fmt(lat.get('p99_ms'), 1)} | {fmt(lat.get('rate'), 0)} "
-                     f"| {rss} | {cpu} | {ceiling} | {rr}{err} |")
+                     f"| {rss} | {fmt(vr.lag_ms, 1) if v != 'baseline' else '—'} | {cpu} | {ceiling} | {rr}{err} |")
     L.append("")
     if "error" in dkim:
         L.append(f"DKIM (bench/dkim_bench.py): failed: {dkim['error']}\n")
@@ -751,6 +819,22 @@ def render(started, elapsed, command, listed, stages, gen, sessions, rounds, sec
         L.append(f"DKIM per copy (bench/dkim_bench.py, {dkim['message_bytes']}-byte message): "
                  f"`DkimSigner.sign` {dkim['dkim_us']:.0f} µs vs raw OpenSSL `key.sign(PKCS1v15, SHA256)` "
                  f"{dkim['raw_us']:.0f} µs → {dkim['ratio']:.2f}×\n")
+
+    res = resources or {"error": "not run"}
+    if "error" in res:
+        L.append(f"Resources: failed: {res['error']}\n")
+    else:
+        L.append("| resource figure (fresh one-process relay each) | got | target |")
+        L.append("|---|---|---|")
+        L.append(f"| peak RSS, 200 concurrent sessions, 2,000 × 10 KB | {res['s200_rss_mib']:.0f} MiB "
+                 f"({res['s200_msgs_per_s']:.0f} msgs/s{', ERROR ' + res['s200_error'] if not res['s200_ok'] else ''})"
+                 f" | ≤ 300 MB: **{'met' if res['s200_rss_mib'] * 1.048576 <= 300 else 'missed'}** |")
+        L.append(f"| one 25,000,000-byte message: peak RSS above the idle relay | {res['big_extra_mib']:.0f} MiB = "
+                 f"{res['big_ratio']:.1f}× its size, relayed in {res['big_s']:.1f} s"
+                 f"{' ERROR ' + res['big_error'] if not res['big_ok'] else ''} | ≤ 5×: **{'met' if res['big_ratio'] <= 5 else 'missed'}** |")
+        L.append(f"| worst event-loop timer delay (50 ms timer, relay /metrics): 25 MB message; 200 sessions | "
+                 f"{res['lag_max_ms']:.1f} ms; {res['s200_lag_max_ms']:.1f} ms | a few ms |")
+        L.append("")
 
     def get(label, v, key):
         r = results.get(label)

@@ -19,6 +19,7 @@ import jinja2
 
 from filters.context import CopyContext
 from relay.mime_footer import FooterPlan, plan_footer_explained
+from relay.offload import cpu_bound
 from relay.unsubscribe import unsubscribe_links
 
 NAME = "footer"
@@ -191,12 +192,13 @@ def plan_for(ctx: CopyContext) -> FooterPlan | None:
 
 
 async def apply(ctx: CopyContext) -> None:
-    plan = plan_for(ctx)
+    # scanning and re-assembling a big body are MIME work for a thread, not the event loop
+    plan = await cpu_bound(len(ctx.copy.body), plan_for, ctx)
     if plan is None:
         return
     text, html = render_footer(footer_values(ctx), ctx.client.footer_templates,
                                text=plan.needs_text, html=plan.needs_html)
-    result = plan.apply(text, html)
+    result = await cpu_bound(len(ctx.copy.body), plan.apply, text, html)
     ctx.copy.body = result.body
     if result.top_level_cte is not None:
         ctx.copy.replace("Content-Transfer-Encoding", result.top_level_cte)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from relay.offload import cpu_bound
+
 log = logging.getLogger("relay.delivery")
 
 Status = Literal["delivered", "temporary", "permanent"]
@@ -572,7 +574,7 @@ class SmtpUpstream:
                     return _temporary(f"{code} {text} (unexpected reply to DATA from {self._where})"), _DROP
                 return self._result(code, text), _DROP if code == 421 else _RESET
             sent = True
-            conn.write(_stuff(data))
+            conn.write(await cpu_bound(len(data), _stuff, data))
             await conn.drain(timeout)
             code, text = await conn.reply(timeout)
             if 200 <= code < 300:

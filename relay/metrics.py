@@ -1,7 +1,9 @@
-"""Prometheus metrics for one relay process: decisions by stage and rule, copies, latency."""
+"""Prometheus metrics for one relay process: decisions by stage and rule, copies, latency, event-loop lag."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import asyncio
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -22,6 +24,26 @@ class Metrics:
         self.latency = Histogram("relay_data_seconds", "Time from end of DATA to the reply",
                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30),
                                  registry=self.registry)
+
+        # how late a 50 ms timer fires: CPU work left on the loop (signing, MIME, a blocking call)
+        # shows here as the time every session on it waited
+        self.loop_lag = Histogram("relay_event_loop_lag_seconds", "Delay of a 50 ms event-loop timer beyond its due time",
+                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, 1), registry=self.registry)
+        self.loop_lag_max = Gauge("relay_event_loop_lag_max_seconds", "Largest event-loop timer delay since start",
+                                  registry=self.registry)
+
+    async def watch_loop_lag(self, interval: float = 0.05) -> None:
+        """Run for the relay's life, recording how late the loop serves a timer."""
+        loop = asyncio.get_running_loop()
+        worst = 0.0
+        while True:
+            due = loop.time() + interval
+            await asyncio.sleep(interval)
+            lag = max(0.0, loop.time() - due)
+            self.loop_lag.observe(lag)
+            if lag > worst:
+                worst = lag
+                self.loop_lag_max.set(lag)
 
     def refused(self, stage: str, rule: str) -> None:
         self.refusals.labels(stage or "pipeline", rule or "unknown").inc()

@@ -20,6 +20,7 @@ from relay.dsn import FailedRecipient, build_dsn
 from relay.keys import load_client_secrets, read_token_keys
 from relay.message import Message, split_header_block
 from relay.metrics import Metrics
+from relay.offload import cpu_bound
 from relay.passwords import verify_password
 from relay.pipeline import Decision, Pipeline
 from relay.smtp import PeerLimits
@@ -141,7 +142,8 @@ class Runtime:
         started = time.perf_counter()
         self.in_flight += 1
         try:
-            reply = await Transaction(self, client, mail_from, recipients, data, **session).run()
+            message = await cpu_bound(len(data), Message, data)
+            reply = await Transaction(self, client, mail_from, recipients, message, **session).run()
         except Exception as error:
             reply = replies.exception_reply(error)
         finally:

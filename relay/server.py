@@ -39,6 +39,7 @@ class RunningRelay:
     smtp_server: asyncio.base_events.Server
     http_runner: web.AppRunner
     retry_task: asyncio.Task
+    lag_task: asyncio.Task
     smtp_port: int
     http_port: int
 
@@ -51,7 +52,8 @@ class RunningRelay:
             if session.transport is not None:
                 session.transport.close()
         self.retry_task.cancel()
-        await asyncio.gather(self.retry_task, return_exceptions=True)
+        self.lag_task.cancel()
+        await asyncio.gather(self.retry_task, self.lag_task, return_exceptions=True)
         # every step is bounded: a shutdown that hangs on a lingering keep-alive or a dead
         # upstream would turn SIGTERM into SIGKILL and lose the in-flight work it protects
         for step in (self.http_runner.cleanup(), self.smtp_server.wait_closed(), self.runtime.close(),
@@ -81,7 +83,8 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port)
     await web.SockSite(runner, http_sock, backlog=backlog).start()
     retry_task = asyncio.create_task(runtime.retry_forever(retry_interval))
-    return RunningRelay(runtime, smtp_server, runner, retry_task,
+    lag_task = asyncio.create_task(runtime.metrics.watch_loop_lag())
+    return RunningRelay(runtime, smtp_server, runner, retry_task, lag_task,
                         smtp_sock.getsockname()[1], http_sock.getsockname()[1])
 
 

@@ -14,6 +14,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 from filters.sender_identity import aligned_domain
 from relay import replies
 from relay.addresses import AddressError, is_unsubscribe_address, normalize_address
+from relay.offload import cpu_bound
 from relay.smtp_data import read_data
 
 if TYPE_CHECKING:
@@ -314,7 +315,7 @@ class RelayHandler:
 
     async def handle_DATA(self, server: RelaySMTP, session: Any, envelope: Any) -> str:
         data: bytes = envelope.original_content
-        if has_bare_line_ending_or_nul(data):
+        if await cpu_bound(len(data), has_bare_line_ending_or_nul, data):
             return replies.SMUGGLING
         if getattr(envelope, "unsubscribe", False):
             return await self.runtime.unsubscribe_by_mail(envelope.rcpt_tos)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from relay import replies
+from relay.offload import cpu_bound
 
 # aiosmtpd reads DATA a line at a time from a StreamReader whose limit is its line length (1001
 # bytes), so the socket is paused and resumed every 2 KB and a 10 KB message costs some 130
@@ -55,14 +56,14 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_l
                 piece = await reader.readexactly(error.consumed)
             # the end is ".\r\n" on a line of its own: the two bytes before it are CRLF
             found = piece.endswith(TERMINATOR) and (tail + piece[-5:-3])[-2:] == b"\r\n"
-            tail = piece[-2:] if len(piece) >= 2 else (tail + piece)[-2:]
+            before, tail = tail, piece[-2:] if len(piece) >= 2 else (tail + piece)[-2:]
             body = piece[:-3] if found else piece
             lines.feed(body)
             size += len(body)
             if size_limit and size > size_limit:
                 pieces = []  # keep reading to the end, keep nothing
             elif body:
-                pieces.append(body)
+                pieces.append(_unstuff(body, before))
             if found:
                 break
     finally:
@@ -72,8 +73,17 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_l
         return b"", replies.MESSAGE_TOO_BIG
     if lines.longest > line_limit:
         return b"", LINE_TOO_LONG
-    data = b"".join(pieces)
-    # RFC 5321 §4.5.2: a line's leading dot was added by the client; take it away
-    if data.startswith(b"."):
-        data = data[1:]
-    return data.replace(b"\r\n.", b"\r\n"), None
+    return await cpu_bound(size, b"".join, pieces), None
+
+
+def _unstuff(piece: bytes, before: bytes) -> bytes:
+    """RFC 5321 §4.5.2: the client doubled each line's leading dot; take one away.
+
+    Piece by piece (a whole-message replace would hold a third copy of a big message); `before`
+    is the two bytes read before this piece, so a line start split between pieces is seen.
+    """
+    if piece[:1] == b"." and before == b"\r\n":
+        piece = piece[1:]
+    elif piece[:2] == b"\n." and before[-1:] == b"\r":
+        piece = b"\n" + piece[2:]
+    return piece.replace(b"\r\n.", b"\r\n")

@@ -15,6 +15,7 @@ from filters.verdict import Verdict
 from relay import replies
 from relay.delivery import DeliveryResult
 from relay.dsn import FailedRecipient, build_dsn
+from relay.offload import cpu_bound
 from relay.message import Copy, Message, field_name, make_field
 from relay.mime_footer import MAX_DEPTH, mime_depth
 from filters.content import TAG_HEADER, tag_header_fields
@@ -92,9 +93,9 @@ class Transaction:
     """The work for one message from one client; `run` returns the SMTP reply."""
 
     def __init__(self, rt: "Runtime", client: "ClientConfig", mail_from: str, recipients: list[str],
-                 data: bytes, peer: str, helo: str, authenticated: bool, tls: bool):
+                 data: bytes | Message, peer: str, helo: str, authenticated: bool, tls: bool):
         self.rt, self.client, self.mail_from, self.recipients = rt, client, mail_from, recipients
-        self.message = Message(data)
+        self.message = data if isinstance(data, Message) else Message(data)
         self.peer, self.helo, self.authenticated, self.tls = peer, helo, authenticated, tls
         self.qid = new_queue_id()
         self.now = rt.services.clock()
@@ -167,7 +168,7 @@ class Transaction:
                 # signing is the last step: nothing touches the copy after this. OpenSSL releases the
                 # GIL, so in the signing threads it uses the second core and never stalls the loop
                 signatures = await loop.run_in_executor(rt.sign_pool, signer.sign, copy.headers, copy.body, now_ts)
-                data = b"".join(signatures) + copy.as_bytes()
+                data = await cpu_bound(len(copy.body), b"".join, [*signatures, *copy.headers, b"\r\n", copy.body])
                 del copy
                 result = await rt.upstream.deliver(self.mail_from, recipient, data)
                 if result.status == "delivered":

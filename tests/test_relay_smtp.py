@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import smtplib
 import time
 from email.message import EmailMessage
@@ -328,6 +329,17 @@ def test_metrics_and_healthz(relay):
     with urllib.request.urlopen(relay.http + "/metrics", timeout=5) as r:
         text = r.read().decode()
     assert "relay_messages_total" in text and "relay_data_seconds_bucket" in text
+    # the event-loop watch times a 50 ms tick from the start
+    deadline = time.monotonic() + 3
+    while True:
+        with urllib.request.urlopen(relay.http + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        ticks = float(re.search(r"^relay_event_loop_lag_seconds_count (\S+)$", text, re.M).group(1))
+        if ticks >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert ticks >= 2
+    assert re.search(r"^relay_event_loop_lag_max_seconds \d", text, re.M)
 
 
 # --- DATA is read in large pieces (relay/smtp_data.py); these hold it to RFC 5321 §4.1.1.4 and §4.5.2 ---
