@@ -99,20 +99,26 @@ _MAX_REPLY_LINE = 4096  # RFC 5321 §4.5.3.1.5 allows 512; be generous, but boun
 _CLEAN, _RESET, _DROP = 0, 1, 2
 
 
-def _stuff(data: bytes) -> bytes:
-    """Dot-stuff the message and append the end-of-data marker (RFC 5321 §4.5.2).
+_WRITE_CHUNK = 1 << 20
+
+
+def _stuff(data: bytes) -> list[bytes]:
+    """Dot-stuff the message and append the end-of-data marker (RFC 5321 §4.5.2), as pieces to write.
 
     The pipeline hands over pure CRLF (no bare CR or LF), so every line start is either
-    the very first byte or follows a CRLF: one replace() does it, no re-normalising.
+    the very first byte or follows a CRLF: one replace() does it, no re-normalising. Most mail
+    has no line starting with a dot: then the message goes out as it is, without a copy.
     """
     if not data:
-        return b".\r\n"
-    if data[:1] == b".":
-        data = b"." + data
-    data = data.replace(b"\r\n.", b"\r\n..")
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"
+        return [b".\r\n"]
+    if data[:1] == b"." or _has_dot_line(data):
+        data = (b"." if data[:1] == b"." else b"") + data.replace(b"\r\n.", b"\r\n..")
+    return [data, b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"]
+
+
+def _has_dot_line(data: bytes, chunk: int = 1 << 20) -> bool:
+    # by the megabyte: one search over a big message would hold the GIL (and the loop) for long
+    return any(data.find(b"\r\n.", start, start + chunk + 2) >= 0 for start in range(0, len(data), chunk))
 
 
 class _Connection(asyncio.Protocol):
@@ -574,7 +580,14 @@ class SmtpUpstream:
                     return _temporary(f"{code} {text} (unexpected reply to DATA from {self._where})"), _DROP
                 return self._result(code, text), _DROP if code == 421 else _RESET
             sent = True
-            conn.write(await cpu_bound(len(data), _stuff, data))
+            for piece in await cpu_bound(len(data), _stuff, data):
+                view = memoryview(piece)
+                # a megabyte at a time: the transport copies what the socket does not take at once,
+                # and 25 MB copied in one call would hold the loop for tens of milliseconds
+                for start in range(0, len(view), _WRITE_CHUNK):
+                    conn.write(view[start:start + _WRITE_CHUNK])
+                    if len(view) > _WRITE_CHUNK:
+                        await conn.drain(timeout)
             await conn.drain(timeout)
             code, text = await conn.reply(timeout)
             if 200 <= code < 300:

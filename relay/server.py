@@ -89,6 +89,12 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
 
 
 async def serve_until_signalled(config: Config) -> None:
+    if os.environ.get("RELAY_SLOW_CALLBACK_MS"):
+        # diagnosis (bench/run.py uses it): asyncio's debug mode logs every step that held the
+        # loop longer than this, naming the coroutine; debug mode slows everything down
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = float(os.environ["RELAY_SLOW_CALLBACK_MS"]) / 1000
     relay = await start_relay(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from relay import replies
-from relay.offload import cpu_bound
+from relay.offload import BIG, cpu_bound
 
 # aiosmtpd reads DATA a line at a time from a StreamReader whose limit is its line length (1001
 # bytes), so the socket is paused and resumed every 2 KB and a 10 KB message costs some 130
@@ -66,6 +66,9 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_l
                 pieces.append(_unstuff(body, before))
             if found:
                 break
+            if size > BIG:
+                # pieces already buffered are returned without suspending: let other sessions run
+                await asyncio.sleep(0)
     finally:
         if old_limit is not None:
             reader._limit = old_limit  # type: ignore[attr-defined]

@@ -454,3 +454,19 @@ def test_hash_password_command_refuses_empty(tmp_path: Path, stdin: str) -> None
     assert result.returncode == 1
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1 and "empty" in result.stderr
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_chunked_body_hash_equals_the_one_piece_canonicalization(seed):
+    import hashlib
+    import random
+
+    from relay.dkim import _canon_body, body_hash
+
+    rng = random.Random(seed)
+    lines = [rng.choice([b"", b" ", b"\t", b"text", b"a  b", b"tail \t ", b" lead", b"x" * 40])
+             for _ in range(rng.randint(0, 60))]
+    body = b"\r\n".join(lines) + rng.choice([b"\r\n", b"", b"\r\n\r\n\r\n", b" \r\n\t\r\n"])
+    expected = hashlib.sha256(_canon_body(body)).digest()
+    for chunk in (1, 3, 16, 1 << 20):  # chunk edges on every kind of line
+        assert body_hash(body, chunk=chunk) == expected, (body, chunk)

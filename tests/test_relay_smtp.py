@@ -415,3 +415,19 @@ def test_data_larger_than_the_read_buffer_arrives_whole(relay, clean_sink):
         assert reply.startswith("250"), reply
     got = clean_sink.wait_for(1)[0].data
     assert lines in got
+
+
+def test_smuggling_check_in_chunks_agrees_with_the_whole_message_check():
+    import random
+
+    from relay.smtp import has_bare_line_ending_or_nul
+
+    rng = random.Random(7)
+    alphabet = [b"a", b"\r\n", b"\r", b"\n", b"\x00", b"."]
+    for _ in range(5000):
+        data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        if rng.random() < 0.5:
+            data = data.replace(b"\r", b"").replace(b"\n", b"\r\n").replace(b"\x00", b"")
+        whole = has_bare_line_ending_or_nul(data, chunk=1 << 20)
+        for chunk in (1, 2, 3, 7):  # every split of a CRLF between chunks
+            assert has_bare_line_ending_or_nul(data, chunk=chunk) == whole, (data, chunk)
