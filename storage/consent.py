@@ -319,7 +319,6 @@ def _json_time(value: Any) -> str:
     return json.dumps(value)
 
 
-@lru_cache(maxsize=8192)
 def _same(value: Any) -> Any:
     return value
 
