@@ -38,6 +38,9 @@ async def _with_runtime(config: Any, work: Any) -> Any:
         return await work(rt)
     finally:
         await rt.close()
+        # the Runtime does not own the store; left open, its pooled connections were only
+        # closed by the garbage collector (PostgreSQL: a ResourceWarning in whoever ran next)
+        await asyncio.to_thread(rt.store.close)
         rt.store.close()
 
 
