@@ -15,9 +15,17 @@ AUDIT_COLUMNS = ("at", "client", "list_key", "recipient", "stage", "rule", "verd
 _AUDIT_DEFAULTS = {"list_key": None, "code": None, "status": None, "reason": "", "message_id": None}
 
 
+def aware(value: Any) -> Any:
+    """A time as PostgreSQL takes it; a naive datetime is refused, as storage.models.UTCDateTime does."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}; pass a tz-aware datetime")
+    return value
+
+
 def sqlite_time(value: Any) -> Any:
     """The text form SQLAlchemy's SQLite DateTime writes (UTC, no offset), so reads and comparisons match."""
     if isinstance(value, datetime):
+        aware(value)
         if value.tzinfo is not timezone.utc:
             value = value.astimezone(timezone.utc)
         return value.replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -45,7 +53,7 @@ class DriverSql:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
         self._texts: dict[tuple[str, int], str] = {}
-        self.time = (lambda v: v) if self.postgres else sqlite_time
+        self.time = aware if self.postgres else sqlite_time
         # called with each statement's text before it runs (tests count queries per message)
         self.listeners: list[Callable[[str], None]] = []
 
@@ -115,14 +123,16 @@ class DriverSql:
             conn.close()
 
 
-def audit_tuples(rows: Iterable[Mapping[str, Any]], at: Any) -> list[tuple[Any, ...]]:
-    """Audit rows as driver tuples in AUDIT_COLUMNS order; an unknown key is an error, as in Core."""
+def audit_tuples(rows: Iterable[Mapping[str, Any]], at: datetime, time: Callable[[Any], Any]) -> list[tuple[Any, ...]]:
+    """Audit rows as driver tuples in AUDIT_COLUMNS order; `at` stands in for a row without one, and
+    `time` (DriverSql.time) puts each row's time in the database's form. An unknown key is an error."""
     out = []
     for row in rows:
         full = {"at": at, **_AUDIT_DEFAULTS, **row}
         if len(full) != len(AUDIT_COLUMNS):
             unknown = set(full) - set(AUDIT_COLUMNS)
             raise KeyError(f"audit row: unknown {sorted(unknown)} or missing {sorted(set(AUDIT_COLUMNS) - set(full))}")
+        full["at"] = time(full["at"])
         out.append(tuple(full[c] for c in AUDIT_COLUMNS))
     return out
 

@@ -22,7 +22,6 @@ from storage.models import AuditEntry, SpooledCopy, utcnow
 T = TypeVar("T")
 CALL_TIMEOUT = 15.0
 
-_audit = AuditEntry.__table__
 _spool = SpooledCopy.__table__
 
 
@@ -62,12 +61,7 @@ class Store(ConsentQueries, OptinQueries):
 
     def record_decisions(self, rows: list[dict[str, Any]]) -> None:
         """Insert one message's per-recipient audit rows in a single executemany."""
-        if not rows:
-            return
-        defaults = {"at": utcnow(), "list_key": None, "code": None, "status": None,
-                    "reason": "", "message_id": None}
-        with self.engine.begin() as conn:
-            conn.execute(insert(_audit), _complete(rows, defaults))
+        self.write_batch(rows, [])
 
     def audit_rows(self, client: str | None = None, since: datetime | None = None) -> list[AuditEntry]:
         stmt = model_select(AuditEntry).order_by(AuditEntry.id)  # type: ignore[arg-type]
@@ -140,6 +134,6 @@ class Store(ConsentQueries, OptinQueries):
         """Many messages' audit rows and last-contact updates in one transaction (group commit)."""
         steps = self.touch_last_contact_steps(contacts)
         if audit_rows:
-            steps.insert(0, (hotpath.INSERT_AUDIT, hotpath.audit_tuples(audit_rows, self.sql.time(utcnow())), True))
+            steps.insert(0, (hotpath.INSERT_AUDIT, hotpath.audit_tuples(audit_rows, utcnow(), self.sql.time), True))
         if steps:
             self.sql.write(steps)

@@ -257,3 +257,16 @@ def test_concurrent_claims_never_share_a_row(fresh_database_url: Callable[[], st
     finally:
         a.close()
         b.close()
+
+
+def test_audit_times_are_stored_in_one_form_whichever_path_wrote_them(store: Store) -> None:
+    # the group commit writes plain driver SQL; its rows must read, compare and sort like Core's
+    at = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=timezone(timedelta(hours=2)))
+    store.write_batch([_decision("form-a", "a@x.test", at=at)], [])
+    with store.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT at FROM audit_log WHERE client = 'form-a'").scalar_one()
+    if store.engine.dialect.name == "sqlite":
+        assert stored == "2026-03-01 10:00:00.250000"  # SQLAlchemy's SQLite DateTime text, in UTC
+    rows = store.audit_rows(client="form-a", since=at - timedelta(microseconds=1))
+    assert [r.at for r in rows] == [at.astimezone(timezone.utc)]
+    assert store.audit_rows(client="form-a", since=at + timedelta(microseconds=1)) == []
