@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-from relay.offload import cpu_bound
+from relay.offload import BIG, cpu_bound
 
 log = logging.getLogger("relay.delivery")
 
@@ -102,7 +102,7 @@ _CLEAN, _RESET, _DROP = 0, 1, 2
 _WRITE_CHUNK = 1 << 20
 
 
-def _stuff(data: bytes) -> list[bytes]:
+def _stuff(data: bytes, chunk: int = BIG) -> list[bytes]:
     """Dot-stuff the message and append the end-of-data marker (RFC 5321 §4.5.2), as pieces to write.
 
     The pipeline hands over pure CRLF (no bare CR or LF), so every line start is either
@@ -111,13 +111,28 @@ def _stuff(data: bytes) -> list[bytes]:
     """
     if not data:
         return [b".\r\n"]
-    if data[:1] == b"." or _has_dot_line(data):
-        data = (b"." if data[:1] == b"." else b"") + data.replace(b"\r\n.", b"\r\n..")
-    return [data, b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"]
+    end = b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
+    if data[:1] != b"." and not _has_dot_line(data):
+        return [data, end]
+    if len(data) <= chunk:
+        return [(b"." if data[:1] == b"." else b"") + data.replace(b"\r\n.", b"\r\n.."), end]
+    # a big message is stuffed a line-aligned BIG piece at a time (one replace over 25 MB would
+    # hold the GIL for tens of milliseconds): every piece starts a line, so a leading dot of a
+    # piece is a line's leading dot
+    pieces = []
+    start = 0
+    while start < len(data):
+        cut = data.find(b"\r\n", start + chunk)
+        stop = len(data) if cut < 0 else cut + 2
+        piece = data[start:stop].replace(b"\r\n.", b"\r\n..")
+        pieces.append(b"." + piece if piece[:1] == b"." else piece)
+        start = stop
+    pieces.append(end)
+    return pieces
 
 
-def _has_dot_line(data: bytes, chunk: int = 1 << 20) -> bool:
-    # by the megabyte: one search over a big message would hold the GIL (and the loop) for long
+def _has_dot_line(data: bytes, chunk: int = BIG) -> bool:
+    # BIG bytes per search: one search over a big message would hold the GIL (and the loop) for long
     return any(data.find(b"\r\n.", start, start + chunk + 2) >= 0 for start in range(0, len(data), chunk))
 
 

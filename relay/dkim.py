@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 
+from relay.offload import BIG
+
 __all__ = [
     "SIGNED_HEADERS", "OVERSIGNED_HEADERS", "DkimSigner", "load_private_key", "generate_rsa_key",
     "generate_ed25519_key", "dns_txt_record", "dns_record_line", "validate_name",
@@ -51,7 +53,7 @@ def validate_name(value: str, what: str = "domain") -> str:
     return value
 
 
-def body_hash(body: bytes, chunk: int = 1 << 20) -> bytes:
+def body_hash(body: bytes, chunk: int = BIG) -> bytes:
     """SHA-256 of the relaxed canonical body; a big body is canonicalized a line-aligned chunk at a time.
 
     Each replace() holds the GIL: over 25 MB at once, the signing thread would stall the event

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.utils import getaddresses
+
+from relay.offload import copy_range
 
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 _CRLF_IN_VALUE = re.compile(r"[\r\n\x00]")
@@ -19,7 +21,7 @@ def split_header_block(raw: bytes) -> tuple[list[bytes], bytes]:
     end = raw.find(b"\r\n\r\n")
     if raw.startswith(b"\r\n"):
         return [], raw[2:]
-    head, body = (raw, b"") if end < 0 else (raw[:end + 2], raw[end + 4:])
+    head, body = (raw, b"") if end < 0 else (raw[:end + 2], copy_range(raw, end + 4))
     fields: list[bytes] = []
     pos = 0
     for line in head.splitlines(keepends=True):
@@ -29,7 +31,7 @@ def split_header_block(raw: bytes) -> tuple[list[bytes], bytes]:
             fields.append(line)
         else:
             rest = head[pos:]
-            return fields, rest + (b"\r\n" + body if end >= 0 else b"")
+            return fields, b"".join((rest, b"\r\n", body) if end >= 0 else (rest,))
         pos += len(line)
     return fields, body
 
@@ -62,16 +64,28 @@ def clean_line(value: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]+", " ", value).strip()
 
 
-@dataclass
+@dataclass(init=False)
 class Message:
-    """The message as the client submitted it; never modified (copies are)."""
+    """The message as the client submitted it, as header fields and body; never modified (copies are).
 
-    raw: bytes
-    headers: list[bytes] = field(init=False)
-    body: bytes = field(init=False)
+    Only the parts are kept, not the submitted bytes as well: for a 25 MB message that is 25 MB
+    less, and no stage needs the whole again (`raw` rebuilds it for the few callers that do).
+    """
 
-    def __post_init__(self) -> None:
-        self.headers, self.body = split_header_block(self.raw)
+    headers: list[bytes]
+    body: bytes
+    size: int          # of the message as submitted
+    _separator: bytes  # the blank line between header and body, b"" when there was none
+
+    def __init__(self, raw: bytes) -> None:
+        self.headers, self.body = split_header_block(raw)
+        self.size = len(raw)
+        self._separator = b"\r\n"[:len(raw) - len(self.body) - sum(map(len, self.headers))]
+
+    @property
+    def raw(self) -> bytes:
+        """The submitted bytes, rebuilt (bytes.join: a big message's copy runs without the GIL)."""
+        return b"".join([*self.headers, self._separator, self.body])
 
     def values(self, name: str) -> list[str]:
         name = name.lower()

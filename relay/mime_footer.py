@@ -60,6 +60,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from relay.offload import BIG, copy_range
+
 MAX_DEPTH = 100       # SPEC §8: deeper nesting is refused by the core (554 5.6.0)
 MAX_PARTS = 10_000    # more parts than this is a MIME bomb, not a newsletter
 _UNTOUCHABLE = frozenset({"multipart/signed", "multipart/encrypted", "application/pkcs7-mime",
@@ -519,10 +521,10 @@ class FooterPlan:
                     pieces.append(body[pos:slot.hstart])
                     pieces.append(slot.qp_header())
                     pos = slot.hend
-            pieces.append(body[pos:slot.start])
+            pieces.append(copy_range(body, pos, slot.start))
             pieces.extend(payload)
             pos = slot.end
-        pieces.append(body[pos:])
+        pieces.append(copy_range(body, pos))
         return FooterResult(b"".join(pieces), top_cte)
 
 
@@ -571,20 +573,25 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
     if codec is None:
         raise _Malformed(f"unknown or unsupported charset {charset!r}")
     assert ent.bend is not None
-    raw = body[ent.bstart:ent.bend]
+    raw = copy_range(body, ent.bstart, ent.bend)
     if cte == "base64":
         content = _strict_b64decode(raw)
     elif cte == "quoted-printable":
         content = binascii.a2b_qp(raw)
     else:
         content = raw
+    kind = "html" if ent.ctype == "text/html" else "plain"
     try:
-        text = codec.decode(content, "surrogateescape")[0]
+        if kind == "plain" and cte != "base64" and len(content) > BIG:
+            # only its validity and its last character matter here: decoded a piece at a time,
+            # since one decode of a 25 MB part holds the GIL (and the event loop) for long
+            text = _last_character(codec, content)
+        else:
+            text = codec.decode(content, "surrogateescape")[0]
     except (UnicodeError, ValueError, TypeError) as exc:
         raise _Malformed(f"text part does not decode as {charset}: {exc}") from None
     nl = "\r\n" if cte != "base64" or "\r\n" in text or "\n" not in text else "\n"
-    kind = "html" if ent.ctype == "text/html" else "plain"
-    idx = len(text)
+    idx = len(text)  # plain: the footer goes at the end (text may be only the last character)
     if kind == "html":
         found = None
         for m in _BODY_END.finditer(text):
@@ -621,6 +628,19 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
         whole = len(cpre) - len(cpre) % _B64_LINE
         slot.prefix, slot.b64_tail, slot.suffix = _b64lines(cpre[:whole]), cpre[whole:], csuf
     return slot
+
+
+def _last_character(codec: codecs.CodecInfo, content: bytes) -> str:
+    """The last character of `content` decoded ("" when empty), checking every byte as
+    `codec.decode(content, "surrogateescape")` does, a BIG piece per call."""
+    if codec.incrementaldecoder is None:
+        return codec.decode(content, "surrogateescape")[0][-1:]
+    decoder = codec.incrementaldecoder("surrogateescape")
+    last = ""
+    for start in range(0, len(content), BIG):
+        piece = decoder.decode(content[start:start + BIG], start + BIG >= len(content))
+        last = piece[-1:] or last
+    return last
 
 
 def _qp_split(raw: bytes, cpre: bytes, csuf: bytes) -> tuple[bytes, bytes]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import hmac
 import logging
@@ -12,11 +11,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 
 from filters.context import RcptContext, Services
+from filters.footer import templates as footer_templates
 from relay import replies
 from relay.config import ClientConfig, Config
 from relay.delivery import Upstream, make_upstream
 from relay.dkim import DkimSigner
 from relay.dsn import FailedRecipient, build_dsn
+from relay.offload import thread_pool
 from relay.keys import load_client_secrets, read_token_keys
 from relay.message import Message, split_header_block
 from relay.metrics import Metrics
@@ -61,10 +62,14 @@ class Runtime:
         self.tokens = TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days))
         self.services = Services(clock=clock, store=store, tokens=self.tokens)
         self.writer = GroupWriter(store)
-        self.sign_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dkim")
+        self.sign_pool = thread_pool(2, "dkim")
         self.pipeline = Pipeline(config.stages)
         if "content" in config.stages:
             check_content_rules(config)
+        if "footer" in config.stages:
+            # compiled now, not by the first message (10 ms on the event loop)
+            for template_dir in {None, *(c.footer_templates for c in config.clients.values())}:
+                footer_templates(template_dir)
         self.secrets = {name: load_client_secrets(c) for name, c in config.clients.items()}
         self.tls_context = self._tls_context()
         self.limits = PeerLimits(config.relay.max_connections, config.relay.max_connections_per_ip)
@@ -137,12 +142,13 @@ class Runtime:
                 log.error("could not record a refusal at RCPT for client %s", client.name)
         return decision
 
-    async def transaction(self, client: ClientConfig, mail_from: str, recipients: list[str], data: bytes,
-                          **session: Any) -> str:
+    async def transaction(self, client: ClientConfig, mail_from: str, recipients: list[str],
+                          data: bytes | Message, **session: Any) -> str:
         started = time.perf_counter()
         self.in_flight += 1
         try:
-            message = await cpu_bound(len(data), Message, data)
+            message = data if isinstance(data, Message) else await cpu_bound(len(data), Message, data)
+            del data
             reply = await Transaction(self, client, mail_from, recipients, message, **session).run()
         except Exception as error:
             reply = replies.exception_reply(error)

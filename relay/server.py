@@ -14,6 +14,7 @@ from aiohttp import web
 
 from relay.config import Config
 from relay.http import make_app
+from relay.offload import thread_pool
 from relay.runtime import Runtime
 from relay.smtp import RelayHandler, RelaySMTP
 from storage import Store
@@ -92,7 +93,15 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
                         smtp_sock.getsockname()[1], http_sock.getsockname()[1])
 
 
+# Threads doing Python work (MIME scans of a big message) hand the GIL back to the event loop
+# only every switch interval: 5 ms by default, which every such wait adds to a loop step.
+SWITCH_INTERVAL = 0.001
+
+
 async def serve_until_signalled(config: Config) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    # to_thread / cpu_bound work runs on a pool started now (see thread_pool)
+    asyncio.get_running_loop().set_default_executor(thread_pool(4, "cpu"))
     if os.environ.get("RELAY_SLOW_CALLBACK_MS"):
         # diagnosis (bench/run.py uses it): asyncio's debug mode logs every step that held the
         # loop longer than this, naming the coroutine; debug mode slows everything down

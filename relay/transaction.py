@@ -178,7 +178,7 @@ class Transaction:
                 else:
                     outcome.permanent[recipient] = result
 
-        width = 1 if len(self.message.raw) > BIG_MESSAGE else max(1, min(rt.config.upstream.pool_size, len(accepted)))
+        width = 1 if self.message.size > BIG_MESSAGE else max(1, min(rt.config.upstream.pool_size, len(accepted)))
         await asyncio.gather(*(worker() for _ in range(width)))
         return outcome
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -12,6 +11,7 @@ from sqlalchemy import Engine, delete, func, insert, or_, select, text, update
 from sqlmodel import Session
 from sqlmodel import select as model_select  # yields model instances via Session.exec
 
+from relay.offload import thread_pool
 from storage import hotpath
 from storage.consent import ConsentQueries
 from storage.hotpath import DriverSql
@@ -37,7 +37,7 @@ class Store(ConsentQueries, OptinQueries):
     def __init__(self, url_or_engine: str | Engine, *, workers: int = 4) -> None:
         self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         # A dedicated pool keeps slow DB calls from starving the loop's default executor.
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
+        self._executor = thread_pool(workers, "store")
         self.sql = DriverSql(self.engine)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
