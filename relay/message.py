@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.utils import getaddresses
 
-from relay.offload import copy_range
+from relay.offload import BIG, copy_range
 
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 _CRLF_IN_VALUE = re.compile(r"[\r\n\x00]")
@@ -78,9 +78,32 @@ class Message:
     _separator: bytes  # the blank line between header and body, b"" when there was none
 
     def __init__(self, raw: bytes) -> None:
-        self.headers, self.body = split_header_block(raw)
-        self.size = len(raw)
-        self._separator = b"\r\n"[:len(raw) - len(self.body) - sum(map(len, self.headers))]
+        self._set(*split_header_block(raw), len(raw))
+
+    def _set(self, headers: list[bytes], body: bytes, size: int) -> None:
+        self.headers, self.body, self.size = headers, body, size
+        self._separator = b"\r\n"[:size - len(body) - sum(map(len, headers))]
+
+    @classmethod
+    def from_pieces(cls, pieces: list[bytes]) -> Message:
+        """`Message(b"".join(pieces))` without the whole: the body is joined from the pieces.
+
+        The header is split from the leading pieces (up to BIG bytes, where the blank line
+        must be); the rest of the pieces join the body, in one copy that runs without the GIL.
+        """
+        size = sum(map(len, pieces))
+        lead, taken = 0, 0
+        while taken < len(pieces) and lead <= BIG:
+            lead += len(pieces[taken])
+            taken += 1
+        head = b"".join(pieces[:taken])
+        message = cls.__new__(cls)
+        if taken < len(pieces) and b"\r\n\r\n" not in head and not head.startswith(b"\r\n"):
+            message._set(*split_header_block(b"".join(pieces)), size)  # a header over BIG: rare
+            return message
+        headers, body = split_header_block(head)
+        message._set(headers, b"".join([body, *pieces[taken:]]), size)
+        return message
 
     @property
     def raw(self) -> bytes:

@@ -60,7 +60,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from relay.offload import BIG, copy_range
+from relay.offload import BIG, copy_range, slices
 
 MAX_DEPTH = 100       # SPEC §8: deeper nesting is refused by the core (554 5.6.0)
 MAX_PARTS = 10_000    # more parts than this is a MIME bomb, not a newsletter
@@ -518,13 +518,13 @@ class FooterPlan:
                 if slot.top:
                     top_cte = "quoted-printable"
                 else:
-                    pieces.append(body[pos:slot.hstart])
+                    pieces += slices(body, pos, slot.hstart)
                     pieces.append(slot.qp_header())
                     pos = slot.hend
-            pieces.append(copy_range(body, pos, slot.start))
+            pieces += slices(body, pos, slot.start)  # the join below copies them without the GIL
             pieces.extend(payload)
             pos = slot.end
-        pieces.append(copy_range(body, pos))
+        pieces += slices(body, pos)
         return FooterResult(b"".join(pieces), top_cte)
 
 
@@ -573,7 +573,7 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
     if codec is None:
         raise _Malformed(f"unknown or unsupported charset {charset!r}")
     assert ent.bend is not None
-    raw = copy_range(body, ent.bstart, ent.bend)
+    raw = body if (ent.bstart, ent.bend) == (0, len(body)) else copy_range(body, ent.bstart, ent.bend)
     if cte == "base64":
         content = _strict_b64decode(raw)
     elif cte == "quoted-printable":

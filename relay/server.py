@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -96,10 +97,25 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
 # Threads doing Python work (MIME scans of a big message) hand the GIL back to the event loop
 # only every switch interval: 5 ms by default, which every such wait adds to a loop step.
 SWITCH_INTERVAL = 0.001
+# glibc raises its mmap threshold to the size of each big block freed (up to 32 MB): after one
+# 25 MB message every later big buffer came from the heap, and 10 KB messages then saw loop
+# steps of up to 100 ms (heap growth, trimming and faults). A fixed threshold turns that off:
+# buffers of 128 KiB and more are always mapped and given back whole when freed.
+M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024
+
+
+def fix_malloc_threshold() -> bool:
+    """mallopt(M_MMAP_THRESHOLD, 128 KiB) where the C library is glibc; False elsewhere."""
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
 
 
 async def serve_until_signalled(config: Config) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
+    fix_malloc_threshold()
     # to_thread / cpu_bound work runs on a pool started now (see thread_pool)
     asyncio.get_running_loop().set_default_executor(thread_pool(4, "cpu"))
     if os.environ.get("RELAY_SLOW_CALLBACK_MS"):

@@ -57,6 +57,21 @@ def has_bare_line_ending_or_nul(data: bytes, chunk: int = BIG) -> bool:
     return False
 
 
+def pieces_have_bare_line_ending_or_nul(pieces: list[bytes]) -> bool:
+    """`has_bare_line_ending_or_nul(b"".join(pieces))` without joining them."""
+    open_cr = False  # the last piece ended in a CR: this one must begin with its LF
+    for piece in pieces:
+        if not piece:
+            continue
+        if open_cr:
+            if piece[:1] != b"\n":
+                return True
+            piece = piece[1:]
+        open_cr = piece.endswith(b"\r")
+        if has_bare_line_ending_or_nul(piece[:-1] if open_cr else piece):
+            return True
+    return open_cr
+
 
 class PeerLimits:
     """Connections in total and per peer address, and recent AUTH failures per address."""
@@ -190,8 +205,10 @@ class RelaySMTP(SMTP):
             self._set_post_data_state()
             await self.push(error)
             return
-        self.envelope.content = self.envelope.original_content = content
-        del content  # the handler lets go of the submitted bytes once the message is split
+        # the handler takes the pieces and keeps only the message split from them
+        self.envelope.content = self.envelope.original_content = None
+        self.envelope.pieces = content
+        del content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push(status)
@@ -332,17 +349,16 @@ class RelayHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: RelaySMTP, session: Any, envelope: Any) -> str:
-        data: bytes = envelope.original_content
-        if await cpu_bound(len(data), has_bare_line_ending_or_nul, data):
+        pieces: list[bytes] = envelope.pieces
+        envelope.pieces = []
+        size = sum(map(len, pieces))
+        if await cpu_bound(size, pieces_have_bare_line_ending_or_nul, pieces):
             return replies.SMUGGLING
         if getattr(envelope, "unsubscribe", False):
             return await self.runtime.unsubscribe_by_mail(envelope.rcpt_tos)
         client = self.runtime.config.clients[session.client_name]
-        message = await cpu_bound(len(data), Message, data)
-        # from here on the message lives as header fields and body only: for a 25 MB message,
-        # 25 MB less for the rest of the transaction
-        envelope.content = envelope.original_content = None
-        del data
+        message = await cpu_bound(size, Message.from_pieces, pieces)
+        del pieces  # from here on the message lives as header fields and body only
         return await self.runtime.transaction(
             client, envelope.mail_from, list(envelope.rcpt_tos), message,
             peer=server.peer_ip, helo=session.host_name or "", authenticated=bool(session.authenticated),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from relay import replies
-from relay.offload import BIG, cpu_bound
+from relay.offload import BIG
 
 # aiosmtpd reads DATA a line at a time from a StreamReader whose limit is its line length (1001
 # bytes), so the socket is paused and resumed every 2 KB and a 10 KB message costs some 130
@@ -34,8 +34,13 @@ class _LineLengths:
         self.open_line = len(piece) - last_end - 1
 
 
-async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_limit: int) -> tuple[bytes, str | None]:
-    """Read up to the lone "." line; return the content (dot-unstuffed) and None, or b"" and the error reply.
+async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
+                    line_limit: int) -> tuple[list[bytes], str | None]:
+    """Read up to the lone "." line; return the content (dot-unstuffed) and None, or [] and the error reply.
+
+    The content comes as the pieces it was read in, never joined into one whole: the message is
+    split into header and body from them (`Message.from_pieces`), so a 25 MB message is not
+    held twice (whole and body) and no whole-message copy holds the GIL.
 
     Like aiosmtpd, an oversized message or line is read to its end before the error is given
     (RFC 5321 §4.2.5), and nothing past the limit is kept in memory.
@@ -73,10 +78,10 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_l
         if old_limit is not None:
             reader._limit = old_limit  # type: ignore[attr-defined]
     if size_limit and size > size_limit:
-        return b"", replies.MESSAGE_TOO_BIG
+        return [], replies.MESSAGE_TOO_BIG
     if lines.longest > line_limit:
-        return b"", LINE_TOO_LONG
-    return await cpu_bound(size, b"".join, pieces), None
+        return [], LINE_TOO_LONG
+    return pieces, None
 
 
 def _unstuff(piece: bytes, before: bytes) -> bytes:

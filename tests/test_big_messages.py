@@ -7,9 +7,10 @@ import random
 import pytest
 
 from relay.delivery import _stuff
-from relay.message import split_header_block
+from relay.message import Message, split_header_block
 from relay.mime_footer import _last_character, plan_footer
 from relay.offload import BIG, copy_range
+from relay.smtp import has_bare_line_ending_or_nul, pieces_have_bare_line_ending_or_nul
 from relay.textview import reader_view
 
 
@@ -32,6 +33,32 @@ def test_split_header_block_of_a_big_message():
     body = b"line of text\r\n" * (BIG // 10)
     fields, got = split_header_block(b"Subject: big\r\nFrom: a@example.org\r\n\r\n" + body)
     assert fields == [b"Subject: big\r\n", b"From: a@example.org\r\n"] and got == body
+
+
+def _cut(rng: random.Random, data: bytes, most: int = 6) -> list[bytes]:
+    cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randrange(0, most))))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+
+
+@pytest.mark.parametrize("raw", [
+    b"Subject: s\r\n\r\nbody\r\n", b"Subject: s\r\nnot a field\r\n\r\nbody", b"Subject: s\r\n", b"\r\nbody",
+    b"", b"Subject: s\r\n\r\n" + b"x" * (2 * BIG), b"X-Long: " + b"y" * (BIG + 100) + b"\r\n\r\nbody",
+    b"Subject: s\r\n folded\r\n\r\n\r\nbody after an empty line"])
+def test_message_from_pieces_is_the_message_from_the_whole(raw):
+    rng = random.Random(len(raw))
+    for _ in range(40):  # the header/body boundary falls anywhere among the pieces
+        pieces = _cut(rng, raw)
+        got, whole = Message.from_pieces(pieces), Message(raw)
+        assert (got.headers, got.body, got.size, got.raw) == (whole.headers, whole.body, whole.size, raw), pieces
+
+
+def test_smuggling_check_over_pieces_agrees_with_the_whole():
+    rng = random.Random(7)
+    tokens = [b"a", b"\r\n", b"\r", b"\n", b"\x00", b".", b"text"]
+    for _ in range(3000):
+        data = b"".join(rng.choice(tokens) for _ in range(rng.randrange(0, 12)))
+        pieces = _cut(rng, data)  # a CRLF split between two pieces is still a pair
+        assert pieces_have_bare_line_ending_or_nul(pieces) == has_bare_line_ending_or_nul(data), pieces
 
 
 @pytest.mark.parametrize("seed", range(4))
