@@ -705,14 +705,20 @@ def main() -> int:
         print(f"bench:   {resources}", flush=True)
         for ci, case in enumerate(cases if not args.resources_only else []):
             print(f"bench: case {case.label} ...", flush=True)
-            res = {v: VariantResult() for v in ("baseline", "relay", "relay-w2")}
+            # relay-bare (10 KB, 1 rcpt only): one process with no policy stage at all (SMTP in,
+            # parse, audit, DKIM, delivery), the bound on what the stages can add up to
+            bare = (case.size, case.rcpts) == (10240, 1)
+            variants = ("baseline", "relay", "relay-w2") + (("relay-bare",) if bare else ())
+            res = {v: VariantResult() for v in variants}
             results[case.label] = res
             relays: dict[str, Relay] = {}
             try:
                 relays["relay"] = start_relay(procs, tmp / f"c{ci}-w1", upstream.port, stages, 1, "relay")
                 relays["relay-w2"] = start_relay(procs, tmp / f"c{ci}-w2", upstream.port, stages, 2, "relay-w2")
-                sinks = {"baseline": sink, "relay": upstream, "relay-w2": upstream}
-                ports = {"baseline": sink.port, "relay": relays["relay"].port, "relay-w2": relays["relay-w2"].port}
+                if bare:
+                    relays["relay-bare"] = start_relay(procs, tmp / f"c{ci}-bare", upstream.port, [], 1, "relay-bare")
+                sinks = {v: sink if v == "baseline" else upstream for v in variants}
+                ports = {"baseline": sink.port, **{v: r.port for v, r in relays.items()}}
                 # calibration (doubles as warm-up): size each target's fixed count to ~`seconds`
                 warm = max(sessions // 2, 200 // case.rcpts)
                 for v, port in ports.items():
