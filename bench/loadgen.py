@@ -193,6 +193,14 @@ async def run_load(host: str, port: int, *, sessions: int = 20, messages: int = 
     return res.summary()
 
 
+def _message_file(path: str | None) -> bytes | None:
+    """The file as a message with CRLF line ends (what run_load sends), or None."""
+    if path is None:
+        return None
+    with open(path, "rb") as fh:
+        return fh.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", help="host:port (loopback only)")
@@ -205,6 +213,8 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=None, help="messages per second (default: as fast as possible)")
     p.add_argument("--duration", type=float, default=None, help="with --rate: send rate*duration messages")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--message", default=None, help="send this file (an RFC 5322 message, e.g. bench/payload.py's) "
+                   "instead of generated X lines")
     args = p.parse_args()
     host, _, port = args.target.rpartition(":")
     messages = args.messages
@@ -212,7 +222,7 @@ def main() -> int:
         messages = max(1, int(args.rate * args.duration))
     out = asyncio.run(run_load(host, int(port), sessions=args.sessions, messages=messages, size=args.size,
                                recipients=args.recipients, sender=args.sender, to=args.to, rate=args.rate,
-                               timeout=args.timeout))
+                               timeout=args.timeout, message=_message_file(args.message)))
     print(json.dumps(out))
     return 0 if out["errors"] == 0 else 1
 

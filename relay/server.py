@@ -40,8 +40,7 @@ class RunningRelay:
     runtime: Runtime
     smtp_server: asyncio.base_events.Server
     http_runner: web.AppRunner
-    retry_task: asyncio.Task
-    lag_task: asyncio.Task
+    background: list[asyncio.Task]  # the retry loop, the loop-lag watch, the SQLite checkpoints
     smtp_port: int
     http_port: int
 
@@ -53,11 +52,11 @@ class RunningRelay:
         for session in list(self.runtime.sessions):
             if session.transport is not None:
                 session.transport.close()
-        self.retry_task.cancel()
-        self.lag_task.cancel()
+        for task in self.background:
+            task.cancel()
         # bounded like every step below: a retry pass that does not end on cancellation (seen
         # intermittently in tests) once stalled the whole shutdown, leaving the store open
-        _, stuck = await asyncio.wait({self.retry_task, self.lag_task}, timeout=5.0)
+        _, stuck = await asyncio.wait(self.background, timeout=5.0)
         if stuck:
             log.warning("background task did not stop in 5 s; closing anyway")
         # every step is bounded: a shutdown that hangs on a lingering keep-alive or a dead
@@ -74,7 +73,7 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
                       smtp_sock: socket.socket | None = None, http_sock: socket.socket | None = None,
                       **runtime_args: Any) -> RunningRelay:
     """Start both listeners on the running loop; the caller awaits stop()."""
-    store = store or Store(config.storage_url)
+    store = store or Store(config.storage_url, background_checkpoint=True)
     runtime = Runtime(config, store, **runtime_args)
     loop = asyncio.get_running_loop()
     handler = RelayHandler(runtime)
@@ -88,9 +87,10 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     await runner.setup()
     http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port)
     await web.SockSite(runner, http_sock, backlog=backlog).start()
-    retry_task = asyncio.create_task(runtime.retry_forever(retry_interval))
-    lag_task = asyncio.create_task(runtime.metrics.watch_loop_lag())
-    return RunningRelay(runtime, smtp_server, runner, retry_task, lag_task,
+    background = [asyncio.create_task(runtime.retry_forever(retry_interval)),
+                  asyncio.create_task(runtime.metrics.watch_loop_lag()),
+                  asyncio.create_task(runtime.checkpoint_forever())]
+    return RunningRelay(runtime, smtp_server, runner, background,
                         smtp_sock.getsockname()[1], http_sock.getsockname()[1])
 
 

@@ -34,8 +34,11 @@ def _complete(rows: Iterable[Mapping[str, Any]], defaults: Mapping[str, Any]) ->
 class Store(ConsentQueries, OptinQueries):
     """All database access of the relay; each method is one short transaction."""
 
-    def __init__(self, url_or_engine: str | Engine, *, workers: int = 4) -> None:
-        self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    def __init__(self, url_or_engine: str | Engine, *, workers: int = 4, background_checkpoint: bool = False) -> None:
+        """background_checkpoint (SQLite): commits leave WAL checkpoints to `checkpoint()`, which the
+        relay calls every second; else SQLite runs one inside whichever commit fills the WAL."""
+        self.engine = (make_engine(url_or_engine, autocheckpoint=not background_checkpoint)
+                       if isinstance(url_or_engine, str) else url_or_engine)
         # A dedicated pool keeps slow DB calls from starving the loop's default executor.
         self._executor = thread_pool(workers, "store")
         self.sql = DriverSql(self.engine)
@@ -52,6 +55,13 @@ class Store(ConsentQueries, OptinQueries):
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+    def checkpoint(self) -> None:
+        """Copy committed WAL pages into the SQLite database file (PASSIVE: never waits for a lock,
+        never blocks a writer); nothing on PostgreSQL."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

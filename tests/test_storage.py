@@ -126,6 +126,28 @@ def test_sqlite_pragmas(fresh_database_url: Callable[[], str]) -> None:
         engine.dispose()
 
 
+def test_background_checkpoint_leaves_the_wal_to_the_store(fresh_database_url: Callable[[], str]) -> None:
+    url = fresh_database_url()
+    upgrade(url)
+    store = Store(url, background_checkpoint=True)
+    try:
+        now = datetime.now(timezone.utc)
+        for n in range(3):
+            store.write_batch([_decision("acme", f"r{n}@example.org", at=now)], [])
+        store.checkpoint()  # PostgreSQL: nothing to do, and no error
+        if store.engine.dialect.name != "sqlite":
+            return
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+            store.write_batch([_decision("acme", "late@example.org", at=now)], [])
+            # (busy, frames in the WAL, frames copied): commits left the new frames in the WAL ...
+            busy, frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+            assert busy == 0 and frames > 0 and copied == frames
+        assert [r.recipient for r in store.audit_rows("acme")].count("late@example.org") == 1
+    finally:
+        store.close()
+
+
 # -- store basics --------------------------------------------------------------
 
 def test_ping(store: Store, tmp_path) -> None:
