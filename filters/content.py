@@ -32,7 +32,7 @@ from filters.content_rules import SHORTENERS_FILE, default_rule_files
 from filters.content_text import SEP, Phrase, Step, _Normaliser, first_hits, fold, match  # noqa: F401
 from filters.context import MessageContext
 from filters.verdict import CONTINUE, Verdict
-from relay.textview import reader_view
+from relay.textview import reader_view_of
 
 NAME = "content"
 DESCRIPTION = ("prohibited content categories, deceptive links and deceptive headers, matched on the "
@@ -445,7 +445,7 @@ def _settings_and_rules(config: Any, client: Any) -> tuple[Settings, RuleSet]:
 
 def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> list[Hit]:
     """Every hit in the message (one per rule), in the order found: headers, links, text."""
-    view = reader_view(ctx.message.raw)
+    view = reader_view_of(ctx.message.headers, ctx.message.body)
     hits: list[Hit] = []
     froms = senders(ctx)
     if settings.action("headers") != "off":
@@ -480,7 +480,7 @@ OFF_LOOP_BYTES = 32 * 1024
 
 async def check(ctx: MessageContext) -> Verdict:
     settings, rules = _settings_and_rules(ctx.config, ctx.client)
-    if len(ctx.message.raw) > OFF_LOOP_BYTES:
+    if ctx.message.size > OFF_LOOP_BYTES:
         hits = await asyncio.to_thread(scan_message, ctx, settings, rules)
     else:
         hits = scan_message(ctx, settings, rules)

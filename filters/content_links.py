@@ -128,16 +128,26 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
             seen.add(rule)
             hits.append(Hit(f"{category}.{rule}", category, ttl, evidence))
 
-    urls: dict[str, tuple[str, bool] | None] = {}  # newsletters repeat their links (text, image, button)
+    urls: dict[str, tuple[str, bool] | None] = {}  # scheme and authority -> `_host_of` (one site, many links)
     checked: set[str] = set()                       # hosts whose host rules ran: again, they add nothing
+    done: set[str] = set()                          # URLs whose URL rules ran: again, only the text can add
     for link in view.links:
+        text = link.text
+        # a shown URL or domain needs a dot, and folding ASCII text makes none
+        shows = link.source == "html" and text and not (text.isascii() and "." not in text)
+        if not shows and link.url in done:
+            continue
+        done.add(link.url)
         url = link.url.strip()
         if url[:7].lower() == "mailto:":
             address = url[7:].split("?", 1)[0].strip().lower()
             if address in settings.operator_addresses or under(address.rpartition("@")[2], settings.operator_domains):
                 hit("address", address, "operator", op_title)
             continue
-        found = urls[url] if url in urls else urls.setdefault(url, _host_of(url))
+        # the host depends on the URL up to the end of its authority: links to one site share it
+        end = url.find("/", url.find("//") + 2)
+        key = url if end < 0 else url[:end]
+        found = urls[key] if key in urls else urls.setdefault(key, _host_of(key))
         if found is None or not found[0]:
             continue
         host, userinfo = found
@@ -154,9 +164,7 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
                 hit("shortener", host)
             if settings.operator_domains and under(host, settings.operator_domains):
                 hit("domain", host, "operator", op_title)
-        text = link.text
-        # a shown URL or domain needs a dot, and folding ASCII text makes none
-        if link.source == "html" and text and not (text.isascii() and "." not in text):
+        if shows:
             shown_text = fold(text)
             m = _SHOWN_URL.match(shown_text) or _SHOWN_URL_ANYWHERE.search(shown_text)
             if m and looks_like_domain(m.group(1)):

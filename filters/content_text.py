@@ -127,11 +127,15 @@ def _token_text(text: str) -> str | None:
 _CLASSES = bytes(97 if 97 <= c <= 122 else 49 if chr(c) in "0123456789@$!|" else 32 for c in range(256))
 # ASCII word text to tokens separated by spaces
 _SPACES = "".join(chr(c) if chr(c).isdigit() or 97 <= c <= 122 else " " for c in range(128))
+_SPACES_BYTES = _SPACES.encode("ascii") + b" " * 128
 # in those classes, a digit or leet symbol next to a letter (the regex skips to each '1' in C)
 _TRANSITION = re.compile(rb"1(?<=a1)|1(?=a)")
 # three or more one-character tokens in a row (the stream has a space at each end); the hint is
-# the cheap test (a literal space to start from), the pattern takes whole runs
-_SINGLES_HINT = re.compile(r" [a-z0-9] +[a-z0-9] +[a-z0-9] ")
+# the cheap test, on the stream with each token character made 'a' (the stream holds [a-z0-9 ]
+# only), so it starts from the three-byte literal " a " (a one-character token); the pattern
+# takes whole runs
+_SINGLES_HINT = re.compile(rb" a +a +a ")
+_TOKEN_CHARS_A = bytes(97 if 48 <= c <= 57 or 97 <= c <= 122 else c for c in range(256))
 _SINGLES = re.compile(r" ([a-z0-9](?: +[a-z0-9](?= )){2,})(?= )")
 
 
@@ -141,6 +145,8 @@ class _Normaliser:
     def __init__(self, vocabulary: frozenset[str]):
         self.vocabulary = vocabulary
         self.longest = max((len(w) for w in vocabulary), default=1)
+        # word -> `_unleet(word)`: ordinals, years and postcodes (14th, 1950s, dn15) recur
+        self._unleeted: dict[str, str] = {}
 
     def _unleet(self, word: str) -> str:
         token = word.strip("!|")
@@ -227,11 +233,13 @@ class _Normaliser:
         if None in parts:
             return " " + " ".join(self.tokens(f"\n{SEP}\n".join(fold(b) for b in blocks))) + " "
         text = "\n".join(parts)  # type: ignore[arg-type]  # SEP is a control: a space, as in tokens()
-        classes = text.encode("ascii").translate(_CLASSES)
+        data = text.encode("ascii")
+        classes = data.translate(_CLASSES)
         if b"a1" in classes or b"1a" in classes:
-            text = self._unleet_runs(text, classes)
-        stream = f" {text.translate(_SPACES)} "
-        if _SINGLES_HINT.search(stream):
+            data = self._unleet_runs(text, classes).encode("ascii")
+        data = data.translate(_SPACES_BYTES)  # bytes.translate: a table lookup a byte, in C
+        stream = f" {data.decode('ascii')} "
+        if _SINGLES_HINT.search(data.translate(_TOKEN_CHARS_A).join((b" ", b" "))):
             stream = _SINGLES.sub(self._join_singles, stream)
         return stream
 
@@ -247,7 +255,13 @@ class _Normaliser:
             end = classes.find(b" ", at)
             end = len(classes) if end < 0 else end
             out.append(text[pos:start])
-            out.append(self._unleet(text[start:end]))
+            word = text[start:end]
+            rewritten = self._unleeted.get(word)
+            if rewritten is None:
+                rewritten = self._unleet(word)
+                if len(self._unleeted) < 8192:
+                    self._unleeted[word] = rewritten
+            out.append(rewritten)
             pos = end
         out.append(text[pos:])
         return "".join(out)
@@ -383,9 +397,10 @@ def first_hits(stream: str, tokens: list[str], phrases: list[Phrase],
         needle = f" {word} "
         at, occurrence = stream.find(needle), 0
         places = None
+        behind = any(phrases[n].behind is not None for n in group)
         while at >= 0 and group:
             tail = at + len(word) + 1  # the space after the pivot token
-            previous = _previous_token(stream, at)
+            previous = _previous_token(stream, at) if behind else None
             near: list[str] | None = None
             for n in list(group):
                 phrase = phrases[n]
