@@ -45,7 +45,6 @@ def slices(data: bytes, start: int = 0, end: int | None = None) -> list[bytes]:
     return [data[at:min(at + BIG, stop)] for at in range(start, stop, BIG)]
 
 
-
 def thread_pool(workers: int, name: str) -> ThreadPoolExecutor:
     """A pool with all its threads started now, not on first use under load.
 

@@ -246,8 +246,8 @@ class Runtime:
         """SQLite: copy the WAL into the database every `interval` seconds, off the commit path.
 
         With SQLite's automatic checkpoints, the commit that filled the WAL also wrote its pages
-        back and synced the database file: a group commit then took up to 136 ms and every
-        message waiting on it with it (p99 at half load 120-170 ms in bench/run.py). `relay serve`
+        back and synced the database file: one group commit took 136 ms, and every message
+        waiting on it waited with it. `relay serve`
         opens its store with `background_checkpoint=True`; for a store that still checkpoints on
         commit, or PostgreSQL, this costs a cheap PASSIVE checkpoint or nothing.
         """
