@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-from relay.offload import BIG, cpu_bound
+from relay.offload import BIG, cpu_bound, line_pieces
 
 log = logging.getLogger("relay.delivery")
 
@@ -120,13 +120,9 @@ def _stuff(data: bytes, chunk: int = BIG) -> list[bytes]:
     # hold the GIL for tens of milliseconds): every piece starts a line, so a leading dot of a
     # piece is a line's leading dot
     pieces = []
-    start = 0
-    while start < len(data):
-        cut = data.find(b"\r\n", start + chunk)
-        stop = len(data) if cut < 0 else cut + 2
-        piece = data[start:stop].replace(b"\r\n.", b"\r\n..")
+    for piece in line_pieces(data, chunk):
+        piece = piece.replace(b"\r\n.", b"\r\n..")
         pieces.append(b"." + piece if piece[:1] == b"." else piece)
-        start = stop
     pieces.append(end)
     return pieces
 

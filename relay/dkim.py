@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from relay.offload import BIG
+from relay.offload import BIG, line_pieces
 
 __all__ = [
     "SIGNED_HEADERS", "OVERSIGNED_HEADERS", "DkimSigner", "load_private_key", "generate_rsa_key",
@@ -66,11 +66,7 @@ def body_hash(body: bytes, chunk: int = BIG) -> bytes:
         return hashlib.sha256(_canon_body(body)).digest()
     digest = hashlib.sha256()
     held = 0  # bytes of empty lines (CRLFs) not hashed yet
-    start = 0
-    while start < len(body):
-        cut = body.find(b"\r\n", start + chunk)
-        end = len(body) if cut < 0 else cut + 2
-        piece = body[start:end]
+    for piece in line_pieces(body, chunk):
         pairs = piece.count(b"\r\n")
         if piece.count(b"\r") != pairs or piece.count(b"\n") != pairs:
             return hashlib.sha256(_canon_body(body)).digest()
@@ -87,7 +83,6 @@ def body_hash(body: bytes, chunk: int = BIG) -> bytes:
             held = len(piece) - len(core) - 2
         else:
             held += len(piece)
-        start = end
     return digest.digest()
 
 

@@ -69,20 +69,18 @@ class Message:
     """The message as the client submitted it, as header fields and body; never modified (copies are).
 
     Only the parts are kept, not the submitted bytes as well: for a 25 MB message that is 25 MB
-    less, and no stage needs the whole again (`raw` rebuilds it for the few callers that do).
+    less, and no stage needs the whole again.
     """
 
     headers: list[bytes]
     body: bytes
-    size: int          # of the message as submitted
-    _separator: bytes  # the blank line between header and body, b"" when there was none
+    size: int  # of the message as submitted
 
     def __init__(self, raw: bytes) -> None:
         self._set(*split_header_block(raw), len(raw))
 
     def _set(self, headers: list[bytes], body: bytes, size: int) -> None:
         self.headers, self.body, self.size = headers, body, size
-        self._separator = b"\r\n"[:size - len(body) - sum(map(len, headers))]
 
     @classmethod
     def from_pieces(cls, pieces: list[bytes]) -> Message:
@@ -104,11 +102,6 @@ class Message:
         headers, body = split_header_block(head)
         message._set(headers, b"".join([body, *pieces[taken:]]), size)
         return message
-
-    @property
-    def raw(self) -> bytes:
-        """The submitted bytes, rebuilt (bytes.join: a big message's copy runs without the GIL)."""
-        return b"".join([*self.headers, self._separator, self.body])
 
     def values(self, name: str) -> list[str]:
         name = name.lower()

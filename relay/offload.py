@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -43,6 +43,17 @@ def slices(data: bytes, start: int = 0, end: int | None = None) -> list[bytes]:
     """
     stop = len(data) if end is None else min(end, len(data))
     return [data[at:min(at + BIG, stop)] for at in range(start, stop, BIG)]
+
+
+def line_pieces(data: bytes, size: int = BIG) -> Iterator[bytes]:
+    """`data` in pieces of at least `size` bytes, each ending just after a CRLF (the last may not),
+    so every piece starts a line: passes over a big message go a piece per C call."""
+    start = 0
+    while start < len(data):
+        cut = data.find(b"\r\n", start + size)
+        stop = len(data) if cut < 0 else cut + 2
+        yield data[start:stop]
+        start = stop
 
 
 def thread_pool(workers: int, name: str) -> ThreadPoolExecutor:

@@ -21,7 +21,6 @@ from relay.offload import thread_pool
 from relay.keys import load_client_secrets, read_token_keys
 from relay.message import Message, split_header_block
 from relay.metrics import Metrics
-from relay.offload import cpu_bound
 from relay.passwords import verify_password
 from relay.pipeline import Decision, Pipeline
 from relay.smtp import PeerLimits
@@ -143,12 +142,10 @@ class Runtime:
         return decision
 
     async def transaction(self, client: ClientConfig, mail_from: str, recipients: list[str],
-                          data: bytes | Message, **session: Any) -> str:
+                          message: Message, **session: Any) -> str:
         started = time.perf_counter()
         self.in_flight += 1
         try:
-            message = data if isinstance(data, Message) else await cpu_bound(len(data), Message, data)
-            del data
             reply = await Transaction(self, client, mail_from, recipients, message, **session).run()
         except Exception as error:
             reply = replies.exception_reply(error)
@@ -179,9 +176,9 @@ class Runtime:
 
     # --- mail the relay writes itself (DSNs, later confirmation requests) ---
     def sign(self, client: ClientConfig, data: bytes) -> bytes:
-        headers, body = split_header_block(data)
-        signer = self.signer_for(client, Message(data))
-        return b"".join(signer.sign(headers, body, int(self.services.clock().timestamp()))) + data
+        message = Message(data)
+        signer = self.signer_for(client, message)
+        return b"".join(signer.sign(message.headers, message.body, int(self.services.clock().timestamp()))) + data
 
     async def deliver_notification(self, client: ClientConfig, recipient: str, data: bytes,
                                    mail_from: str = "") -> None:

@@ -49,7 +49,8 @@ def test_message_from_pieces_is_the_message_from_the_whole(raw):
     for _ in range(40):  # the header/body boundary falls anywhere among the pieces
         pieces = _cut(rng, raw)
         got, whole = Message.from_pieces(pieces), Message(raw)
-        assert (got.headers, got.body, got.size, got.raw) == (whole.headers, whole.body, whole.size, raw), pieces
+        assert (got.headers, got.body, got.size) == (whole.headers, whole.body, len(raw)), pieces
+        assert got == whole
 
 
 def test_smuggling_check_over_pieces_agrees_with_the_whole():
