@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 from filters.content_links import (Hit, base_domain, check_headers, check_links, check_operator_text,  # noqa: F401
                                    ip_literal, looks_like_domain, senders, under, _host_of)
 from filters.content_rules import SHORTENERS_FILE, default_rule_files
-from filters.content_text import SEP, Phrase, Step, _Normaliser, first_hits, fold, match  # noqa: F401
+from filters.content_text import SEP, Phrase, Step, WordIndex, _Normaliser, first_hits, fold, match  # noqa: F401
 from filters.context import MessageContext
 from filters.verdict import CONTINUE, Verdict
 from relay.textview import reader_view_of
@@ -79,6 +79,7 @@ class RuleSet:
     vocabulary: frozenset[str] = frozenset()
     _keep: list[Any] = field(default_factory=list)   # keeps the steps alive that `literals` keys by id
     normaliser: _Normaliser | None = None
+    index: WordIndex | None = None   # every plain word of every phrase, to find where they occur
 
     def scan(self, text: str | list[str], limit_hits: int = 50) -> list[tuple[Rule, str]]:
         """Each rule that matches the text (or blocks of text) once, with the normalised words that matched.
@@ -87,10 +88,10 @@ class RuleSet:
         then by the phrase's place in `anchors` for that word. Only phrases whose every plain word
         occurs somewhere can match; `first_hits` finds where each first does.
         """
-        assert self.normaliser is not None
+        assert self.normaliser is not None and self.index is not None
         stream = self.normaliser.stream([text] if isinstance(text, str) else list(text))
-        tokens = stream.split()
-        vocabulary = set(tokens)
+        occurrences = self.index.offsets(stream)
+        vocabulary = set(occurrences)  # the rule words that occur
         present = self.anchors.keys() & vocabulary
         if not present:
             return []
@@ -111,7 +112,7 @@ class RuleSet:
         if not live:
             return []
         keys = list(live)
-        firsts = first_hits(stream, tokens, [live[key][0] for key in keys], vocabulary)
+        firsts = first_hits(stream, [live[key][0] for key in keys], occurrences)
         hits = sorted(((index, rank[(word, keys[n])], live[keys[n]][1], words)
                        for n, (index, word, words) in firsts.items()), key=lambda hit: hit[:2])
         found: list[tuple[Rule, str]] = []
@@ -291,6 +292,7 @@ def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE) -> Rul
                     vocabulary.update(w for w in arg if w.isascii() and w.isalpha() and len(w) >= 3)
     ruleset.vocabulary = frozenset(vocabulary)
     ruleset.normaliser = _Normaliser(ruleset.vocabulary)
+    ruleset.index = WordIndex(w for steps in ruleset.literals.values() for words in steps for w in words)
     return ruleset
 
 

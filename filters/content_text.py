@@ -5,6 +5,11 @@ import re
 import unicodedata
 from typing import Any, Iterable
 
+try:  # the C word finder (filters/_wordscan.c), built by `pip install`; without it, the Python paths below
+    from filters import _wordscan
+except ImportError:  # pragma: no cover  (built without a C compiler)
+    _wordscan = None  # type: ignore[assignment]
+
 # ---------------------------------------------------------------------------------------------
 # folding: the same for message text and for rule phrases
 
@@ -139,6 +144,13 @@ _TOKEN_CHARS_A = bytes(97 if 48 <= c <= 57 or 97 <= c <= 122 else c for c in ran
 _SINGLES = re.compile(r" ([a-z0-9](?: +[a-z0-9](?= )){2,})(?= )")
 
 
+def _single_run(data: bytes) -> bool:
+    """Three or more one-character tokens in a row in `data` ([a-z0-9] tokens apart by spaces)."""
+    if _wordscan is not None:
+        return _wordscan.single_run(data)
+    return _SINGLES_HINT.search(data.translate(_TOKEN_CHARS_A).join((b" ", b" "))) is not None
+
+
 class _Normaliser:
     """Folded text to word tokens, undoing leetspeak and spaced-out letters against a vocabulary."""
 
@@ -239,7 +251,7 @@ class _Normaliser:
             data = self._unleet_runs(text, classes).encode("ascii")
         data = data.translate(_SPACES_BYTES)  # bytes.translate: a table lookup a byte, in C
         stream = f" {data.decode('ascii')} "
-        if _SINGLES_HINT.search(data.translate(_TOKEN_CHARS_A).join((b" ", b" "))):
+        if _single_run(data):
             stream = _SINGLES.sub(self._join_singles, stream)
         return stream
 
@@ -377,29 +389,59 @@ class Phrase:
         return self._ahead  # type: ignore[return-value]
 
 
-def first_hits(stream: str, tokens: list[str], phrases: list[Phrase],
-               vocabulary: set[str]) -> dict[int, tuple[int, str, str]]:
-    """For each phrase (by index) that matches: (index of its anchor token, anchor word, evidence) of
-    its first match in `tokens`, the words of `stream`.
+class WordIndex:
+    """The rule words, for finding where they occur in a word stream (`offsets`)."""
 
-    Only the occurrences of each phrase's pivot words are visited (found with str.find); a phrase
-    is tried there when the words right before and after the pivot fit, on the tokens around it.
+    def __init__(self, words: Iterable[str]):
+        self.words = frozenset(words)
+        self._c = _wordscan.index(sorted(self.words)) if _wordscan is not None else None
+
+    def offsets(self, stream: str) -> dict[str, list[int]]:
+        """{word: [offset of each occurrence]} for the indexed words among the tokens of `stream`
+        (as `stream()` makes it: tokens apart by spaces), in the order each first occurs."""
+        if self._c is not None:
+            found = _wordscan.offsets(self._c, stream)
+            if found is not None:  # None: not ASCII
+                return found
+        return _offsets(self.words, stream)
+
+
+def _offsets(words: frozenset[str], stream: str) -> dict[str, list[int]]:
+    """`WordIndex.offsets` in Python: the words present from one split, then str.find for each."""
+    found: list[tuple[int, str, list[int]]] = []
+    for word in words.intersection(stream.split()):
+        needle = f" {word} "
+        places = []
+        at = stream.find(needle)
+        while at >= 0:
+            places.append(at + 1)
+            at = stream.find(needle, at + len(word) + 1)
+        found.append((places[0], word, places))
+    return {word: places for _, word, places in sorted(found)}
+
+
+def first_hits(stream: str, phrases: list[Phrase],
+               occurrences: dict[str, list[int]]) -> dict[int, tuple[int, str, str]]:
+    """For each phrase (by index) that matches: (offset of its anchor token, anchor word, evidence)
+    of its first match in `stream`; `occurrences` holds where each rule word occurs (`WordIndex`).
+
+    Only the occurrences of each phrase's pivot words are visited; a phrase is tried there when
+    the words right before and after the pivot fit, on the tokens around it.
     """
     by_word: dict[str, list[int]] = {}
     for n, phrase in enumerate(phrases):
-        for word in phrase.steps[phrase.pivot][1] & vocabulary:
+        for word in phrase.steps[phrase.pivot][1] & occurrences.keys():
             by_word.setdefault(word, []).append(n)
     found: dict[int, tuple[int, str, str]] = {}
-    places: list[int] | None = None
     for word, group in by_word.items():
         before = max(phrases[n].most for n in group) + 1
         after = max(phrases[n].reach - phrases[n].least for n in group) + 1
-        needle = f" {word} "
-        at, occurrence = stream.find(needle), 0
-        places = None
         behind = any(phrases[n].behind is not None for n in group)
-        while at >= 0 and group:
-            tail = at + len(word) + 1  # the space after the pivot token
+        for start_at in occurrences[word]:
+            if not group:
+                break
+            at = start_at - 1  # the space before the pivot token
+            tail = start_at + len(word)  # the space after it
             previous = _previous_token(stream, at) if behind else None
             near: list[str] | None = None
             for n in list(group):
@@ -410,20 +452,16 @@ def first_hits(stream: str, tokens: list[str], phrases: list[Phrase],
                 if ahead is not None and not ahead.match(stream, tail):
                     continue
                 if near is None:
-                    near, p = around(stream, at + 1, before, after)
+                    near, p = around(stream, start_at, before, after)
                 for start in range(max(p - phrase.most, 0), p - phrase.least + 1):
                     end = match(phrase.steps, near, start, 0)
                     if end is None:
                         continue
-                    if places is None:
-                        places = _places(tokens, word)
-                    index = places[occurrence] - p + start + phrase.offset
+                    index = _token_start(stream, start_at, start + phrase.offset - p)
                     if n not in found or index < found[n][0]:
                         found[n] = (index, near[start + phrase.offset], evidence(near, start, end))
                     group.remove(n)  # later occurrences of this word start later
                     break
-            occurrence += 1
-            at = stream.find(needle, tail)
     return found
 
 
@@ -435,16 +473,23 @@ def _previous_token(stream: str, at: int) -> str | None:
     return stream[stream.rfind(" ", 0, end) + 1:end] if end > 0 else None
 
 
-def _places(tokens: list[str], word: str) -> list[int]:
-    """Every index of `word` in `tokens` (list.index scans in C)."""
-    out: list[int] = []
-    at = -1
-    try:
-        while True:
-            at = tokens.index(word, at + 1)
-            out.append(at)
-    except ValueError:
-        return out
+def _token_start(stream: str, at: int, delta: int) -> int:
+    """The offset of the token `delta` tokens after (or, negative, before) the one starting at `at`;
+    tokens are apart by white space, as str.split() sees them, and that token exists."""
+    while delta < 0:
+        at -= 1
+        while stream[at].isspace():
+            at -= 1
+        while at > 0 and not stream[at - 1].isspace():
+            at -= 1
+        delta += 1
+    while delta > 0:
+        while not stream[at].isspace():
+            at += 1
+        while stream[at].isspace():
+            at += 1
+        delta -= 1
+    return at
 
 
 def around(stream: str, at: int, before: int, after: int) -> tuple[list[str], int]:
