@@ -6,11 +6,13 @@
  * str objects and hashing each. This module walks the stream's bytes once and looks each token up
  * in its own hash table of the rule words:
  *
- *   index(words)           -> an opaque index of the ASCII words among `words` (others can never
- *                             occur in an ASCII stream)
- *   offsets(index, stream) -> {word: [offset of each occurrence, ...]} for the indexed words in
- *                             `stream` (dict in order of first occurrence), or None when `stream`
- *                             is not ASCII (the caller then takes the Python path)
+ *   index(words, every)    -> an opaque index of the ASCII words among `words` (others can never
+ *                             occur in an ASCII stream); `every` (a set) names the words whose
+ *                             every occurrence is wanted, for the others the first is enough
+ *   offsets(index, stream) -> {word: [offset, ...]} for the indexed words in `stream`: every
+ *                             offset of a word in `every`, the first of any other (a dict in order
+ *                             of first occurrence), or None when `stream` is not ASCII (the caller
+ *                             then takes the Python path)
  *   single_run(data)       -> True when `data` (bytes) holds three or more one-character tokens
  *                             in a row (the hint for spaced-out letters: c a s i n o)
  *
@@ -30,11 +32,15 @@ typedef struct {
     Py_ssize_t length;       /* 0: empty slot */
     const char *text;        /* the word's ASCII bytes (owned by `word`) */
     PyObject *word;          /* the str, a strong reference */
+    int every;               /* record every occurrence, not only the first */
+    uint64_t stamp;          /* the offsets() call that last saw the word (under the GIL) */
+    PyObject *list;          /* that call's list for it (borrowed from its dict) */
 } Entry;
 
 typedef struct {
     Py_ssize_t mask;         /* slots - 1; slots a power of two, at least twice the words */
     Py_ssize_t count;
+    uint64_t stamp;          /* offsets() calls so far */
     Entry *slots;
 } Index;
 
@@ -74,8 +80,13 @@ static void index_free(PyObject *capsule)
     PyMem_Free(index);
 }
 
-static PyObject *build_index(PyObject *module, PyObject *words)
+static PyObject *build_index(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (nargs != 2 || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "index(words, every: set)");
+        return NULL;
+    }
+    PyObject *words = args[0], *every = args[1];
     PyObject *seq = PySequence_Fast(words, "index() takes a sequence of str");
     if (seq == NULL)
         return NULL;
@@ -116,7 +127,14 @@ static PyObject *build_index(PyObject *module, PyObject *words)
         Entry *e = lookup(index, s, len, h);
         if (e->length != 0)
             continue;  /* listed twice */
+        int wanted = PySet_Contains(every, word);
+        if (wanted < 0) {
+            Py_DECREF(seq);
+            Py_DECREF(capsule);
+            return NULL;
+        }
         Py_INCREF(word);
+        e->every = wanted;
         e->hash = h;
         e->length = len;
         e->text = (const char *)s;
@@ -144,6 +162,7 @@ static PyObject *offsets(PyObject *module, PyObject *const *args, Py_ssize_t nar
     PyObject *found = PyDict_New();
     if (found == NULL)
         return NULL;
+    uint64_t stamp = ++index->stamp;
     Py_ssize_t i = 0;
     while (i < n) {
         while (i < n && is_space[s[i]])
@@ -158,26 +177,27 @@ static PyObject *offsets(PyObject *module, PyObject *const *args, Py_ssize_t nar
             i++;
         }
         Entry *e = lookup(index, s + start, i - start, h);
-        if (e->length == 0)
+        if (e->length == 0 || (e->stamp == stamp && !e->every))
             continue;
         PyObject *at = PyLong_FromSsize_t(start);
         if (at == NULL)
             goto error;
-        PyObject *list = PyDict_GetItemWithError(found, e->word);  /* borrowed */
-        if (list == NULL) {
-            if (PyErr_Occurred()) {
+        if (e->stamp != stamp) {  /* its first occurrence in this stream */
+            PyObject *list = PyList_New(1);
+            if (list == NULL) {
                 Py_DECREF(at);
                 goto error;
             }
-            list = PyList_New(0);
-            if (list == NULL || PyDict_SetItem(found, e->word, list) < 0) {
-                Py_XDECREF(list);
-                Py_DECREF(at);
-                goto error;
-            }
+            PyList_SET_ITEM(list, 0, at);  /* steals the reference */
+            int failed = PyDict_SetItem(found, e->word, list);
             Py_DECREF(list);  /* the dict holds it */
+            if (failed)
+                goto error;
+            e->stamp = stamp;
+            e->list = list;
+            continue;
         }
-        int failed = PyList_Append(list, at);
+        int failed = PyList_Append(e->list, at);
         Py_DECREF(at);
         if (failed)
             goto error;
@@ -212,7 +232,8 @@ static PyObject *single_run(PyObject *module, PyObject *arg)
 }
 
 static PyMethodDef methods[] = {
-    {"index", build_index, METH_O, "index(words) -> an index of the ASCII words, for offsets()"},
+    {"index", (PyCFunction)(void (*)(void))build_index, METH_FASTCALL,
+     "index(words, every) -> an index of the ASCII words, for offsets()"},
     {"offsets", (PyCFunction)(void (*)(void))offsets, METH_FASTCALL,
      "offsets(index, stream) -> {word: [offset, ...]} of the indexed words in an ASCII stream, else None"},
     {"single_run", single_run, METH_O, "single_run(data) -> three or more one-character tokens in a row"},

@@ -292,7 +292,8 @@ def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE) -> Rul
                     vocabulary.update(w for w in arg if w.isascii() and w.isalpha() and len(w) >= 3)
     ruleset.vocabulary = frozenset(vocabulary)
     ruleset.normaliser = _Normaliser(ruleset.vocabulary)
-    ruleset.index = WordIndex(w for steps in ruleset.literals.values() for words in steps for w in words)
+    ruleset.index = WordIndex((w for steps in ruleset.literals.values() for words in steps for w in words),
+                              (w for phrase in ruleset.phrases.values() for w in phrase.steps[phrase.pivot][1]))
     return ruleset
 
 

@@ -1,0 +1,84 @@
+"""The content stage's C word finder (filters/_wordscan.c) gives what its Python path gives."""
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+
+from filters import content
+from filters import content_text as ct
+
+from test_content_fastpaths import SEPARATORS, WORDS
+
+_SINGLES = re.compile(rb" a +a +a ")
+_TOKEN_CHARS_A = bytes(97 if 48 <= c <= 57 or 97 <= c <= 122 else c for c in range(256))
+
+
+def test_the_extension_is_built():
+    # `pip install` builds it (setup.py); a missing compiler would leave the slower Python path
+    assert ct._wordscan is not None
+
+
+def test_offsets_equal_the_python_path_on_word_streams():
+    rules = content.ruleset_for()
+    assert rules.normaliser is not None and rules.index is not None
+    index = rules.index
+    r = random.Random(5)
+    words = sorted(index.words)
+    for _ in range(3000):
+        blocks = ["".join((r.choice(words) if r.random() < 0.5 else r.choice(WORDS)) + r.choice(SEPARATORS)
+                          for _ in range(r.randint(0, 40))) for _ in range(r.randint(1, 3))]
+        stream = rules.normaliser.stream(blocks)
+        python = ct._offsets(index.words, index.every, stream)
+        assert index.offsets(stream) == python, blocks
+        assert list(index.offsets(stream)) == list(python)  # first occurrence order too
+
+
+def test_offsets_every_or_first_occurrence():
+    index = ct.WordIndex(["buy", "pills", "now", "é"], every=["pills"])
+    stream = " buy pills\x1enow  pills buy \t pills "
+    found = index.offsets(stream)
+    assert found == {"buy": [1], "pills": [5, 16, 28], "now": [11]}
+    for word, places in found.items():
+        assert all(stream.startswith(word, at) for at in places)
+    # a stream that is not ASCII takes the Python path (the C pass returns None for it)
+    assert ct._wordscan.offsets(index._c, " é buy ") is None
+    assert index.offsets(" é buy ") == {"é": [1], "buy": [3]}
+
+
+def test_offsets_on_white_space_as_str_split_sees_it():
+    index = ct.WordIndex(["ab", "c"], every=["ab", "c"])
+    r = random.Random(6)
+    pieces = ["ab", "c", "abc", "a", " ", "  ", "\t", "\n", "\x1e", "\x1c", "\x0b", "\x0c", "\r", "x"]
+    for _ in range(5000):
+        stream = "".join(r.choice(pieces) for _ in range(r.randint(0, 20)))
+        expected: dict[str, list[int]] = {}
+        for m in re.finditer(r"\S+", stream):
+            if m.group() in index.words:
+                expected.setdefault(m.group(), []).append(m.start())
+        assert index.offsets(stream) == expected, repr(stream)
+
+
+def test_single_run_equals_the_pattern():
+    r = random.Random(7)
+    for _ in range(20000):
+        data = "".join(r.choice(["a", "b", "1", "ab", "12", " ", "  "]) for _ in range(r.randint(0, 16))).encode()
+        expected = _SINGLES.search(data.translate(_TOKEN_CHARS_A).join((b" ", b" "))) is not None
+        assert ct._wordscan.single_run(data) is expected, data
+
+
+def test_scan_with_and_without_the_extension():
+    rules = content.ruleset_for()
+    assert rules.index is not None
+    python_only = dataclasses.replace(rules, index=ct.WordIndex(rules.index.words, rules.index.every, native=False))
+    assert python_only.index is not None and python_only.index._c is None
+    r = random.Random(8)
+    phrases = sorted(rules.index.words)
+    hits = 0
+    for _ in range(1500):
+        blocks = ["".join((r.choice(phrases) if r.random() < 0.5 else r.choice(WORDS)) + r.choice(SEPARATORS)
+                          for _ in range(r.randint(0, 40))) for _ in range(r.randint(1, 3))]
+        native = [(rule.id, words) for rule, words in rules.scan(blocks)]
+        assert native == [(rule.id, words) for rule, words in python_only.scan(blocks)], blocks
+        hits += bool(native)
+    assert hits > 500
