@@ -15,6 +15,9 @@
  *                             then takes the Python path)
  *   single_run(data)       -> True when `data` (bytes) holds three or more one-character tokens
  *                             in a row (the hint for spaced-out letters: c a s i n o)
+ *   leet_runs(classes)     -> [start, end, start, end, ...] of each run of non-space bytes in
+ *                             `classes` (letters 'a', digits and leet symbols '1', else ' ') where
+ *                             a letter meets a digit (v1agra, c@sino)
  *
  * Tokens are maximal runs of non-white-space characters, white space being what str.split()
  * splits ASCII at: \t \n \v \f \r, \x1c-\x1f and space. filters/content_text.py holds the Python
@@ -231,12 +234,43 @@ static PyObject *single_run(PyObject *module, PyObject *arg)
     return PyBool_FromLong(found);
 }
 
+static PyObject *leet_runs(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t n = view.len, i = 0;
+    PyObject *runs = PyList_New(0);
+    while (runs != NULL && i < n) {
+        while (i < n && s[i] == ' ')
+            i++;
+        Py_ssize_t start = i;
+        int mixed = 0;
+        while (i < n && s[i] != ' ') {
+            if (i > start && s[i] != s[i - 1])
+                mixed = 1;
+            i++;
+        }
+        if (!mixed)
+            continue;
+        PyObject *a = PyLong_FromSsize_t(start), *b = PyLong_FromSsize_t(i);
+        if (a == NULL || b == NULL || PyList_Append(runs, a) < 0 || PyList_Append(runs, b) < 0)
+            Py_CLEAR(runs);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+    }
+    PyBuffer_Release(&view);
+    return runs;
+}
+
 static PyMethodDef methods[] = {
     {"index", (PyCFunction)(void (*)(void))build_index, METH_FASTCALL,
      "index(words, every) -> an index of the ASCII words, for offsets()"},
     {"offsets", (PyCFunction)(void (*)(void))offsets, METH_FASTCALL,
      "offsets(index, stream) -> {word: [offset, ...]} of the indexed words in an ASCII stream, else None"},
     {"single_run", single_run, METH_O, "single_run(data) -> three or more one-character tokens in a row"},
+    {"leet_runs", leet_runs, METH_O, "leet_runs(classes) -> [start, end, ...] of the runs where a letter meets a digit"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -144,11 +144,29 @@ _TOKEN_CHARS_A = bytes(97 if 48 <= c <= 57 or 97 <= c <= 122 else c for c in ran
 _SINGLES = re.compile(r" ([a-z0-9](?: +[a-z0-9](?= )){2,})(?= )")
 
 
-def _single_run(data: bytes) -> bool:
-    """Three or more one-character tokens in a row in `data` ([a-z0-9] tokens apart by spaces)."""
-    if _wordscan is not None:
-        return _wordscan.single_run(data)
+def _single_run_py(data: bytes) -> bool:
+    """Three or more one-character tokens in a row in `data` ([a-z0-9] tokens apart by spaces)
+    (`_single_run`: the C version when built)."""
     return _SINGLES_HINT.search(data.translate(_TOKEN_CHARS_A).join((b" ", b" "))) is not None
+
+
+def _leet_runs_py(classes: bytes) -> list[int]:
+    """[start, end, ...] of each run of word characters in `classes` (see _CLASSES) where a letter
+    meets a digit or leet symbol (`_leet_runs`: the C version when built)."""
+    runs: list[int] = []
+    if b"a1" not in classes and b"1a" not in classes:
+        return runs
+    for m in _TRANSITION.finditer(classes):
+        at = m.start()
+        if runs and at < runs[-1]:
+            continue  # in the run just found
+        end = classes.find(b" ", at)
+        runs += [classes.rfind(b" ", 0, at) + 1, len(classes) if end < 0 else end]
+    return runs
+
+
+_single_run = _wordscan.single_run if _wordscan is not None else _single_run_py
+_leet_runs = _wordscan.leet_runs if _wordscan is not None else _leet_runs_py
 
 
 class _Normaliser:
@@ -247,25 +265,22 @@ class _Normaliser:
         text = "\n".join(parts)  # type: ignore[arg-type]  # SEP is a control: a space, as in tokens()
         data = text.encode("ascii")
         classes = data.translate(_CLASSES)
-        if b"a1" in classes or b"1a" in classes:
-            data = self._unleet_runs(text, classes).encode("ascii")
+        runs = _leet_runs(classes)
+        if runs:
+            data = self._unleet_runs(text, runs).encode("ascii")
         data = data.translate(_SPACES_BYTES)  # bytes.translate: a table lookup a byte, in C
         stream = f" {data.decode('ascii')} "
         if _single_run(data):
             stream = _SINGLES.sub(self._join_singles, stream)
         return stream
 
-    def _unleet_runs(self, text: str, classes: bytes) -> str:
-        """`_unleet_words` for ASCII text: each run of word characters with a transition, rewritten."""
+    def _unleet_runs(self, text: str, runs: list[int]) -> str:
+        """`_unleet_words` for ASCII text: each run of word characters with a transition (`_leet_runs`),
+        rewritten."""
         out: list[str] = []
         pos = 0
-        for m in _TRANSITION.finditer(classes):
-            at = m.start()
-            if at < pos:
-                continue  # in the run just rewritten
-            start = classes.rfind(b" ", 0, at) + 1
-            end = classes.find(b" ", at)
-            end = len(classes) if end < 0 else end
+        for i in range(0, len(runs), 2):
+            start, end = runs[i], runs[i + 1]
             out.append(text[pos:start])
             word = text[start:end]
             rewritten = self._unleeted.get(word)
