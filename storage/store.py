@@ -50,7 +50,12 @@ class Store(ConsentQueries, OptinQueries):
         than one told to retry. (The thread itself is freed by the driver's own timeouts.)
         """
         loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args), CALL_TIMEOUT)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the call's result when a
+        # cancellation arrives just as the call completes, swallowing the cancellation. That is
+        # why `Runtime.retry_forever` sometimes went on running after RunningRelay.stop()
+        # cancelled it (the 5 s shutdown stall seen in tests).
+        async with asyncio.timeout(CALL_TIMEOUT):
+            return await loop.run_in_executor(self._executor, fn, *args)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

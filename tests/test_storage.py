@@ -4,6 +4,7 @@ from fixtures_db import *  # noqa: F403  (standalone until tests/conftest.py sta
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -166,6 +167,27 @@ def test_run_uses_executor(store: Store) -> None:
         return await store.run(store.spool_count)
 
     assert isinstance(asyncio.run(main()), int)
+
+
+def test_run_keeps_a_cancellation_that_arrives_as_the_call_completes(store: Store) -> None:
+    # Python 3.11's asyncio.wait_for returned the result here and dropped the cancellation, so a
+    # background task cancelled at shutdown went on running (RunningRelay.stop waited 5 s for it)
+    finished = threading.Event()
+
+    def call() -> int:
+        finished.set()
+        return 1
+
+    async def main() -> None:
+        task = asyncio.create_task(store.run(call))
+        await asyncio.sleep(0)  # the call is in the store's thread
+        assert finished.wait(5)
+        time.sleep(0.05)  # the loop is busy: the result's hand-over is queued behind this step
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
 
 
 # -- audit log -----------------------------------------------------------------
