@@ -17,7 +17,7 @@ from relay.config import ClientConfig, Config
 from relay.delivery import Upstream, make_upstream
 from relay.dkim import DkimSigner
 from relay.dsn import FailedRecipient, build_dsn
-from relay.offload import thread_pool
+from relay.offload import BatchedThreads, signing_threads, thread_pool
 from relay.keys import load_client_secrets, read_token_keys
 from relay.message import Message, split_header_block
 from relay.metrics import Metrics
@@ -53,7 +53,7 @@ class Runtime:
     """Built once per process at start-up; the SMTP and HTTP sides both use it."""
 
     def __init__(self, config: Config, store: Any, upstream: Upstream | None = None,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, sign_threads: int | None = None):
         self.config = config
         self.store = store
         self.upstream = upstream or make_upstream(
@@ -61,7 +61,11 @@ class Runtime:
         self.tokens = TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days))
         self.services = Services(clock=clock, store=store, tokens=self.tokens)
         self.writer = GroupWriter(store)
-        self.sign_pool = thread_pool(2, "dkim")
+        # DKIM signing: on the loop when the worker processes already fill the cores, else in
+        # threads (see signing_threads); big copies always go to a thread
+        threads = signing_threads(1) if sign_threads is None else sign_threads
+        self.sign_pool = thread_pool(max(1, threads), "dkim")
+        self.signing = BatchedThreads(self.sign_pool, threads)
         self.pipeline = Pipeline(config.stages)
         if "content" in config.stages:
             check_content_rules(config)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from relay.config import Config
 from relay.http import make_app
-from relay.offload import thread_pool
+from relay.offload import signing_threads, thread_pool
 from relay.runtime import Runtime
 from relay.smtp import RelayHandler, RelaySMTP
 from storage import Store
@@ -113,7 +113,7 @@ def fix_malloc_threshold() -> bool:
         return False
 
 
-async def serve_until_signalled(config: Config) -> None:
+async def serve_until_signalled(config: Config, workers: int = 1) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
     fix_malloc_threshold()
     # to_thread / cpu_bound work runs on a pool started now (see thread_pool)
@@ -124,7 +124,7 @@ async def serve_until_signalled(config: Config) -> None:
         loop = asyncio.get_running_loop()
         loop.set_debug(True)
         loop.slow_callback_duration = float(os.environ["RELAY_SLOW_CALLBACK_MS"]) / 1000
-    relay = await start_relay(config)
+    relay = await start_relay(config, sign_threads=signing_threads(workers))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -148,7 +148,7 @@ def serve(config: Config, workers: int = 1) -> int:
         pid = os.fork()
         if pid == 0:
             try:
-                asyncio.run(serve_until_signalled(config))
+                asyncio.run(serve_until_signalled(config, workers))
             finally:
                 os._exit(0)
         children.append(pid)

@@ -156,7 +156,6 @@ class Transaction:
         outcome = Outcome()
         pending = iter(accepted)
         now_ts = int(self.now.timestamp())
-        loop = asyncio.get_running_loop()
 
         async def worker() -> None:
             for recipient in pending:
@@ -167,7 +166,7 @@ class Transaction:
                     rt.services, self.qid, ctx.facts))
                 # signing is the last step: nothing touches the copy after this. OpenSSL releases the
                 # GIL, so in the signing threads it uses the second core and never stalls the loop
-                signatures = await loop.run_in_executor(rt.sign_pool, signer.sign, copy.headers, copy.body, now_ts)
+                signatures = await rt.signing.run(signer.sign, copy.headers, copy.body, now_ts, size=len(copy.body))
                 data = await cpu_bound(len(copy.body), b"".join, [*signatures, *copy.headers, b"\r\n", copy.body])
                 del copy
                 result = await rt.upstream.deliver(self.mail_from, recipient, data)

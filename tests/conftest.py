@@ -315,7 +315,7 @@ def relay_factory(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, modu
     upgrade(database_url)
 
     def make(upstream: str, db_url: str | None = None, clock: Callable[[], Any] | None = None,
-             **toml: Any) -> RelayUnderTest:
+             sign_threads: int | None = None, **toml: Any) -> RelayUnderTest:
         d = tmp_path_factory.mktemp("relay")
         url = db_url or database_url
         if db_url:
@@ -327,7 +327,9 @@ def relay_factory(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, modu
         from relay.keys import ensure_token_key
 
         ensure_token_key(config)
-        extra_args = {"clock": clock} if clock is not None else {}
+        extra_args: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        if sign_threads is not None:
+            extra_args["sign_threads"] = sign_threads
         running = loop.run(start_relay(config, retry_interval=0.2, **extra_args))
         handle = RelayUnderTest(running, loop, path)
         started.append(handle)

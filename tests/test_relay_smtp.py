@@ -123,6 +123,19 @@ def test_each_recipient_gets_its_own_signed_copy(relay, clean_sink, keys_dir):
     assert all(verify_dkim(m.data, keys_dir) for m in got)
 
 
+def test_copies_signed_on_the_event_loop_verify(relay_factory, clean_sink, keys_dir):
+    # `relay serve --workers N` on N or more cores signs on the loop (no signing threads)
+    loop_signer = relay_factory(upstream=f"smtp://127.0.0.1:{clean_sink.port}", sign_threads=0)
+    assert loop_signer.runtime.signing.threads == 0
+    rcpts = [f"r{n}@example.org" for n in range(5)]
+    code, _ = send(loop_signer.port, message(to="list@acme.example"), rcpts)
+    assert code == 250
+    got = clean_sink.wait_for(5)
+    assert sorted(r for m in got for r in m.rcpt_tos) == rcpts
+    assert all(verify_dkim(m.data, keys_dir) for m in got)
+    loop_signer.stop()
+
+
 def test_auth_login_mechanism(relay, clean_sink):
     with smtplib.SMTP("127.0.0.1", relay.port, timeout=5) as s:
         s.ehlo("client.test")
