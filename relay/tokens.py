@@ -52,15 +52,19 @@ class TokenCodec:
             raise ValueError("at least one token key is needed")
         self.keys = keys
         self.max_age = max_age
+        # one token per copy is issued: the key's id and its keyed HMAC state are made once
+        self._issue_id = key_id(keys[0])
+        self._issue_mac = hmac.new(keys[0], digestmod=hashlib.sha256)
 
     def issue(self, kind: str, client: str, list_key: str, recipient: str, at: datetime) -> str:
-        key = self.keys[0]
         fields = [f.encode("utf-8") for f in (client, list_key, recipient)]
         if any(len(f) > 255 for f in fields):
             raise ValueError("token fields are limited to 255 bytes")
-        body = struct.pack(">BBcI", VERSION, key_id(key), KINDS[kind], int(at.timestamp()))
+        body = struct.pack(">BBcI", VERSION, self._issue_id, KINDS[kind], int(at.timestamp()))
         body += b"".join(bytes([len(f)]) + f for f in fields)
-        return _encode(body + hmac.new(key, body, hashlib.sha256).digest()[:MAC_BYTES])
+        mac = self._issue_mac.copy()
+        mac.update(body)
+        return _encode(body + mac.digest()[:MAC_BYTES])
 
     def verify(self, token: str, kind: str, now: datetime) -> Token:
         raw = _decode(token)

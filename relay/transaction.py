@@ -100,6 +100,7 @@ class Transaction:
         self.qid = new_queue_id()
         self.now = rt.services.clock()
         self.contacts: list[tuple[str, str, list[str], datetime]] = []
+        self._received: tuple[str, str] | None = None  # the Received field around the recipient
 
     async def run(self) -> str:
         rt = self.rt
@@ -144,10 +145,12 @@ class Transaction:
         return headers
 
     def received_field(self, recipient: str) -> str:
-        protocol = "ESMTP" + ("S" if self.tls else "") + ("A" if self.authenticated else "")
-        helo = replies.one_line(self.helo)[:200] or "unknown"
-        return (f"from {helo} ([{self.peer}]) by {self.rt.config.relay.hostname} (consent-relay) "
-                f"with {protocol} id {self.qid} for <{recipient}>; {format_datetime(self.now)}")
+        if self._received is None:  # all but the recipient is the same for every copy
+            protocol = "ESMTP" + ("S" if self.tls else "") + ("A" if self.authenticated else "")
+            helo = replies.one_line(self.helo)[:200] or "unknown"
+            self._received = (f"from {helo} ([{self.peer}]) by {self.rt.config.relay.hostname} (consent-relay) "
+                              f"with {protocol} id {self.qid} for <", f">; {format_datetime(self.now)}")
+        return recipient.join(self._received)
 
     async def deliver_copies(self, ctx: MessageContext, list_cfg: "ListConfig", accepted: list[str]) -> Outcome:
         rt = self.rt
