@@ -114,8 +114,9 @@ def _stuff(data: bytes, chunk: int = BIG) -> list[bytes]:
     end = b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
     if data[:1] != b"." and not _has_dot_line(data):
         return [data, end]
-    if len(data) <= chunk:
-        return [(b"." if data[:1] == b"." else b"") + data.replace(b"\r\n.", b"\r\n.."), end]
+    if len(data) <= chunk:  # (the pieces are written one after the other: no joining copy)
+        stuffed = data.replace(b"\r\n.", b"\r\n..")
+        return [b".", stuffed, end] if data[:1] == b"." else [stuffed, end]
     # a big message is stuffed a line-aligned BIG piece at a time (one replace over 25 MB would
     # hold the GIL for tens of milliseconds): every piece starts a line, so a leading dot of a
     # piece is a line's leading dot
@@ -591,7 +592,12 @@ class SmtpUpstream:
                     return _temporary(f"{code} {text} (unexpected reply to DATA from {self._where})"), _DROP
                 return self._result(code, text), _DROP if code == 421 else _RESET
             sent = True
-            for piece in await cpu_bound(len(data), _stuff, data):
+            pieces = await cpu_bound(len(data), _stuff, data)
+            if len(data) <= BIG:
+                # one write, so one send() and one segment: the message and its final dot were
+                # two, and each send costs the receiver's TCP work too on loopback
+                pieces = [b"".join(pieces)]
+            for piece in pieces:
                 view = memoryview(piece)
                 # a megabyte at a time: the transport copies what the socket does not take at once,
                 # and 25 MB copied in one call would hold the loop for tens of milliseconds
