@@ -66,7 +66,7 @@ def generate_password() -> str:
     """A random password for a new client: 24 letters and digits (about 143 bits).
 
     Letters and digits only: a URL-safe password that began with '-' was read as an option by
-    the README's `swaks --auth-password "$(cat secrets/demo.password)"` (1 run in 32).
+    the README's `swaks --auth-password "$(cat secrets/demo.password)"` (1 password in 64).
     """
     return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(24))
 
