@@ -30,6 +30,21 @@
 
 static unsigned char is_space[256];
 
+/* The next token of s[0:n] from *at on: its start (its end is left in *at), or -1 when none is left. */
+static inline Py_ssize_t next_token(const unsigned char *s, Py_ssize_t n, Py_ssize_t *at)
+{
+    Py_ssize_t i = *at;
+    while (i < n && is_space[s[i]])
+        i++;
+    if (i >= n)
+        return -1;
+    Py_ssize_t start = i;
+    while (i < n && !is_space[s[i]])
+        i++;
+    *at = i;
+    return start;
+}
+
 typedef struct {
     uint64_t hash;
     Py_ssize_t length;       /* 0: empty slot */
@@ -166,19 +181,9 @@ static PyObject *offsets(PyObject *module, PyObject *const *args, Py_ssize_t nar
     if (found == NULL)
         return NULL;
     uint64_t stamp = ++index->stamp;
-    Py_ssize_t i = 0;
-    while (i < n) {
-        while (i < n && is_space[s[i]])
-            i++;
-        if (i >= n)
-            break;
-        Py_ssize_t start = i;
-        uint64_t h = 1469598103934665603ULL;
-        while (i < n && !is_space[s[i]]) {
-            h ^= s[i];
-            h *= 1099511628211ULL;
-            i++;
-        }
+    Py_ssize_t i = 0, start;
+    while ((start = next_token(s, n, &i)) >= 0) {
+        uint64_t h = fnv1a(s + start, i - start);
         Entry *e = lookup(index, s + start, i - start, h);
         if (e->length == 0 || (e->stamp == stamp && !e->every))
             continue;
@@ -218,15 +223,9 @@ static PyObject *single_run(PyObject *module, PyObject *arg)
         return NULL;
     const unsigned char *s = view.buf;
     Py_ssize_t n = view.len, i = 0;
+    Py_ssize_t start;
     int run = 0, found = 0;
-    while (i < n && !found) {
-        while (i < n && is_space[s[i]])
-            i++;
-        if (i >= n)
-            break;
-        Py_ssize_t start = i;
-        while (i < n && !is_space[s[i]])
-            i++;
+    while (!found && (start = next_token(s, n, &i)) >= 0) {
         run = (i - start == 1) ? run + 1 : 0;
         found = run >= 3;
     }
@@ -242,16 +241,11 @@ static PyObject *leet_runs(PyObject *module, PyObject *arg)
     const unsigned char *s = view.buf;
     Py_ssize_t n = view.len, i = 0;
     PyObject *runs = PyList_New(0);
-    while (runs != NULL && i < n) {
-        while (i < n && s[i] == ' ')
-            i++;
-        Py_ssize_t start = i;
+    Py_ssize_t start;
+    while (runs != NULL && (start = next_token(s, n, &i)) >= 0) {
         int mixed = 0;
-        while (i < n && s[i] != ' ') {
-            if (i > start && s[i] != s[i - 1])
-                mixed = 1;
-            i++;
-        }
+        for (Py_ssize_t k = start + 1; k < i && !mixed; k++)
+            mixed = s[k] != s[k - 1];
         if (!mixed)
             continue;
         PyObject *a = PyLong_FromSsize_t(start), *b = PyLong_FromSsize_t(i);

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -93,7 +94,7 @@ def test_no_threads_means_small_calls_on_the_loop_big_ones_in_the_pool(size, on_
 
 
 def test_signing_threads_are_the_cores_the_workers_leave():
-    cores = len(__import__("os").sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
     assert signing_threads(cores) == 0
     assert signing_threads(cores + 3) == 0
     assert signing_threads(1) == min(2, cores - 1)
