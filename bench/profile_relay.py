@@ -31,6 +31,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=1500)
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--all-stages", action="store_true")
     ap.add_argument("--payload", choices=("newsletter", "x-lines"), default="newsletter")
     ap.add_argument("--without", default="", help="comma-separated stages to leave off")
@@ -55,7 +56,7 @@ def main() -> int:
         if args.payload == "newsletter":
             case.payload = tmp / "newsletter.eml"
             case.payload.write_bytes(run.payload.newsletter(args.size, run.SENDER, run.TO).replace(b"\r\n", b"\n"))
-        spy = None if args.no_profile else procs.start([pyspy, "record", "--pid", str(relay.proc.pid), "--subprocesses", "--rate", "200",
+        spy = None if args.no_profile else procs.start([pyspy, "record", "--pid", str(relay.proc.pid), "--subprocesses", "--rate", str(args.rate),
                            "--format", "raw", "--output", str(raw), "--nonblocking"] + (["--gil"] if args.gil else []),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         gen = "smtp-source" if run.SMTP_SOURCE else "loadgen"
