@@ -17,7 +17,7 @@ async def check(ctx: MessageContext) -> Verdict | dict[str, Verdict]:
         return CONTINUE  # transactional mail needs no marketing consent (do-not-contact still applied at RCPT)
     store = ctx.services.store
     # one query for the whole message, whatever the number of recipients
-    found = await store.run(store.list_lookup, ctx.client.name, mailing.key, list(ctx.recipients))
+    found = await store.read(store.list_lookup, ctx.client.name, mailing.key, list(ctx.recipients))
     ctx.facts["consent"] = found.consents
     now = ctx.services.clock()
     where = f"{ctx.client.name}/{mailing.key}"

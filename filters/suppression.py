@@ -20,7 +20,7 @@ async def check(ctx: RcptContext) -> Verdict:
         return Verdict.reject(f"{ctx.recipient} is a role address ({local.lower().split('+')[0]}@): "
                               f"role mailboxes do not subscribe to mail", "suppression.role-address")
     store = ctx.services.store
-    hit = await store.run(store.suppression_for, ctx.client.name, ctx.recipient, domain)
+    hit = await store.read(store.suppression_for, ctx.client.name, ctx.recipient, domain)
     if hit is None:
         return CONTINUE
     day = hit.created_at.date().isoformat()

@@ -61,6 +61,7 @@ class RunningRelay:
             log.warning("background task did not stop in 5 s; closing anyway")
         # every step is bounded: a shutdown that hangs on a lingering keep-alive or a dead
         # upstream would turn SIGTERM into SIGKILL and lose the in-flight work it protects
+        self.runtime.store.close_loop_reader()
         for step in (self.http_runner.cleanup(), self.smtp_server.wait_closed(), self.runtime.close(),
                      asyncio.to_thread(self.runtime.store.close)):
             try:
@@ -74,6 +75,7 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
                       **runtime_args: Any) -> RunningRelay:
     """Start both listeners on the running loop; the caller awaits stop()."""
     store = store or Store(config.storage_url, background_checkpoint=True)
+    store.open_loop_reader()  # SQLite: the hot-path reads run on this thread (Store.read)
     runtime = Runtime(config, store, **runtime_args)
     loop = asyncio.get_running_loop()
     handler = RelayHandler(runtime)

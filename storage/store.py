@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from storage.engine import make_engine
 from storage.models import AuditEntry, SpooledCopy, utcnow
 
 T = TypeVar("T")
+log = logging.getLogger("relay.store")
 CALL_TIMEOUT = 15.0
 
 _spool = SpooledCopy.__table__
@@ -57,7 +60,25 @@ class Store(ConsentQueries, OptinQueries):
         async with asyncio.timeout(CALL_TIMEOUT):
             return await loop.run_in_executor(self._executor, fn, *args)
 
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A hot-path read (`suppression_for`, `list_lookup`): on the event loop's own connection
+        when `open_loop_reader()` gave it one (SQLite), else, or when that meets a lock, as `run`."""
+        if self.sql.loop_reads:
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError as error:
+                log.debug("read on the event loop's connection failed (%s); retrying on a store thread", error)
+        return await self.run(fn, *args)
+
+    def open_loop_reader(self) -> bool:
+        """Call from the event loop's thread; see DriverSql.open_loop_reader."""
+        return self.sql.open_loop_reader()
+
+    def close_loop_reader(self) -> None:
+        self.sql.close_loop_reader()
+
     def close(self) -> None:
+        self.sql.close_loop_reader()
         self._executor.shutdown(wait=True)
         self.engine.dispose()
 

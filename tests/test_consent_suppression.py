@@ -167,6 +167,26 @@ def test_one_consent_query_per_message(relay, clean_sink):
     assert len(consent_reads) == 1, consent_reads
 
 
+def test_the_send_path_reads_run_on_the_event_loop_with_sqlite(relay, clean_sink):
+    """SQLite: the RCPT suppression probe and the list lookup skip the thread hop (storage.hotpath
+    open_loop_reader); PostgreSQL is across a network, so they stay on the store's threads."""
+    ran: list[tuple[str, int]] = []
+
+    def note(statement: str) -> None:
+        ran.append((statement, threading.get_ident()))
+
+    relay.store.sql.listeners.append(note)
+    try:
+        code, _ = send_to(relay.port, ["fan@example.org"])
+    finally:
+        relay.store.sql.listeners.remove(note)
+    assert code == 250
+    reads = [ident for statement, ident in ran if statement.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 2, ran  # the suppression probe at RCPT, the list lookup after DATA
+    on_loop = [ident == relay.loop.thread.ident for ident in reads]
+    assert on_loop == ([True, True] if relay.store.engine.dialect.name == "sqlite" else [False, False])
+
+
 def test_every_decision_is_in_the_audit_log(relay, clean_sink):
     send_to(relay.port, ["fan3@example.org", "stranger@example.org"], Message_ID="<audit-consent@acme.example>")
     rcpt_reply(relay.port, "postmaster@example.org")

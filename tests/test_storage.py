@@ -190,6 +190,70 @@ def test_run_keeps_a_cancellation_that_arrives_as_the_call_completes(store: Stor
     asyncio.run(main())
 
 
+def test_hot_path_reads_run_on_the_loop_thread_and_a_lock_sends_them_to_a_thread(
+        fresh_database_url: Callable[[], str]) -> None:
+    """SQLite: Store.read runs on the event loop's own connection (no thread hop); when that meets
+    a lock it gives up within milliseconds and the read waits on a store thread, not on the loop."""
+    import sqlite3
+
+    from storage.hotpath import LOOP_READ_BUSY_MS
+
+    url = fresh_database_url()
+    upgrade(url)
+    store = Store(url)
+    threads: list[int] = []
+    store.sql.listeners.append(lambda _text: threads.append(threading.get_ident()))
+
+    async def main() -> tuple[object, float, float]:
+        locker = None
+        if url.startswith("sqlite"):
+            # an exclusive-locking writer keeps every other connection out, readers too, in WAL
+            # mode; it must be the database's only user when it takes the lock
+            locker = sqlite3.connect(store.engine.url.database, check_same_thread=False, isolation_level=None)
+            locker.execute("PRAGMA locking_mode=EXCLUSIVE")
+            locker.execute("BEGIN EXCLUSIVE")
+            locker.execute("DELETE FROM suppression WHERE address = 'nobody@example.org'")
+            asyncio.get_running_loop().call_later(0.4, lambda: (locker.execute("COMMIT"), locker.close()))
+        if not store.open_loop_reader():
+            return "not sqlite", 0.0, 0.0
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.perf_counter()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        try:
+            tick = asyncio.create_task(ticker())
+            await asyncio.sleep(0.05)
+            t0 = time.perf_counter()
+            result = await store.read(store.suppression_for, "acme", "a@example.org", "example.org")
+            waited = time.perf_counter() - t0
+            tick.cancel()
+            # tried here first, then answered by a store thread once the lock was gone
+            assert threads[0] == threading.get_ident() and threads[-1] != threads[0]
+            # no lock: the read runs here, on the loop's thread
+            assert await store.read(store.suppression_for, "acme", "b@example.org", "example.org") is None
+            assert threads[-1] == threading.get_ident()
+            return result, waited, max(gaps)
+        finally:
+            store.close_loop_reader()
+
+    try:
+        result, waited, worst_gap = asyncio.run(main())
+    finally:
+        store.close()
+    if result == "not sqlite":
+        assert not url.startswith("sqlite"), "a SQLite file database must get a loop reader"
+        return
+    assert result is None and waited >= 0.3  # answered once the lock was gone
+    # the loop kept ticking: the attempt on its own connection gave up after LOOP_READ_BUSY_MS
+    assert LOOP_READ_BUSY_MS <= 50 and worst_gap < 0.01 + LOOP_READ_BUSY_MS / 1000 + 0.1, worst_gap
+
+
 # -- audit log -----------------------------------------------------------------
 
 def test_audit_round_trip_with_aware_times(store: Store) -> None:
