@@ -65,7 +65,7 @@ def main() -> int:
               f"{r['copies_per_s']:.0f} copies/s, relay CPU {r['cpu_relay_pct']:.0f}%, sink CPU "
               f"{r['cpu_sink_pct']:.0f}%, load CPU {r['cpu_load_pct']:.0f}% {r['error']}")
         if spy is None:
-            return 0
+            return 0  # (the finally below cleans up)
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
         try:
             spy.wait(30)
@@ -75,6 +75,13 @@ def main() -> int:
             print("py-spy failed:", spy.stderr.read().decode()[-1000:])
     finally:
         procs.stop_all()
+        # the relay's database holds 1,000,000 consent rows: keep only the profile
+        for item in tmp.iterdir():
+            if item != raw:
+                shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+    if spy is None or not raw.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     own, total = collections.Counter(), collections.Counter()
     samples = 0
     for line in raw.read_text().splitlines():

@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -77,6 +78,7 @@ def main() -> int:
                 print(f"stage_costs: round {i + 1} {name:32} {r['msgs_per_s']:8.1f} msgs/s", flush=True)
     finally:
         procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)  # every relay's database holds 1,000,000 consent rows
     text = render(started, time.perf_counter() - t0, command, stages, {k: statistics.median(v) for k, v in rates.items()}, rates)
     print(text)
     if args.out:
