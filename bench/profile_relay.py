@@ -79,8 +79,9 @@ def main() -> int:
         for item in tmp.iterdir():
             if item != raw:
                 shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
-    if spy is None or not raw.exists():
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not raw.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not raw.exists():
         return 0
     own, total = collections.Counter(), collections.Counter()
     samples = 0
