@@ -898,11 +898,39 @@ def render(started, elapsed, command, listed, stages, gen, sessions, rounds, sec
             verdict = "**met**" if (val >= lim if how == "ge" else val <= lim) else "**missed**"
         L.append(f"| {TARGETS_TEXT[k]} | {shown} | {verdict} |")
     L.append("")
+    L += bounds(results, mi["nproc"])
     for n in notes:
         L.append(f"- note: {n}")
     if notes:
         L.append("")
     return "\n".join(L) + "\n"
+
+
+def bounds(results: dict, cores: int) -> list[str]:
+    """What bounds the first two targets, from this run's own figures (10 KB, 1 rcpt)."""
+    res = results.get("10 KB, 1 rcpt") or {}
+    med = {v: r.median("msgs_per_s") for v, r in res.items()}
+    cpu = {v: (r.median("cpu_relay_pct"), r.median("cpu_sink_pct"), r.median("cpu_load_pct")) for v, r in res.items()}
+    out = []
+    b, one, bare, two = (med.get(v) for v in ("baseline", "relay", "relay-bare", "relay-w2"))
+    if b and one and bare:
+        allowed, backbone, stages = 1000 / (0.4 * b), 1000 / bare, 1000 / one - 1000 / bare
+        out.append(f"- what bounds one process: the relay with no stage at all (relay-bare) reached {bare / b:.2f}× "
+                   f"of the baseline. At 40 % a message may cost {allowed:.2f} ms of the relay's time; relay-bare "
+                   f"takes {backbone:.2f} ms, which leaves {allowed - backbone:.2f} ms for every stage together; "
+                   f"the stages took {stages:.2f} ms (1/relay − 1/relay-bare; each stage's share: "
+                   f"bench/stage_costs.py). Its main thread holds the GIL for nearly all of that time.")
+    if one and two and all(cpu.get("relay-w2", (None,))) and cpu.get("relay", (None,))[0]:
+        r2, s2, l2 = cpu["relay-w2"]
+        r1 = cpu["relay"][0]
+        room = cores * 100 - s2 - l2
+        out.append(f"- what bounds two workers: relay-w2 used {r2:.0f} % CPU, its upstream sink {s2:.0f} % and the "
+                   f"load generator {l2:.0f} %: {r2 + s2 + l2:.0f} % of {cores * 100} %. One process already used "
+                   f"{r1:.0f} % (its signing thread runs RSA on the second core, and SQLite syncs), so at equal CPU "
+                   f"per message two workers can reach at most {room:.0f}/{r1:.0f} = {room / r1:.2f}× of one "
+                   f"process on this machine; CPU per message was {r1 * 10 / one:.2f} ms with one process and "
+                   f"{r2 * 10 / two:.2f} ms with two.")
+    return out + ([""] if out else [])
 
 
 if __name__ == "__main__":
