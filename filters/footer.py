@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 from filters.context import CopyContext
-from relay.mime_footer import FooterPlan, plan_footer_explained
+from relay.mime_footer import STRUCTURE_FACT, FooterPlan, plan_footer_explained
 from relay.offload import cpu_bound
 from relay.unsubscribe import unsubscribe_links
 
@@ -184,7 +184,7 @@ def plan_for(ctx: CopyContext) -> FooterPlan | None:
         # an earlier stage changed this copy's body: plan for what it is now
         return plan_footer_explained(ctx.message.headers, ctx.copy.body)[0]
     if PLAN_FACT not in ctx.facts:
-        plan, why = plan_footer_explained(ctx.message.headers, ctx.message.body)
+        plan, why = plan_footer_explained(ctx.message.headers, ctx.message.body, ctx.facts.get(STRUCTURE_FACT))
         ctx.facts[PLAN_FACT] = plan
         if plan is None:
             log.info("queue %s: no footer: %s (copies keep the List-Unsubscribe headers)", ctx.queue_id, why)

@@ -301,6 +301,19 @@ def _scan(headers: Sequence[bytes], body: bytes, build: bool = True) -> _Scan:
     return _Scan(root, state["depth"], state["malformed"], state["parts"])
 
 
+# ctx.facts key of the message's structure scan, made once per message by the relay core (for the
+# MIME depth limit) and planned from by the footer stage: one scan instead of two
+STRUCTURE_FACT = "mime_structure"
+
+
+def mime_structure(headers: Sequence[bytes], body: bytes) -> _Scan | None:
+    """The structure scan of a message (its depth, parts and any malformation); None if it failed."""
+    try:
+        return _scan(headers, body)
+    except Exception:  # noqa: BLE001 - a probe must never take the relay down
+        return None
+
+
 def mime_depth(message: bytes | tuple[Sequence[bytes], bytes]) -> int:
     """MIME nesting depth of a message: 1 for a single-part message, +1 for each level of
     multipart or message/rfc822 nesting (so `multipart/mixed` holding a text part is 2).
@@ -655,10 +668,14 @@ def _qp_split(raw: bytes, cpre: bytes, csuf: bytes) -> tuple[bytes, bytes]:
     return _qp(cpre), _qp(csuf)
 
 
-def plan_footer_explained(headers: Sequence[bytes], body: bytes) -> tuple[FooterPlan | None, str]:
-    """The plan, or None and why there is no footer (for the log). Never raises."""
+def plan_footer_explained(headers: Sequence[bytes], body: bytes,
+                          scan: _Scan | None = None) -> tuple[FooterPlan | None, str]:
+    """The plan, or None and why there is no footer (for the log). Never raises.
+
+    `scan`: this message's `mime_structure(headers, body)` when already made."""
     try:
-        scan = _scan(headers, body)
+        if scan is None:
+            scan = _scan(headers, body)
         if scan.malformed:
             return None, f"malformed MIME: {scan.malformed}"
         if scan.depth > MAX_DEPTH:

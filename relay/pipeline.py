@@ -59,10 +59,13 @@ class Pipeline:
         """Each stage sees the recipients still open; a whole-message verdict settles them all."""
         open_rcpts = list(ctx.recipients)
         result = MessageDecision(decisions={})
+        seen = ctx
         for stage in self.message_stages:
             if not open_rcpts:
                 break
-            outcome = await stage.run(replace(ctx, recipients=tuple(open_rcpts)))
+            if len(open_rcpts) != len(seen.recipients):  # recipients only ever drop out
+                seen = replace(ctx, recipients=tuple(open_rcpts))  # (dataclasses.replace is not cheap)
+            outcome = await stage.run(seen)
             result.trail.append((stage.name, outcome))
             verdicts = outcome if isinstance(outcome, Mapping) else dict.fromkeys(open_rcpts, outcome)
             still_open = []

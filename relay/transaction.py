@@ -17,7 +17,7 @@ from relay.delivery import DeliveryResult
 from relay.dsn import FailedRecipient, build_dsn
 from relay.offload import cpu_bound
 from relay.message import Copy, Message, field_name, make_field
-from relay.mime_footer import MAX_DEPTH, mime_depth
+from relay.mime_footer import MAX_DEPTH, STRUCTURE_FACT, mime_structure
 from filters.content import TAG_HEADER, tag_header_fields
 from relay.pipeline import Decision, MessageDecision
 
@@ -104,7 +104,8 @@ class Transaction:
 
     async def run(self) -> str:
         rt = self.rt
-        if mime_depth((self.message.headers, self.message.body)) > MAX_DEPTH:
+        structure = mime_structure(self.message.headers, self.message.body)
+        if (structure.depth if structure is not None else 1) > MAX_DEPTH:
             rt.metrics.refused("mime", "mime.depth")
             return replies.MIME_TOO_DEEP
         list_cfg = resolve_list(self.client, self.message)
@@ -113,6 +114,7 @@ class Transaction:
             return list_cfg
         ctx = MessageContext(rt.config, self.client, list_cfg, self.mail_from, tuple(self.recipients),
                              self.message, rt.services, self.qid)
+        ctx.facts[STRUCTURE_FACT] = structure  # the footer plans from it: the body is scanned once
         decision = await rt.pipeline.check_message(ctx)
         message_id = self.message.first("message-id")
         rows = [audit_row(self.now, self.client.name, list_cfg.key, self.qid, message_id, d.recipient,
