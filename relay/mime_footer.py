@@ -182,7 +182,7 @@ class _Scan:
     parts: int
 
 
-def _scan(headers: Sequence[bytes], body: bytes, build: bool = True) -> _Scan:
+def _scan(headers: Sequence[bytes], body: bytes) -> _Scan:
     """One pass over the body: every multipart's delimiter lines, each part's header block.
 
     A stack of open multiparts is kept; a delimiter line of an outer boundary closes every inner
@@ -220,8 +220,7 @@ def _scan(headers: Sequence[bytes], body: bytes, build: bool = True) -> _Scan:
                 return ent.bstart
             if ent.ctype in ("message/rfc822", "message/global") and ent.cte in _IDENTITY_CTES:
                 inner, ok = _part_at(body, ent.bstart, ent.depth + 1, True)
-                if build:
-                    ent.children.append(inner)
+                ent.children.append(inner)
                 ent.current = inner
                 ent = inner
                 continue
@@ -276,8 +275,7 @@ def _scan(headers: Sequence[bytes], body: bytes, build: bool = True) -> _Scan:
         part, ok = _part_at(body, line_end + 2, owner.depth + 1, owner.in_message)
         if not ok:
             bad(part, "a MIME part without a blank line after its header")
-        if build:
-            owner.children.append(part)
+        owner.children.append(part)
         owner.current = part
         return open_entity(part) - 2
 
@@ -319,8 +317,8 @@ def mime_depth(message: bytes | tuple[Sequence[bytes], bytes]) -> int:
     multipart or message/rfc822 nesting (so `multipart/mixed` holding a text part is 2).
 
     `message` is the raw message (header, blank line, body) or `(header_fields, body)` as held by
-    `relay.message.Message` (`(msg.headers, msg.body)`). One linear pass over the body, no part
-    objects kept; never raises, also on malformed MIME (it counts the structure it can see).
+    `relay.message.Message` (`(msg.headers, msg.body)`). `mime_structure(...).depth`: one linear
+    pass over the body; never raises, also on malformed MIME (it counts the structure it can see).
     The relay core refuses a message whose depth is greater than 100 with `554 5.6.0`.
     """
     try:
@@ -330,9 +328,10 @@ def mime_depth(message: bytes | tuple[Sequence[bytes], bytes]) -> int:
             headers, body = split_header_block(bytes(message))
         else:
             headers, body = message
-        return _scan(headers, body, build=False).depth
     except Exception:  # noqa: BLE001 - a depth probe must never take the relay down
         return 1
+    structure = mime_structure(headers, body)
+    return structure.depth if structure is not None else 1
 
 
 # -- charsets ------------------------------------------------------------------------
