@@ -924,12 +924,14 @@ def bounds(results: dict, cores: int) -> list[str]:
         r2, s2, l2 = cpu["relay-w2"]
         r1 = cpu["relay"][0]
         room = cores * 100 - s2 - l2
+        per_msg2 = r2 * 10 / two  # ms of CPU per message with two workers
+        most = room * 10 / per_msg2  # msgs/s the CPU the sink and load generator leave would carry
         out.append(f"- what bounds two workers: relay-w2 used {r2:.0f} % CPU, its upstream sink {s2:.0f} % and the "
-                   f"load generator {l2:.0f} %: {r2 + s2 + l2:.0f} % of {cores * 100} %. One process already used "
-                   f"{r1:.0f} % (its signing thread runs RSA on the second core, and SQLite syncs), so at equal CPU "
-                   f"per message two workers can reach at most {room:.0f}/{r1:.0f} = {room / r1:.2f}× of one "
-                   f"process on this machine; CPU per message was {r1 * 10 / one:.2f} ms with one process and "
-                   f"{r2 * 10 / two:.2f} ms with two.")
+                   f"load generator {l2:.0f} %: {r2 + s2 + l2:.0f} % of {cores * 100} %, the machine is full. At "
+                   f"{per_msg2:.2f} ms of CPU per message, the {room:.0f} % the sink and the load generator leave "
+                   f"carry at most {most:,.0f} msgs/s = {most / one:.2f}× of one process; 1.7× needs at most "
+                   f"{room * 10 / (1.7 * one):.2f} ms. One process took {r1 * 10 / one:.2f} ms of CPU per message "
+                   f"({r1:.0f} % CPU); its rate is set by its event loop's thread, which holds the GIL.")
     return out + ([""] if out else [])
 
 
