@@ -46,7 +46,7 @@ it still carries the List-Unsubscribe headers, which other stages add):
   transfer encoding; nesting deeper than `MAX_DEPTH`; more than `MAX_PARTS` parts. Guessing at a
   broken structure risks corrupting what the recipient sees, so the rule is "send it as it came,
   with header unsubscribe only" (SPEC §8 allows either this or `554 5.6.0`; the relay core refuses
-  nesting deeper than 100 with `554 5.6.0` using `mime_depth` before any of this runs).
+  nesting deeper than 100 with `554 5.6.0` using `mime_structure` (its depth) before any of this runs).
 
 Nothing in this module raises on bad input: the planner turns every problem into None.
 """

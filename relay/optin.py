@@ -91,9 +91,9 @@ class Optin:
         if is_role_address(local, rt.config.role_addresses):
             raise SignupRefused("role addresses (info@, sales@ ...) cannot subscribe")
         store = rt.store
-        if await store.run(store.suppression_for, client.name, address, domain) is not None:
+        if await store.read(store.suppression_for, client.name, address, domain) is not None:
             raise SignupRefused("this address does not accept mail from this sender")
-        unsubscribed = address in (await store.run(store.list_lookup, client.name, mailing.key, [address])).unsubscribed
+        unsubscribed = address in (await store.read(store.list_lookup, client.name, mailing.key, [address])).unsubscribed
         double = mailing.confirmed_opt_in or unsubscribed
         now = rt.services.clock()
         outcome = await store.run(lambda: store.signup(
