@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
-import ipaddress
 import json
 import logging
 import os
-import socket
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -23,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from relay.addresses import AddressError, normalize_address
+from relay.addresses import AddressError, canonical_ip, normalize_address
 
 if TYPE_CHECKING:
     from storage.consent import PreparedRow
@@ -276,21 +274,6 @@ def validate_chunk(rows: list[tuple[int, list[str]]], columns: dict[str, int], e
             "confirmed_at": confirmed_at, "extra": {name: row[i] for name, i in extra},
         }, *target[2:]))))
     return out
-
-
-def canonical_ip(text: str) -> str:
-    """An IP address in its canonical text form; ValueError if it is not one.
-
-    A dotted quad that inet_pton takes is already canonical (it refuses leading zeros and short
-    forms, as ipaddress does) and costs a tenth of ipaddress's parse; the rest goes to ipaddress.
-    """
-    if ":" not in text:
-        try:
-            socket.inet_pton(socket.AF_INET, text)
-            return text
-        except OSError:
-            pass
-    return str(ipaddress.ip_address(text))
 
 
 def _read_csv(path: Path) -> tuple[str, csv.Reader]:  # type: ignore[name-defined]

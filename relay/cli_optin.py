@@ -53,7 +53,7 @@ async def _with_runtime(config: Any, work: Any) -> Any:
 @pass_ctx
 def consent_add(rc: RelayContext, address: str, client_name: str, list_key: str, source: str, ip: str | None) -> None:
     """Add one subscriber; pending with a confirmation mail when the list is confirmed_opt_in."""
-    from relay.optin import SignupRefused
+    from relay.optin import SignupRefused, refuse_if_suspended
 
     config, client, mailing = _client_and_list(rc, client_name, list_key)
 
@@ -62,6 +62,7 @@ def consent_add(rc: RelayContext, address: str, client_name: str, list_key: str,
                                         channel="admin")
 
     try:
+        refuse_if_suspended(client)  # early, before the database is opened; subscribe() checks it again
         result = asyncio.run(_with_runtime(config, work))
     except SignupRefused as refused:
         raise click.ClickException(f"{address}: {refused}") from None
@@ -117,7 +118,13 @@ def consent_repermission(rc: RelayContext, client_name: str, list_key: str) -> N
     """Ask subscribers whose consent is older than max_consent_age_days to confirm again."""
     from rich.progress import Progress
 
+    from relay.optin import SignupRefused, refuse_if_suspended
+
     config, client, mailing = _client_and_list(rc, client_name, list_key)
+    try:
+        refuse_if_suspended(client)  # re-permission requests are mail in the client's name too
+    except SignupRefused as refused:
+        raise click.ClickException(str(refused)) from None
     if mailing.max_consent_age_days is None:
         raise click.ClickException(f"list {client.name}/{mailing.key} has no max_consent_age_days: nothing is stale")
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from relay.http import RUNTIME, masked, page, plain_page
-from relay.optin import SignupRefused
+from relay.optin import SignupRefused, refuse_if_suspended
 from relay.passwords import verify_password
 from relay.tokens import TokenError
 
@@ -51,6 +51,10 @@ async def api_subscribers(request: web.Request) -> web.Response:
     if client is None:
         return _json_error(401, "missing or invalid API token (Authorization: Bearer ...)")
     try:
+        refuse_if_suspended(client)  # before the body: the answer is about the client, not its input
+    except SignupRefused as refused:
+        return _json_error(refused.status, str(refused), refused.field)
+    try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
         return _json_error(422, "the body must be a JSON object", "body")
@@ -82,9 +86,15 @@ async def api_subscribers(request: web.Request) -> web.Response:
 def _form_list(runtime: "Runtime", request: web.Request):  # type: ignore[no-untyped-def]
     client = runtime.config.clients.get(request.match_info["client"])
     mailing = client.lists.get(request.match_info["list"]) if client else None
-    if client is None or mailing is None or mailing.transactional or client.suspended:
+    if client is None or mailing is None or mailing.transactional:
         raise web.HTTPNotFound()
     return client, mailing
+
+
+def _signups_closed(client, mailing) -> web.Response:  # type: ignore[no-untyped-def]
+    # the visitor is told the list takes no sign-ups now; the client's account state is the operator's business
+    return plain_page(403, "Sign-ups are closed",
+                      f"{client.company} is not taking sign-ups to {mailing.name} at the moment.")
 
 
 def _form_page(status: int, client, mailing, email: str = "", error: str = "") -> web.Response:  # type: ignore[no-untyped-def]
@@ -95,31 +105,38 @@ def _form_page(status: int, client, mailing, email: str = "", error: str = "") -
 
 async def form_get(request: web.Request) -> web.Response:
     client, mailing = _form_list(request.app[RUNTIME], request)
+    if client.suspended:
+        return _signups_closed(client, mailing)
     return _form_page(200, client, mailing)
 
 
 async def form_post(request: web.Request) -> web.Response:
-    """The hosted form: records a pending subscriber with IP, time, user agent and the disclosure shown."""
+    """The hosted form: records a pending subscriber with IP, time, user agent and the disclosure shown.
+
+    Always double opt-in, whatever the list's confirmed_opt_in: a web form proves nothing about who
+    owns the address typed in, so only the confirmation link does (SPEC §6).
+    """
     runtime: Runtime = request.app[RUNTIME]
     client, mailing = _form_list(runtime, request)
+    if client.suspended:
+        return _signups_closed(client, mailing)
     form = await request.post()
     email = str(form.get("email", ""))
     done = page(200, "page_subscribed.html.j2", title="Check your inbox", company=client.company,
-                list_name=mailing.name, pending=True)
+                list_name=mailing.name)
     if form.get("website"):
         return done  # the honeypot was filled: a bot. Look the same, record and send nothing
     try:
         runtime.optin.check_rate(client, request.remote)
-        result = await runtime.optin.subscribe(
+        await runtime.optin.subscribe(
             client, mailing, email, source=f"hosted form /s/{client.name}/{mailing.key}", ip=request.remote,
-            user_agent=request.headers.get("User-Agent", ""), channel="form")
+            user_agent=request.headers.get("User-Agent", ""), channel="form", confirm_by_mail=True)
     except SignupRefused as refused:
         if refused.status == 429:
             return plain_page(429, "Too many sign-ups", str(refused))
         return _form_page(422, client, mailing, email, str(refused))
-    if result.state == "confirmed" and result.confirmation_mail == "not needed":
-        return page(200, "page_subscribed.html.j2", title="You are subscribed", company=client.company,
-                    list_name=mailing.name, pending=False)
+    # the same page whether a mail went out or the address was already subscribed: the form does not
+    # tell whoever types an address what the list knows about it
     return done
 
 

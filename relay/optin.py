@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from filters.suppression import is_role_address
-from relay.addresses import AddressError, normalize_address
+from relay.addresses import AddressError, canonical_ip, normalize_address
 from relay.message import clean_line
 from relay.tokens import Token, TokenError
 
@@ -26,9 +26,9 @@ log = logging.getLogger("relay.optin")
 
 
 class SignupRefused(ValueError):
-    """A sign-up the relay will not record; `field` names the input at fault, `status` the HTTP code."""
+    """A sign-up the relay will not record; `field` names the input at fault (None: none is), `status` the HTTP code."""
 
-    def __init__(self, reason: str, field: str = "email", status: int = 422):
+    def __init__(self, reason: str, field: str | None = "email", status: int = 422):
         super().__init__(reason)
         self.field, self.status = field, status
 
@@ -38,6 +38,13 @@ class SignupResult:
     address: str
     state: str              # pending / confirmed
     confirmation_mail: str  # sent / reminder / limit reached / not needed
+
+
+def refuse_if_suspended(client: "ClientConfig") -> None:
+    """A suspended client gets no new subscribers and no mail sent in its name, as SMTP refuses its mail."""
+    if client.suspended:
+        raise SignupRefused(f"client {client.name} is suspended: it takes no sign-ups and sends no confirmation mail",
+                            None, 403)
 
 
 class RateLimiter:
@@ -74,13 +81,16 @@ class Optin:
             raise SignupRefused("too many sign-ups for this sender; try again later", "list", 429)
 
     async def subscribe(self, client: "ClientConfig", mailing: "ListConfig", email: str, *, source: str,
-                        ip: str | None, user_agent: str, channel: str, disclosure: str | None = None) -> SignupResult:
+                        ip: str | None, user_agent: str, channel: str, disclosure: str | None = None,
+                        confirm_by_mail: bool = False) -> SignupResult:
         """Record a sign-up and, for a confirmed-opt-in list, send the confirmation request.
 
         Role and suppressed addresses are refused before anything is recorded or sent. A person who
-        unsubscribed from this list must confirm by mail, whatever the list's setting.
+        unsubscribed from this list must confirm by mail, whatever the list's setting, and so must
+        every sign-up with `confirm_by_mail` (the hosted form: anyone can type anyone's address).
         """
         rt = self.rt
+        refuse_if_suspended(client)
         if mailing.transactional:
             raise SignupRefused(f"list {mailing.key} is transactional: nobody subscribes to it", "list")
         try:
@@ -88,13 +98,18 @@ class Optin:
         except AddressError as exc:
             raise SignupRefused(f"not a usable email address: {exc}") from None
         address = f"{local}@{domain}"
+        if ip:
+            try:
+                ip = canonical_ip(ip)
+            except ValueError:
+                raise SignupRefused(f"ip {ip!r} is not an IP address", "ip") from None
         if is_role_address(local, rt.config.role_addresses):
             raise SignupRefused("role addresses (info@, sales@ ...) cannot subscribe")
         store = rt.store
         if await store.read(store.suppression_for, client.name, address, domain) is not None:
             raise SignupRefused("this address does not accept mail from this sender")
         unsubscribed = address in (await store.read(store.list_lookup, client.name, mailing.key, [address])).unsubscribed
-        double = mailing.confirmed_opt_in or unsubscribed
+        double = mailing.confirmed_opt_in or unsubscribed or confirm_by_mail
         now = rt.services.clock()
         outcome = await store.run(lambda: store.signup(
             client.name, mailing.key, address, source=clean_line(source)[:200], ip=ip,

@@ -1,4 +1,4 @@
-"""`relay consent add / export / repermission` with a running relay: the proof, and re-permission that refreshes."""
+"""`relay consent add / export / repermission`: the proof, re-permission that refreshes, and what they refuse."""
 from __future__ import annotations
 
 import email
@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import free_port
+from relay.config import load_config
+from relay.keys import ensure_demo_secrets
 from storage import Store
 from storage.migrate import upgrade
 from test_cli_and_demo import RELAY, demo_config, run_relay, wait_port
@@ -88,3 +90,39 @@ def test_add_export_and_repermission(running_demo):
     store.close()
     assert refreshed.confirmed_at is not None and refreshed.confirmed_at > long_ago + timedelta(days=799)
     assert [e.event for e in events] == ["created", "repermission-requested", "refreshed"]
+
+
+def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    assert result.returncode != 0, (result.args, result.stdout)
+    (line,) = result.stderr.strip().splitlines()
+    assert all(needle in line for needle in needles), line
+    return line
+
+
+def test_add_refuses_a_bad_ip_and_a_suspended_client(tmp_path, fresh_database_url):
+    """Refused before anything is recorded or mailed; no relay needs to run for that."""
+    url = fresh_database_url()
+    config = demo_config(tmp_path, free_port(), free_port(), db_url=url)
+    ensure_demo_secrets(load_config(config))  # what `relay serve` would have made on its first run
+    cli = lambda *args: run_relay("--config", "relay.toml", *args, cwd=tmp_path)  # noqa: E731
+    for bad in ("999.1.1.1", "not-ip"):
+        one_line_error(cli("consent", "add", "cy@example.org", "--client", "demo", "--list", "members",
+                           "--source", "phone call", "--ip", bad), f"ip {bad!r} is not an IP address")
+
+    text = config.read_text()
+    assert text.count('default_list = "news"\n') == 1
+    config.write_text(text.replace('default_list = "news"\n', 'default_list = "news"\nstate = "suspended"\n'))
+    one_line_error(cli("consent", "add", "cy@example.org", "--client", "demo", "--list", "news", "--source", "x"),
+                   "client demo is suspended")
+    one_line_error(cli("consent", "add", "cy@example.org", "--client", "demo", "--list", "members", "--source", "x"),
+                   "client demo is suspended")
+    one_line_error(cli("consent", "repermission", "--client", "demo", "--list", "news"), "client demo is suspended")
+
+    upgrade(url)
+    store = Store(url)
+    try:
+        assert store.consent_records("demo", "cy@example.org") == []
+    finally:
+        store.close()
+    outbox = tmp_path / "outbox" / "new"
+    assert not outbox.exists() or list(outbox.iterdir()) == []

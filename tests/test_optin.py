@@ -1,4 +1,4 @@
-"""Confirmed opt-in over real HTTP and SMTP: API and form create pending records, the mail, GET vs POST."""
+"""Confirmed opt-in over real HTTP and SMTP: API and form, the mail, GET vs POST, bad IPs, suspended clients."""
 from __future__ import annotations
 
 import email
@@ -9,12 +9,32 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import API_TOKEN, Clock, Sink
+from conftest import API_TOKEN, PASSWORD_HASH, Clock, Sink
+from relay.passwords import hash_password
 from test_relay_smtp import login, message, verify_dkim
 from test_unsubscribe import http
 
 STAGES = '["suppression", "sender-identity", "consent", "unsubscribe"]'
 UA = "consent-relay-tests/1.0"
+FROZEN_TOKEN = "frozen-api-token-0123456789"  # a suspended client that still holds an API token
+
+
+def frozen_client(keys_dir) -> str:
+    return f"""
+[clients.frozen]
+password_hash = "{PASSWORD_HASH}"
+api_token_hash = "{hash_password(FROZEN_TOKEN)}"
+sender_domains = ["frozen.example"]
+company = "Frozen Ltd"
+contact_email = "hello@frozen.example"
+postal_address = "Frozen Ltd, 3 Cold St, Leeds LS1 1AA, UK"
+dkim = {{ selector = "f1", key_file = "{keys_dir / 'acme.example.pem'}" }}
+default_list = "news"
+state = "suspended"
+
+[clients.frozen.lists.news]
+name = "Frozen News"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +43,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture(scope="module")
-def relay(relay_factory, sink: Sink, clock: Clock):
-    return relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES, clock=clock)
+def relay(relay_factory, sink: Sink, clock: Clock, keys_dir):
+    return relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES, clock=clock,
+                         extra=frozen_client(keys_dir))
 
 
 def api(relay, body: object, token: str | None = API_TOKEN) -> tuple[int, dict]:
@@ -93,6 +114,8 @@ def test_api_pending_mail_get_post_then_delivered(relay, clean_sink, keys_dir):
     ({"email": "a@example.org", "list": "vip"}, "source"),
     ({"email": "a@example.org", "list": "vip", "source": "x", "colour": "red"}, "colour"),
     ({"email": "a@example.org", "list": "vip", "source": "x", "ip": 5}, "ip"),
+    ({"email": "a@example.org", "list": "vip", "source": "x", "ip": "not-ip"}, "ip"),
+    ({"email": "a@example.org", "list": "news", "source": "x", "ip": "999.1.1.1"}, "ip"),
     ({"email": "sales@example.org", "list": "vip", "source": "x"}, "email"),
     ({"email": "a@example.org", "list": "receipts", "source": "x"}, "list"),
     (b"{not json", "body"),
@@ -101,6 +124,7 @@ def test_api_bad_input_is_422_naming_the_field(relay, clean_sink, body, field):
     status, answer = api(relay, body)
     assert status == 422 and answer["field"] == field, answer
     assert clean_sink.messages == []
+    assert relay.store.consent_records("acme", "a@example.org") == []
 
 
 def test_api_needs_a_valid_token(relay, clean_sink):
@@ -109,10 +133,51 @@ def test_api_needs_a_valid_token(relay, clean_sink):
 
 
 def test_single_opt_in_list_needs_no_mail(relay, clean_sink):
-    status, body = api(relay, {"email": "ivy@example.org", "list": "news", "source": "shop"})
+    status, body = api(relay, {"email": "ivy@example.org", "list": "news", "source": "shop", "ip": "2001:DB8:0:0::9"})
     assert status == 202 and body["status"] == "confirmed" and body["confirmation_mail"] == "not needed"
     assert clean_sink.messages == []
     assert newsletter(relay, "ivy@example.org", "<news.acme.example>") == 250
+    (record, _), = relay.store.consent_records("acme", "ivy@example.org")
+    assert record.method == "single" and record.ip == "2001:db8::9"  # stored in canonical form
+
+
+def test_hosted_form_is_double_opt_in_even_on_single_opt_in_list(relay, clean_sink):
+    """Anyone can type anyone's address into a web form: only the confirmation link proves it is theirs."""
+    status, page, _ = http("GET", relay.http + "/s/acme/news")
+    assert status == 200 and "We will send you an email to confirm" in page
+    status, page, _ = http("POST", relay.http + "/s/acme/news", urllib.parse.urlencode({"email": "lou@example.org"}).encode())
+    assert status == 200 and "Check your inbox" in page and "You are subscribed" not in page
+    (record, events), = relay.store.consent_records("acme", "lou@example.org")
+    assert record.status == "pending" and record.method == "double" and events[0].channel == "form"
+    (mail,) = clean_sink.wait_for(1)
+    assert mail.rcpt_tos == ["lou@example.org"] and "Acme News" in email.message_from_bytes(mail.data)["Subject"]
+    (link,) = confirmation_links(clean_sink, "lou@example.org")
+    assert newsletter(relay, "lou@example.org", "<news.acme.example>") == 550  # pending: no marketing yet
+    assert http("GET", link)[0] == 200
+    (record, _), = relay.store.consent_records("acme", "lou@example.org")
+    assert record.status == "pending"                                         # GET confirmed nothing
+    status, page, _ = http("POST", link, b"confirm=yes")
+    assert status == 200 and "Subscription confirmed" in page
+    (record, events), = relay.store.consent_records("acme", "lou@example.org")
+    assert record.status == "confirmed" and record.confirmed_at is not None
+    assert [e.event for e in events] == ["created", "confirmed"]
+    assert newsletter(relay, "lou@example.org", "<news.acme.example>") == 250
+    assert len(clean_sink.for_rcpt("lou@example.org")) == 2                  # the confirmation, then the newsletter
+
+
+def test_suspended_client_gets_no_subscribers_and_sends_nothing(relay, clean_sink):
+    body = {"email": "nat@example.org", "list": "news", "source": "x", "ip": "198.51.100.9"}
+    status, answer = api(relay, body, token=FROZEN_TOKEN)
+    assert status == 403 and answer == {"error": "client frozen is suspended: it takes no sign-ups and sends no "
+                                                 "confirmation mail"}
+    assert api(relay, b"{not json", token=FROZEN_TOKEN)[0] == 403  # refused before its input is read
+    assert relay.store.consent_records("frozen", "nat@example.org") == []
+    status, page, _ = http("GET", relay.http + "/s/idle/news")
+    assert status == 403 and "Sign-ups are closed" in page and "<form" not in page
+    status, page, _ = http("POST", relay.http + "/s/idle/news", urllib.parse.urlencode({"email": "nat@example.org"}).encode())
+    assert status == 403 and "Sign-ups are closed" in page and "suspended" not in page
+    assert relay.store.consent_records("idle", "nat@example.org") == []
+    assert clean_sink.messages == []
 
 
 def test_one_mail_and_one_reminder_per_window(relay, clean_sink):
