@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,7 +32,32 @@ class RelayContext:
 pass_ctx = click.make_pass_decorator(RelayContext)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class RelayGroup(click.Group):
+    """click's group, but every bad input ends in one line (SPEC §3): a usage error without the
+    usage block, and a configuration error met inside any command without a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else "relay"
+            click.echo(f"Error: {exc.format_message()} (see `{command} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except ConfigError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except (click.Abort, KeyboardInterrupt, EOFError):
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        # with standalone_mode off click returns a command's result, or the code of ctx.exit()
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=RelayGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="relay.toml to use (default: ./relay.toml, else the embedded demo)")
 @click.option("-v", "--verbose", is_flag=True, help="log at debug level")
@@ -40,29 +66,44 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
     """consent-relay: an SMTP relay that enforces permission-marketing policy inline."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # aiosmtpd logs every command at INFO; only its warnings matter to an operator
-    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # aiosmtpd logs every command line at INFO and DEBUG, AUTH exchanges and unsubscribe tokens
+    # included (SPEC §8: secrets never in logs), so it stays at WARNING even with -v
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = RelayContext(config_path)
 
 
-def prepare(config: Config) -> None:
-    """What serve needs before the first connection: secrets and an up-to-date schema."""
-    from relay.keys import ensure_demo_secrets, ensure_token_key, load_client_secrets
-    from storage.migrate import upgrade
-
-    ensure_token_key(config)
-    for line in ensure_demo_secrets(config):
-        click.echo(f"relay: {line}", err=True)
+def check_files(config: Config) -> list[str]:
+    """What start-up loads, loaded now (ClickException naming the key); notes on what it would create."""
+    from relay.keys import check_start_files
     from relay.runtime import check_content_rules
 
     try:
-        for client in config.clients.values():
-            load_client_secrets(client)
+        notes = check_start_files(config)
         if "content" in config.stages:
             check_content_rules(config)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if config.stages_off:
+        notes.append(f"policy.stages leaves out {', '.join(config.stages_off)}: "
+                     "mail is relayed without those checks")
+    return notes
+
+
+def prepare(config: Config) -> None:
+    """What serve needs before the first connection: secrets and an up-to-date schema."""
+    from relay.keys import ensure_demo_secrets, ensure_token_key
+    from storage.migrate import upgrade
+
+    try:
+        ensure_token_key(config)
+        made = ensure_demo_secrets(config)
+    except OSError as exc:
+        raise click.ClickException(f"secrets: cannot create {exc.filename}: {exc.strerror}") from None
+    for line in made:
+        click.echo(f"relay: {line}", err=True)
+    for note in check_files(config):
+        click.echo(f"relay: warning: {note}", err=True)
     try:
         upgrade(config.storage_url)
     except Exception as exc:  # the database is unreachable or refuses: say which, in one line
@@ -130,9 +171,12 @@ def check(rc: RelayContext, file: Path, client_name: str, rcpts: tuple[str, ...]
 @main.command("config-check")
 @pass_ctx
 def config_check(rc: RelayContext) -> None:
-    """Validate the configuration and print a summary."""
+    """Validate the configuration and the files it names (keys, TLS pair); print a summary."""
     config = rc.config
+    notes = check_files(config)
     click.echo(f"{config.path}: ok — {len(config.clients)} client(s), stages: {', '.join(config.stages)}")
+    for note in notes:
+        click.echo(f"note: {note}")
 
 
 @main.command()

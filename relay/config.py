@@ -15,6 +15,11 @@ DEFAULT_ROLE_ADDRESSES = (
     "remove", "root", "sales", "security", "spam", "support", "sysadmin", "tech",
     "undisclosed-recipients", "unsubscribe", "usenet", "uucp", "webmaster", "www",
 )
+# SPEC §2's policy stages, each a promise the product makes (§4, §5): a list that leaves one out
+# is allowed (a transactional-only relay, a benchmark, a test of one stage) but said out loud
+SPEC_STAGES = ("suppression", "consent", "content", "sender-identity", "unsubscribe")
+# with no [policy] stages: all of them, in the demo's order (cheap refusals at RCPT first)
+DEFAULT_STAGES = ("suppression", "sender-identity", "consent", "content", "unsubscribe", "footer")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -136,6 +141,11 @@ class Config:
     optin: OptinSection
     clients: dict[str, ClientConfig] = field(default_factory=dict)
     content: dict[str, Any] = field(default_factory=dict)  # [policy.content], checked by filters.content
+
+    @property
+    def stages_off(self) -> list[str]:
+        """The spec's policy stages this configuration leaves out."""
+        return [name for name in SPEC_STAGES if name not in self.stages]
 
     def client_for_peer(self, ip: str) -> ClientConfig | None:
         """The client whose `networks` contain this peer address, if any."""
@@ -358,7 +368,9 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
             net = ipaddress.ip_network(str(raw), strict=False)
         except ValueError:
             raise t.fail("networks", f"{raw!r} is not an IP network") from None
-        if net.prefixlen == 0:
+        # no organisation's own public network is wider than a /8 (or an IPv6 /16): wider ones, and
+        # sets of them such as 0.0.0.0/1 + 128.0.0.0/1, are a large part of the internet
+        if net.prefixlen == 0 or (net.prefixlen < (8 if net.version == 4 else 16) and not net.is_private):
             raise t.fail("networks", f"{raw!r} would make an open relay; name your own networks")
         networks.append(net)
     company = t.text("company")
@@ -433,12 +445,17 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
     token_max_age_days = sec.number("token_max_age_days", 90, 30)
     sec.finish()
     p = root.table("policy")
-    stages = p.get("stages", list, ["sender-identity"])
+    stages = p.get("stages", list, list(DEFAULT_STAGES))
     for stage in stages:
         if stage not in known_stages:
             raise p.fail("stages", f"unknown stage {stage!r} (this version has: {', '.join(sorted(known_stages))})")
     if len(set(stages)) != len(stages):
         raise p.fail("stages", "names a stage twice")
+    if "footer" not in stages and "footer" in known_stages and {"sender-identity", "unsubscribe"} & set(stages):
+        # SPEC §2 lists five stages and §5 puts a footer on every copy: the footer is the copy-phase
+        # half of sender identity and unsubscribe (a module decides or transforms, never both), so
+        # a list naming either brings it, last; naming "footer" places it elsewhere
+        stages.append("footer")
     roles = p.get("role_addresses", list, list(DEFAULT_ROLE_ADDRESSES))
     content = _content_table(p, "content", "policy.content")
     p.finish()

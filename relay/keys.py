@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,12 @@ def load_client_secrets(client: ClientConfig) -> ClientSecrets:
 
 def read_token_keys(config: Config) -> list[bytes]:
     """Token keys, newest first: one hex key per line, so a key can rotate (old ones still verify)."""
-    lines = [ln.strip() for ln in config.token_key_file.read_text().splitlines() if ln.strip()]
+    try:
+        text = config.token_key_file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"secrets.token_key_file: cannot read {config.token_key_file}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     try:
         keys = [bytes.fromhex(ln) for ln in lines]
     except ValueError:
@@ -84,3 +90,39 @@ def read_token_keys(config: Config) -> list[bytes]:
     if not keys or any(len(k) < 16 for k in keys):
         raise ConfigError(f"secrets.token_key_file: {config.token_key_file} needs keys of at least 16 bytes")
     return keys
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The STARTTLS context from [relay] tls_cert / tls_key, or None; ConfigError naming the key."""
+    relay_cfg = config.relay
+    if relay_cfg.tls_cert is None or relay_cfg.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    for key, path in (("relay.tls_cert", relay_cfg.tls_cert), ("relay.tls_key", relay_cfg.tls_key)):
+        if not path.is_file():
+            raise ConfigError(f"{key}: {path} does not exist")
+    try:
+        context.load_cert_chain(relay_cfg.tls_cert, relay_cfg.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"relay.tls_cert: cannot load {relay_cfg.tls_cert} with {relay_cfg.tls_key}: {reason}") from None
+    return context
+
+
+def check_start_files(config: Config) -> list[str]:
+    """Load every file start-up loads (token keys, passwords, DKIM keys, TLS pair): ConfigError
+    naming the key of the first that fails; notes for the absent ones start-up would create."""
+    notes: list[str] = []
+    if config.token_key_file.exists():
+        read_token_keys(config)
+    else:
+        notes.append(f"secrets.token_key_file: {config.token_key_file} is created at start-up")
+    for client in config.clients.values():
+        absent = [p for p in (client.password_file, client.dkim.key_file, client.dkim.ed25519_key_file)
+                  if p is not None and not p.exists()]
+        if absent and config.create_missing_secrets:
+            notes.extend(f"clients.{client.name}: {p} is created at start-up (secrets.create_missing)" for p in absent)
+            continue
+        load_client_secrets(client)
+    tls_context(config)
+    return notes

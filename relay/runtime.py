@@ -18,7 +18,7 @@ from relay.delivery import Upstream, make_upstream
 from relay.dkim import DkimSigner
 from relay.dsn import FailedRecipient, build_dsn
 from relay.offload import BatchedThreads, signing_threads, thread_pool
-from relay.keys import load_client_secrets, read_token_keys
+from relay.keys import load_client_secrets, read_token_keys, tls_context
 from relay.message import Message, split_header_block
 from relay.metrics import Metrics
 from relay.passwords import verify_password
@@ -88,12 +88,7 @@ class Runtime:
         self.optin = Optin(self)
 
     def _tls_context(self) -> ssl.SSLContext | None:
-        relay_cfg = self.config.relay
-        if relay_cfg.tls_cert is None or relay_cfg.tls_key is None:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(relay_cfg.tls_cert, relay_cfg.tls_key)
-        return context
+        return tls_context(self.config)
 
     def refusal_for_new_connection(self) -> str | None:
         return replies.SHUTTING_DOWN if self.closing else None

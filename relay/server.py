@@ -23,14 +23,22 @@ from storage import Store
 log = logging.getLogger("relay.server")
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, shared: bool = False, listen: bool = True) -> socket.socket:
+    """A bound socket; `shared`: with SO_REUSEPORT, for worker processes binding the same port
+    (the kernel spreads connections). A lone process does without it, so a second relay started
+    on its ports fails with "address in use" instead of silently taking half the connections."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # several worker processes bind the same port; the kernel spreads connections
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+        if listen:
+            sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 
@@ -72,14 +80,14 @@ class RunningRelay:
 
 async def start_relay(config: Config, store: Store | None = None, retry_interval: float = 5.0,
                       smtp_sock: socket.socket | None = None, http_sock: socket.socket | None = None,
-                      **runtime_args: Any) -> RunningRelay:
+                      shared_ports: bool = False, **runtime_args: Any) -> RunningRelay:
     """Start both listeners on the running loop; the caller awaits stop()."""
     store = store or Store(config.storage_url, background_checkpoint=True)
     store.open_loop_reader()  # SQLite: the hot-path reads run on this thread (Store.read)
     runtime = Runtime(config, store, **runtime_args)
     loop = asyncio.get_running_loop()
     handler = RelayHandler(runtime)
-    smtp_sock = smtp_sock or listening_socket(config.relay.listen_host, config.relay.listen_port)
+    smtp_sock = smtp_sock or listening_socket(config.relay.listen_host, config.relay.listen_port, shared_ports)
     # asyncio listens again on the socket it is given: without backlog= it would shrink to 100,
     # and a burst of connections beyond it would hang waiting for a banner
     backlog = max(1024, config.relay.max_connections)
@@ -87,7 +95,7 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
                                            backlog=backlog)
     runner = web.AppRunner(make_app(runtime), access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
-    http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port)
+    http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port, shared_ports)
     await web.SockSite(runner, http_sock, backlog=backlog).start()
     background = [asyncio.create_task(runtime.retry_forever(retry_interval)),
                   asyncio.create_task(runtime.metrics.watch_loop_lag()),
@@ -126,14 +134,16 @@ async def serve_until_signalled(config: Config, workers: int = 1) -> None:
         loop = asyncio.get_running_loop()
         loop.set_debug(True)
         loop.slow_callback_duration = float(os.environ["RELAY_SLOW_CALLBACK_MS"]) / 1000
-    relay = await start_relay(config, sign_threads=signing_threads(workers))
+    relay = await start_relay(config, sign_threads=signing_threads(workers), shared_ports=workers > 1)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("SMTP on %s:%d, HTTP on %s:%d (pid %d)", config.relay.listen_host, relay.smtp_port,
              config.http.listen_host, relay.http_port, os.getpid())
-    print(f"relay: SMTP {config.relay.listen_host}:{relay.smtp_port}  HTTP {config.http.public_url}  "
+    http_at = f"{config.http.listen_host}:{relay.http_port}"
+    links = "" if config.http.public_url.rstrip("/").endswith(f"//{http_at}") else f" (links: {config.http.public_url})"
+    print(f"relay: SMTP {config.relay.listen_host}:{relay.smtp_port}  HTTP http://{http_at}{links}  "
           f"upstream {config.upstream.url}  (pid {os.getpid()})", flush=True)
     await stop.wait()
     log.info("shutting down: finishing transactions in flight")
@@ -141,34 +151,57 @@ async def serve_until_signalled(config: Config, workers: int = 1) -> None:
 
 
 def serve(config: Config, workers: int = 1) -> int:
-    """Run in this process, or fork `workers` processes sharing the ports (SO_REUSEPORT)."""
+    """Run in this process, or fork `workers` processes sharing the ports (SO_REUSEPORT).
+
+    An OSError means a port cannot be bound (the caller says so in one line). A worker that fails
+    says why on stderr and exits 1; the others are then stopped and the exit status is 1.
+    """
     if workers <= 1:
         asyncio.run(serve_until_signalled(config))
         return 0
+    # the ports are tried before forking, so a taken port is one error, not one per worker
+    for host, port in ((config.relay.listen_host, config.relay.listen_port),
+                       (config.http.listen_host, config.http.listen_port)):
+        listening_socket(host, port, shared=True, listen=False).close()
     children: list[int] = []
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
+            code = 1
             try:
                 asyncio.run(serve_until_signalled(config, workers))
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - a worker's last word, never a traceback
+                print(f"relay: worker {os.getpid()} stopped: {_one_line(exc)}", file=sys.stderr, flush=True)
             finally:
-                os._exit(0)
+                os._exit(code)
         children.append(pid)
 
-    def forward(signum: int, _frame: Any) -> None:
+    def stop_all(signum: int = signal.SIGTERM, _frame: Any = None) -> None:
         for child in children:
             try:
                 os.kill(child, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
     status = 0
-    for child in children:
-        _, code = os.waitpid(child, 0)
-        status = status or os.waitstatus_to_exitcode(code)
-    return 1 if status else 0
+    running = set(children)
+    while running:
+        pid, code = os.wait()
+        running.discard(pid)
+        if os.waitstatus_to_exitcode(code) and not status:
+            status = 1
+            stop_all()  # a half-started service is worse than a stopped one
+    return status
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -55,6 +55,19 @@ def resolve_list(client: "ClientConfig", message: Message) -> "ListConfig | str"
     return found
 
 
+def copy_headers(message: Message, client: "ClientConfig", now: datetime, qid: str, facts: dict) -> list[bytes]:
+    """The client's header, plus Date and Message-ID when missing (RFC 6409 §8.2-8.3) and the
+    content tags; done once per message, each copy starts from it."""
+    # only the relay may say which content rule a message tripped
+    headers = [make_field(name, value) for name, value in tag_header_fields(facts)]
+    headers += [f for f in message.headers if field_name(f) != TAG_HEADER.lower()]
+    if not message.has("date"):
+        headers.append(make_field("Date", format_datetime(now)))
+    if not message.has("message-id"):
+        headers.append(make_field("Message-ID", make_msgid(idstring=qid, domain=client.signing_domain)))
+    return headers
+
+
 @dataclass
 class Outcome:
     delivered: list[str] = field(default_factory=list)
@@ -134,17 +147,7 @@ class Transaction:
         return await self.settle(decision.refused, outcome, list_cfg, message_id)
 
     def base_headers(self, facts: dict) -> list[bytes]:
-        """The client's header, plus Date and Message-ID when missing (RFC 6409 §8.2-8.3) and the
-        content tags; done once per message, each copy starts from it."""
-        # only the relay may say which content rule a message tripped
-        headers = [make_field(name, value) for name, value in tag_header_fields(facts)]
-        headers += [f for f in self.message.headers if field_name(f) != TAG_HEADER.lower()]
-        if not self.message.has("date"):
-            headers.append(make_field("Date", format_datetime(self.now)))
-        if not self.message.has("message-id"):
-            domain = self.client.signing_domain
-            headers.append(make_field("Message-ID", make_msgid(idstring=self.qid, domain=domain)))
-        return headers
+        return copy_headers(self.message, self.client, self.now, self.qid, facts)
 
     def received_field(self, recipient: str) -> str:
         if self._received is None:  # all but the recipient is the same for every copy

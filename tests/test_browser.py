@@ -21,17 +21,17 @@ PHONE = (390, 844)
 
 def heading(browser, expected: str) -> str:
     """Wait (bounded) for the page after a click to show its heading."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # read in one script: finding the <h1> and then asking for its text raced the navigation
+    # ("Node with given id does not belong to the document" when the old page went in between)
     def seen(driver):  # noqa: ANN001
-        try:
-            return driver.find_element(By.TAG_NAME, "h1").text == expected
-        except StaleElementReferenceException:
-            return False
+        return driver.execute_script("const h = document.querySelector('h1'); return h ? h.innerText : null;") \
+            == expected
 
-    WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(seen)
+    # a script run while the page is swapped can fail too: try again until the bound
+    WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,)).until(seen)
     return expected
 
 

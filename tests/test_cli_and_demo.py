@@ -1,10 +1,12 @@
 """The `relay` command as a user runs it: config errors in one line, and the README's demo end to end."""
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -43,7 +45,12 @@ def demo_config(tmp: Path, smtp_port: int, http_port: int, db_url: str | None = 
     (lambda t: t.replace('default_list = "news"', 'default_list = "nope"'), "clients.demo.default_list"),
     (lambda t: t.replace('default_list = "news"', 'default_list = "news"\nnetworks = ["0.0.0.0/0"]'),
      "clients.demo.networks"),
+    (lambda t: t.replace('default_list = "news"', 'default_list = "news"\nnetworks = ["0.0.0.0/1", "128.0.0.0/1"]'),
+     "clients.demo.networks"),
     (lambda t: t.replace('kind = "transactional"', 'kind = "bulk"'), "clients.demo.lists.receipts.kind"),
+    (lambda t: t.replace('create_missing = true', 'create_missing = false'), "clients.demo.password_file"),
+    (lambda t: t.replace('# tls_cert = "certs/relay.pem"', 'tls_cert = "certs/relay.pem"')
+     .replace('# tls_key = "certs/relay.key"', 'tls_key = "certs/relay.key"'), "relay.tls_cert"),
     (lambda t: t.replace("max_recipients = 1000", "max_recipients = true"), "relay.max_recipients"),
     (lambda t: t.replace('url = "maildir:outbox"', 'url = "ftp://x"'), "upstream.url"),
     (lambda t: t.replace("[http]", "[http"), "not valid TOML"),
@@ -84,7 +91,8 @@ def test_demo_first_message_with_swaks_lands_signed_in_outbox(tmp_path, fresh_da
     smtp_port, http_port = free_port(), free_port()
     demo_config(tmp_path, smtp_port, http_port,
                 db_url=fresh_database_url() if os.environ.get("RELAY_TEST_DATABASE_URL") else None)
-    proc = subprocess.Popen([*RELAY, "--config", "relay.toml", "serve"], cwd=tmp_path,
+    # -v: even at debug level no credential reaches the log
+    proc = subprocess.Popen([*RELAY, "--config", "relay.toml", "-v", "serve"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_port(smtp_port, proc)
@@ -107,11 +115,17 @@ def test_demo_first_message_with_swaks_lands_signed_in_outbox(tmp_path, fresh_da
         record = dns_txt_record(load_private_key(tmp_path / "keys" / "demo.example.s1.pem")).encode()
         assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record
                            if name == b"s1._domainkey.demo.example." else b"")
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as s:  # AUTH LOGIN sends the password alone
+            s.ehlo()
+            s.user, s.password = "demo", password
+            assert s.auth("LOGIN", s.auth_login)[0] == 235
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert password not in out + err  # secrets never in logs
+    assert " DEBUG " in err  # the debug level was on
+    for secret in (password, base64.b64encode(password.encode()).decode()):
+        assert secret not in out + err  # secrets never in logs (SPEC §8)
 
 
 def test_embedded_demo_config_is_used_without_relay_toml(tmp_path):
@@ -126,3 +140,87 @@ def test_serve_reports_unreachable_database_in_one_line(tmp_path):
     result = run_relay("--config", config.name, "serve", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("Error: storage.url: cannot open the database")
+
+
+def _with_policy(text: str, policy: str) -> str:
+    start, end = text.index("[policy]"), text.index("[clients.demo]")
+    return text[:start] + policy + "\n" + text[end:]
+
+
+@pytest.mark.parametrize("policy, stages, left_out", [
+    ("", "suppression, sender-identity, consent, content, unsubscribe, footer", None),
+    ('[policy]\nstages = ["suppression", "consent", "content", "sender-identity", "unsubscribe"]\n',
+     "suppression, consent, content, sender-identity, unsubscribe, footer", None),
+    ('[policy]\nstages = ["sender-identity"]\n', "sender-identity, footer",
+     "policy.stages leaves out suppression, consent, content, unsubscribe"),
+    ('[policy]\nstages = ["footer", "suppression", "consent", "content", "sender-identity", "unsubscribe"]\n',
+     "footer, suppression, consent, content, sender-identity, unsubscribe", None),
+])
+def test_policy_stages_default_to_all_and_the_spec_names_bring_the_footer(tmp_path, policy, stages, left_out):
+    """No [policy] means every stage; SPEC §2's list (no `footer`) still footers every copy (§5);
+    a list that leaves a policy stage out is allowed, and config-check says so."""
+    (tmp_path / "relay.toml").write_text(_with_policy(DEMO.read_text(), policy))
+    result = run_relay("--config", "relay.toml", "config-check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"stages: {stages}\n" in result.stdout
+    assert ("leaves out" in result.stdout) == (left_out is not None)
+    if left_out:
+        assert left_out in result.stdout
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path, workers):
+    """A second relay (or anything) on the port: exit 1 and one line, also with workers, whose
+    SO_REUSEPORT a lone relay does not set, so it cannot silently share a port with another."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        demo_config(tmp_path, holder.getsockname()[1], free_port())
+        result = run_relay("--config", "relay.toml", "serve", "--workers", workers, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: relay.listen / http.listen: cannot listen") and "in use" in last, last
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    for args in (["check"], ["no-such-command"], ["serve", "--workers", "0"]):
+        result = run_relay(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and "--help" in lines[0], (args, lines)
+
+
+def test_check_says_each_stage_verdict_and_prints_the_copy_the_relay_would_send(tmp_path, fresh_database_url):
+    """`relay check` (SPEC §3): a line per stage and recipient, passes included; the copy carries
+    what a delivered one does (Date, Message-ID, unsubscribe headers, footer) and verifies."""
+    from relay.config import load_config
+    from relay.keys import ensure_demo_secrets, ensure_token_key
+
+    config = load_config(demo_config(tmp_path, free_port(), free_port(),
+                                     db_url=fresh_database_url() if os.environ.get("RELAY_TEST_DATABASE_URL") else None))
+    ensure_token_key(config)
+    ensure_demo_secrets(config)
+    added = run_relay("--config", "relay.toml", "consent", "add", "alice@example.org", "--client", "demo",
+                      "--list", "news", "--source", "check test", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    (tmp_path / "m.eml").write_text("From: news@demo.example\nTo: alice@example.org\nSubject: Hi\n\nHello there\n")
+    result = run_relay("--config", "relay.toml", "check", "m.eml", "--client", "demo", "--rcpt", "alice@example.org",
+                       "--rcpt", "bob@example.org", "--rcpt", "info@example.org", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for pattern in (r"suppression +alice@example\.org +continue", r"suppression +info@example\.org +reject 550 5\.7\.1 .*role",
+                    r"sender-identity +alice@example\.org +continue", r"consent +alice@example\.org +continue",
+                    r"consent +bob@example\.org +reject 550 5\.7\.1 no consent", r"content +alice@example\.org +continue",
+                    r"unsubscribe +alice@example\.org +applied: set List-Unsubscribe, List-Unsubscribe-Post",
+                    r"footer +alice@example\.org +applied: body \d+ -> \d+ bytes", r"dkim +alice@example\.org +signed d=demo\.example",
+                    r"result: accepted for 1 of 3 recipient"):
+        assert re.search(rf"(?m)^{pattern}", out), (pattern, out)
+    assert not re.search(r"(?m)^\S+ +bob@example\.org +.*\n(?:content|footer) +bob", out)  # refused: no later stage
+    copy = out.split("copy for alice@example.org:\n", 1)[1].encode().replace(b"\n", b"\r\n")
+    for header in (b"\r\nDate: ", b"\r\nMessage-ID: ", b"\r\nList-Unsubscribe: ", b"Demo Shop Ltd, 1 Example Street"):
+        assert header in copy, header
+    record = dns_txt_record(load_private_key(tmp_path / "keys" / "demo.example.s1.pem")).encode()
+    assert dkim.verify(copy, dnsfunc=lambda name, timeout=5: record if name == b"s1._domainkey.demo.example." else b"")
+    new_mail = tmp_path / "outbox" / "new"
+    assert not new_mail.exists() or not any(new_mail.iterdir())  # nothing sent
