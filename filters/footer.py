@@ -89,7 +89,9 @@ def reason_for(list_name: str, company: str, transactional: bool, consent: Conse
         return f"You receive this message because it is about your account or an order with {company}."
     if consent is None:
         return f"You receive {list_name} because this address is subscribed to it."
-    how = "confirmed" if consent.confirmed else "single opt-in, not confirmed"
+    # "confirmed" alone would contradict `relay consent show`, whose status of a single opt-in
+    # subscriber is also confirmed (the consent counts); the footer says which kind it is
+    how = "confirmed by email" if consent.confirmed else "single opt-in"
     return f"You receive {list_name} because you subscribed on {consent.signed_up_on} via {consent.source} ({how})."
 
 

@@ -41,6 +41,10 @@ def keygen(domain: str, selector: str, out: Path | None, use_ed25519: bool) -> N
     click.echo(f"Wrote {kind} DKIM private key to {out} (mode 0600).")
     click.echo("Publish this DNS TXT record:")
     click.echo(dns_record_line(domain, selector, key))
+    if use_ed25519:
+        # the relay's own default for the Ed25519 selector is "<RSA selector>-ed25519": naming
+        # the one this record is for keeps the signatures and the record in step
+        click.echo(f'In the client\'s dkim table: ed25519_key_file = "{out}", ed25519_selector = "{selector}"')
 
 
 @client.command("hash-password")

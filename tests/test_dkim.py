@@ -414,7 +414,8 @@ def test_keygen_command(tmp_path: Path, ed: bool) -> None:
 
     # the printed record verifies a message signed with the written key
     key = load_private_key(key_path)
-    if ed:
+    if ed:  # the selector the record is for is the one the config must name
+        assert f'ed25519_selector = "{SELECTOR}"' in result.stdout
         signer = DkimSigner(DOMAIN, "rsa", rsa.generate_private_key(public_exponent=65537, key_size=2048),
                             key, ed25519_selector=SELECTOR)  # type: ignore[arg-type]
         assert verify(sign(signer, BASE_HEADERS, BASE_BODY), dns_for({SELECTOR: txt}))[1] is True

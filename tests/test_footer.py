@@ -148,10 +148,10 @@ def check_footer_part(orig: email.message.Message, out: email.message.Message, u
         assert unsubscribe_url in added
         day = (NOW - timedelta(days=30)).date().isoformat()
         if rcpt == FAN:
-            assert f"because you subscribed on {day} via signup form (confirmed)" in added
+            assert f"because you subscribed on {day} via signup form (confirmed by email)" in added
         else:
             # the part's charset decides: Köln, K&#246;ln, or the ASCII fallback Koln
-            assert re.search(r"via Anmeldeformular K(ö|&#246;|o)ln", added), added
+            assert re.search(r"via Anmeldeformular K(ö|&#246;|o)ln \(single opt-in\)", added), added
     assert "\r" not in added.replace("\r\n", "")
 
 

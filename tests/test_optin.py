@@ -70,6 +70,8 @@ def confirmation_links(sink: Sink, rcpt: str) -> list[str]:
     for m in sink.for_rcpt(rcpt):
         parsed = email.message_from_bytes(m.data)
         text = [p for p in parsed.walk() if p.get_content_type() == "text/plain"][0].get_payload(decode=True).decode()
+        # the company is named once: the postal address already begins with it
+        assert not re.search(r"(?m)^([^,\n]+), \1, ", text), text
         links += re.findall(r"(http://\S+/c/[a-z0-9]+)", text)
     return links
 
