@@ -1,4 +1,4 @@
-"""One way to normalise and compare addresses: domain case-folded and IDNA-encoded, local part as given."""
+"""One way to normalise and compare addresses: domain lower-case IDNA, local part as given (folded for suppressions)."""
 from __future__ import annotations
 
 import re
@@ -38,7 +38,8 @@ def normalize_address(address: str) -> tuple[str, str]:
 
     Two addresses are the same recipient when these pairs are equal: the local part is
     compared exactly (RFC 5321 §2.4 leaves its case to the receiving domain), the
-    domain case-insensitively and in its IDNA (xn--) form. No DNS is consulted.
+    domain case-insensitively and in its IDNA (xn--) form. No DNS is consulted. Suppressions
+    compare more loosely, the local part in any case: see suppression_key.
     """
     local, _, domain = address.rpartition("@")
     if _PLAIN_LOCAL.match(local) and len(local) <= 64 and domain:
@@ -52,6 +53,17 @@ def normalize_address(address: str) -> tuple[str, str]:
     if len(local) + 1 + len(ascii_domain) > 254:
         raise AddressError("The email address is too long.")
     return local, ascii_domain
+
+
+def suppression_key(address: str) -> str:
+    """A normalised address as suppressions store and match it: the local part case-folded as well.
+
+    A suppression must hold however the sender spells the mailbox (Carol@ after carol@ complained),
+    and practically every receiving domain ignores local-part case, as ESPs' suppression lists do.
+    Consent records keep the exact local part: there a mismatch finds no consent and refuses.
+    """
+    local, at, domain = address.rpartition("@")
+    return f"{local.casefold()}@{domain.lower()}" if at else address.casefold()
 
 
 def unsubscribe_token(address: str, hostname: str) -> str | None:
