@@ -6,7 +6,8 @@ from functools import lru_cache
 
 import email_validator
 
-_UNSUBSCRIBE_LOCAL = re.compile(r"^unsubscribe\+([A-Za-z0-9_-]{16,512})$")
+# any case: the address comes back through mail systems that may case-fold local parts
+_UNSUBSCRIBE_LOCAL = re.compile(r"^unsubscribe\+([A-Za-z0-9_-]{16,512})$", re.IGNORECASE)
 
 
 class AddressError(ValueError):
@@ -67,12 +68,13 @@ def suppression_key(address: str) -> str:
 
 
 def unsubscribe_token(address: str, hostname: str) -> str | None:
-    """The token of the relay's own unsubscribe+TOKEN@HOSTNAME address, else None."""
+    """The token of the relay's own unsubscribe+TOKEN@HOSTNAME address (any case), else None."""
     local, _, domain = address.rpartition("@")
     if domain.lower().rstrip(".") != hostname.lower():
         return None
     match = _UNSUBSCRIBE_LOCAL.match(local)
-    return match.group(1) if match else None
+    # tokens are issued in lower case; a mail system on the way back may have upper-cased them
+    return match.group(1).lower() if match else None
 
 
 def is_unsubscribe_address(address: str, hostname: str) -> bool:
