@@ -1,4 +1,4 @@
-"""One way to normalise and compare addresses: domain case-folded and IDNA-encoded, local part as given; sign-up IPs."""
+"""Addresses compared one way (domain lower-case IDNA, local part as given, folded for suppressions); sign-up IPs."""
 from __future__ import annotations
 
 import ipaddress
@@ -8,7 +8,8 @@ from functools import lru_cache
 
 import email_validator
 
-_UNSUBSCRIBE_LOCAL = re.compile(r"^unsubscribe\+([A-Za-z0-9_-]{16,512})$")
+# any case: the address comes back through mail systems that may case-fold local parts
+_UNSUBSCRIBE_LOCAL = re.compile(r"^unsubscribe\+([A-Za-z0-9_-]{16,512})$", re.IGNORECASE)
 
 
 class AddressError(ValueError):
@@ -40,7 +41,8 @@ def normalize_address(address: str) -> tuple[str, str]:
 
     Two addresses are the same recipient when these pairs are equal: the local part is
     compared exactly (RFC 5321 §2.4 leaves its case to the receiving domain), the
-    domain case-insensitively and in its IDNA (xn--) form. No DNS is consulted.
+    domain case-insensitively and in its IDNA (xn--) form. No DNS is consulted. Suppressions
+    compare more loosely, the local part in any case: see suppression_key.
     """
     local, _, domain = address.rpartition("@")
     if _PLAIN_LOCAL.match(local) and len(local) <= 64 and domain:
@@ -56,13 +58,25 @@ def normalize_address(address: str) -> tuple[str, str]:
     return local, ascii_domain
 
 
+def suppression_key(address: str) -> str:
+    """A normalised address as suppressions store and match it: the local part case-folded as well.
+
+    A suppression must hold however the sender spells the mailbox (Carol@ after carol@ complained),
+    and practically every receiving domain ignores local-part case, as ESPs' suppression lists do.
+    Consent records keep the exact local part: there a mismatch finds no consent and refuses.
+    """
+    local, at, domain = address.rpartition("@")
+    return f"{local.casefold()}@{domain.lower()}" if at else address.casefold()
+
+
 def unsubscribe_token(address: str, hostname: str) -> str | None:
-    """The token of the relay's own unsubscribe+TOKEN@HOSTNAME address, else None."""
+    """The token of the relay's own unsubscribe+TOKEN@HOSTNAME address (any case), else None."""
     local, _, domain = address.rpartition("@")
     if domain.lower().rstrip(".") != hostname.lower():
         return None
     match = _UNSUBSCRIBE_LOCAL.match(local)
-    return match.group(1) if match else None
+    # tokens are issued in lower case; a mail system on the way back may have upper-cased them
+    return match.group(1).lower() if match else None
 
 
 def is_unsubscribe_address(address: str, hostname: str) -> bool:

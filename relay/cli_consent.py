@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from relay.addresses import AddressError, canonical_ip, normalize_address
+from relay.addresses import AddressError, canonical_ip, normalize_address, suppression_key
 
 if TYPE_CHECKING:
     from storage.consent import PreparedRow
@@ -560,7 +560,11 @@ def _scope(config: Any, is_global: bool, client_name: str | None, list_key: str 
 
 
 def _target(value: str, scope: str) -> tuple[str, str]:
-    """(address, domain) for storage from TARGET: an address, or @domain for a whole domain."""
+    """(address, domain) for storage from TARGET: an address, or @domain for a whole domain.
+
+    The address is its suppression_key (local part case-folded), as the store keeps it: the
+    operator sees what is stored, and an import finds Carol@ and carol@ to be one entry.
+    """
     value = value.strip()
     if value.startswith("@"):
         if scope == "list":
@@ -578,7 +582,7 @@ def _target(value: str, scope: str) -> tuple[str, str]:
         local, domain = normalize_address(value)
     except AddressError as exc:
         raise ValueError(str(exc)) from None
-    return f"{local}@{domain}", ""
+    return suppression_key(f"{local}@{domain}"), ""
 
 
 def _describe(scope: str, client: str, list_key: str) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from sqlmodel import select as model_select
 
+from relay.addresses import suppression_key
 from storage import hotpath
 from storage.hotpath import DriverSql
 from storage.hotpath import sqlite_time as _sqlite_time
@@ -72,9 +73,11 @@ class ConsentQueries:
         """Global or client-wide suppression of this address or its domain (RCPT time).
 
         Two index probes (address, domain) joined by UNION ALL: a WHERE on scope lets SQLite
-        pick the scope index and walk every global entry instead.
+        pick the scope index and walk every global entry instead. Suppressions are stored under
+        suppression_key, so the address is folded here, not the column in SQL (that would
+        defeat the index).
         """
-        rows = self.sql.fetch(hotpath.SUPPRESSION_PROBE, address, domain_and_parents(domain))
+        rows = self.sql.fetch(hotpath.SUPPRESSION_PROBE, suppression_key(address), domain_and_parents(domain))
         # (scope, client, reason, created_at, address, domain)
         hits = [r for r in rows if r[0] == "global" or (r[0] == "client" and r[1] == client)]
         if not hits:
@@ -83,18 +86,30 @@ class ConsentQueries:
         return SuppressionHit(scope, reason, _utc(created_at), hit_address or f"@{hit_domain}")  # wider wins
 
     def list_lookup(self, client: str, list_key: str, addresses: list[str]) -> ListLookup:
-        """Consent records and list-scoped suppressions for a message's recipients, in one query."""
+        """Consent records and list-scoped suppressions for a message's recipients, in one query.
+
+        Both are keyed by the addresses asked for: consent matches the exact local part,
+        suppressions match its case-folded form (suppression_key).
+        """
         result = ListLookup({}, {})
         if not addresses:
             return result
-        rows = self.sql.fetch(hotpath.LIST_LOOKUP, client, list_key, addresses, client, list_key, addresses)
+        keys = [suppression_key(a) for a in addresses]  # same length: one `IN ?` list length per statement
+        rows = self.sql.fetch(hotpath.LIST_LOOKUP, client, list_key, addresses, client, list_key, keys)
+        asked_by_key: dict[str, list[str]] | None = None  # built at the first unsubscribe found
         for kind, address, status, method, source, signed_up_at, confirmed_at, last_contact_at, revoked_at in rows:
             if kind == "c":
                 result.consents[address] = ConsentView(
                     status, method, source, _utc(signed_up_at), _utc(confirmed_at), _utc(last_contact_at),
                     _utc(revoked_at))
             else:  # a list-scoped suppression: reason and time sit in the status and signed_up_at columns
-                result.unsubscribed[address] = SuppressionHit("list", status, _utc(signed_up_at), address)
+                if asked_by_key is None:
+                    asked_by_key = {}
+                    for asked, key in zip(addresses, keys):  # Carol@ and carol@ in one message: both
+                        asked_by_key.setdefault(key, []).append(asked)
+                hit = SuppressionHit("list", status, _utc(signed_up_at), address)
+                for asked in asked_by_key.get(address, ()):
+                    result.unsubscribed[asked] = hit
         return result
 
     def touch_last_contact(self, client: str, list_key: str, addresses: list[str], at: datetime) -> None:
@@ -220,8 +235,11 @@ class ConsentQueries:
 
     def suppress_add(self, scope: str, client: str, list_key: str, address: str, domain: str,
                      reason: str, source: str, at: datetime) -> bool:
-        """Add one suppression; False when it was already there. The change is audited."""
-        row = {"scope": scope, "client": client, "list_key": list_key, "address": address,
+        """Add one suppression; False when it was already there. The change is audited.
+
+        The address is stored as its suppression_key, as in every suppression method here.
+        """
+        row = {"scope": scope, "client": client, "list_key": list_key, "address": suppression_key(address),
                "domain": domain, "reason": reason, "source": source, "created_at": at}
         try:
             with self.engine.begin() as conn:
@@ -232,10 +250,16 @@ class ConsentQueries:
         return True
 
     def suppress_import(self, rows: list[dict[str, Any]], at: datetime) -> tuple[int, int]:
-        """Bulk add; returns (added, already there)."""
-        added = existing = 0
-        for start in range(0, len(rows), IMPORT_BATCH):
-            batch = rows[start:start + IMPORT_BATCH]
+        """Bulk add; returns (added, already there), where a repeat within `rows` counts as already there."""
+        unique: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+        for r in rows:
+            r = dict(r, address=suppression_key(r["address"]))
+            # the first of entries equal after folding (Carol@, carol@): one row under the unique index
+            unique.setdefault((r["scope"], r["client"], r["list_key"], r["address"], r["domain"]), r)
+        added, existing = 0, len(rows) - len(unique)
+        folded = list(unique.values())
+        for start in range(0, len(folded), IMPORT_BATCH):
+            batch = folded[start:start + IMPORT_BATCH]
             with self.engine.begin() as conn:
                 have = {(r.scope, r.client, r.list_key, r.address, r.domain) for r in conn.execute(
                     select(_supp.c.scope, _supp.c.client, _supp.c.list_key, _supp.c.address, _supp.c.domain)
@@ -252,6 +276,8 @@ class ConsentQueries:
 
     def suppress_remove(self, scope: str, client: str, list_key: str, address: str, domain: str,
                         source: str, at: datetime) -> bool:
+        """Lift one suppression in exactly that scope; the address in any case (suppression_key)."""
+        address = suppression_key(address)
         with self.engine.begin() as conn:
             removed = conn.execute(delete(_supp).where(
                 _supp.c.scope == scope, _supp.c.client == client, _supp.c.list_key == list_key,

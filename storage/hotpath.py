@@ -181,6 +181,8 @@ def audit_tuples(rows: Iterable[Mapping[str, Any]], at: datetime, time: Callable
 
 INSERT_AUDIT = f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})"
 TOUCH_LAST_CONTACT = "UPDATE consent SET last_contact_at = ? WHERE client = ? AND list_key = ? AND address IN ?"
+# suppression.address holds relay.addresses.suppression_key (local part case-folded); callers fold
+# the address they ask about, so this probe and LIST_LOOKUP's suppression half stay index lookups
 SUPPRESSION_PROBE = (
     "SELECT scope, client, reason, created_at, address, domain FROM suppression WHERE address = ? "
     "UNION ALL "

@@ -24,8 +24,8 @@ def _config(connection: Connection) -> Config:
     return cfg
 
 
-def _run_upgrade(conn: Connection) -> None:
-    """Upgrade to head in one transaction that excludes other migrating processes."""
+def _run_upgrade(conn: Connection, revision: str) -> None:
+    """Upgrade to `revision` in one transaction that excludes other migrating processes."""
     if conn.dialect.name == "sqlite":
         # Batch mode recreates tables; with foreign keys on, dropping the old copy
         # would cascade deletes. The pragma is ignored inside a transaction, so set
@@ -36,7 +36,7 @@ def _run_upgrade(conn: Connection) -> None:
             # IMMEDIATE takes the write lock now, so two starting relays queue up
             # (busy_timeout) instead of both creating tables; DDL joins the transaction.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-            command.upgrade(_config(conn), "head")
+            command.upgrade(_config(conn), revision)
             bad = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
             if bad:
                 raise RuntimeError(f"migration left foreign key violations: {bad[:5]}")
@@ -48,15 +48,19 @@ def _run_upgrade(conn: Connection) -> None:
     else:
         with conn.begin():
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-            command.upgrade(_config(conn), "head")
+            command.upgrade(_config(conn), revision)
 
 
-def upgrade(url_or_engine: str | Engine) -> None:
-    """Bring the database to the newest revision; a no-op when it is already there."""
+def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
+    """Bring the database to the newest revision; a no-op when it is already there.
+
+    An older `revision` is for tests: they fill a database as an older release left it, then
+    check what the later migrations make of it.
+    """
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     try:
         with engine.connect() as conn:
-            _run_upgrade(conn)
+            _run_upgrade(conn, revision)
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()

@@ -138,7 +138,7 @@ class Suppression(SQLModel, table=True):
     scope: str  # global / client / list
     client: str = ""  # "" for global (NULLs would defeat the unique index)
     list_key: str = ""  # "" unless scope is list
-    address: str = ""  # normalised address, or "" for a domain entry
+    address: str = ""  # normalised, local part case-folded (relay.addresses.suppression_key); "" for a domain
     domain: str = ""  # set for a whole-domain entry ("@domain"), else ""
     reason: str  # unsubscribe / complaint / bounce / do-not-contact / manual
     source: str = ""  # channel or who: one-click, page, mailto, cli, import:FILE ...

@@ -90,6 +90,43 @@ def test_refused_at_rcpt(relay, rcpt, words):
         assert NOW.date().isoformat() in text  # the reason names the date
 
 
+@pytest.mark.parametrize("scope, stored, sent", [
+    ("client", "carol@example.org", "Carol@example.org"),  # a complaint, then the sender's own spelling
+    ("client", "DAN.Case@example.org", "dan.case@EXAMPLE.org"),
+    ("global", "erin.case@example.org", "ERIN.CASE@example.org"),
+    ("global", "Straße@example.org", "STRASSE@example.org"),  # full case folding, not just ASCII
+])
+def test_suppression_matches_the_local_part_in_any_case(relay, clean_sink, scope, stored, sent):
+    """The safe side of case for suppressions: Carol@ must not slip past carol@'s complaint. The
+    probe is at RCPT, so this holds for transactional lists too (they have no consent check)."""
+    relay.store.suppress_add(scope, "acme" if scope == "client" else "", "", stored, "", "complaint", "fbl", NOW)
+    code, text = rcpt_reply(relay.port, sent)
+    assert (code, text.split()[0]) == POLICY_REFUSED, text
+    assert "complaint" in text and NOW.date().isoformat() in text
+    with login(relay.port) as s:  # the same on a transaction that declares a transactional list later
+        s.mail("bounce@acme.example")
+        assert s.rcpt("stranger@example.org")[0] == 250
+        code, text = s.rcpt(sent)
+        assert (code, text.split()[0].decode()) == POLICY_REFUSED
+        code, text = s.data(message(to=sent, List_Id="Acme receipts <receipts.acme.example>"))
+    assert code == 250, text
+    assert [m.rcpt_tos for m in clean_sink.wait_for(1)] == [["stranger@example.org"]]
+
+
+def test_list_unsubscribe_matches_the_local_part_in_any_case(relay, clean_sink):
+    """Consent records keep the exact local part (a mismatch finds no consent), but a list-scoped
+    unsubscribe covers every spelling of the address."""
+    relay.store.consent_import("acme", "news", [consent("Mixed.Case@example.org")], NOW, "test")
+    assert send_to(relay.port, ["Mixed.Case@example.org"])[0] == 250
+    assert send_to(relay.port, ["mixed.case@example.org"])[0] == 550  # no consent in that spelling
+    relay.store.suppress_add("list", "acme", "news", "MIXED.CASE@example.org", "", "unsubscribe", "cli", NOW)
+    code, text = send_to(relay.port, ["Mixed.Case@example.org"])
+    assert (code, text.split()[0]) == POLICY_REFUSED, text
+    assert "unsubscribed" in text
+    assert relay.store.suppress_remove("list", "acme", "news", "Mixed.CASE@example.org", "", "cli", NOW)
+    assert send_to(relay.port, ["Mixed.Case@example.org"])[0] == 250
+
+
 def test_recipients_without_current_consent_get_a_dsn(relay, clean_sink, keys_dir):
     rcpts = ["fan@example.org", "stranger@example.org", "old@example.org", "pending@example.org",
              "leaver@example.org"]

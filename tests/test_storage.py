@@ -11,12 +11,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import insert, inspect
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
 from storage import AuditEntry, Store, current_revision, make_engine, upgrade
 from storage.migrate import head_revision
+from storage.models import Suppression
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)
 CET = timezone(timedelta(hours=1))
@@ -108,6 +109,63 @@ def test_migrations_match_models(fresh_database_url: Callable[[], str]) -> None:
             assert compare_metadata(ctx, SQLModel.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_migration_0004_folds_suppressed_local_parts_and_merges_what_becomes_equal(
+        fresh_database_url: Callable[[], str]) -> None:
+    """Rows an older release stored with the local part as given: after the upgrade each is
+    found in any case, and rows that fold together are one (the oldest), the rest audited."""
+    url = fresh_database_url()
+    upgrade(url, "0003")
+    hour = timedelta(hours=1)
+    old = [  # (scope, client, list, address, domain, reason, source, created_at), as 0003 stored them
+        ("client", "acme", "", "Carol@example.org", "", "complaint", "fbl", T0),
+        ("client", "acme", "", "carol@example.org", "", "manual", "cli", T0 + hour),
+        ("client", "acme", "", "CAROL@example.org", "", "bounce", "import:x.txt", T0 + 2 * hour),
+        ("global", "", "", "Carol@example.org", "", "do-not-contact", "cli", T0 + hour),
+        ("list", "acme", "news", "Dave@example.org", "", "unsubscribe", "one-click", T0),
+        ("list", "acme", "news", "Straße@example.org", "", "unsubscribe", "mailto", T0),
+        ("client", "acme", "", "plain@example.org", "", "manual", "cli", T0),
+        ("global", "", "", "", "example.net", "do-not-contact", "cli", T0),
+    ]
+    columns = ("scope", "client", "list_key", "address", "domain", "reason", "source", "created_at")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(Suppression.__table__), [dict(zip(columns, row)) for row in old])
+    finally:
+        engine.dispose()
+    upgrade(url)
+    s = Store(url)
+    try:
+        assert current_revision(s.engine) == head_revision()
+        assert sorted((r.scope, r.client, r.list_key, r.address, r.domain, r.reason, r.created_at)
+                      for r in s.suppressions()) == sorted([
+            ("client", "acme", "", "carol@example.org", "", "complaint", T0),  # the oldest of three
+            ("global", "", "", "carol@example.org", "", "do-not-contact", T0 + hour),
+            ("list", "acme", "news", "dave@example.org", "", "unsubscribe", T0),
+            ("list", "acme", "news", "strasse@example.org", "", "unsubscribe", T0),
+            ("client", "acme", "", "plain@example.org", "", "manual", T0),
+            ("global", "", "", "", "example.net", "do-not-contact", T0),
+        ])
+        merged = [(r.client, r.recipient, r.stage, r.rule, r.verdict) for r in s.audit_rows()]
+        assert sorted(merged) == [("acme", "CAROL@example.org", "admin", "suppression.client", "merge"),
+                                  ("acme", "carol@example.org", "admin", "suppression.client", "merge")]
+        assert any("bounce (client:acme) via import:x.txt: merged into carol@example.org" in r.reason
+                   for r in s.audit_rows())
+        hit = s.suppression_for("acme", "cAROL@example.org", "example.org")
+        assert hit is not None and (hit.scope, hit.reason) == ("global", "do-not-contact")
+        assert s.suppression_for("other", "Plain@example.org", "example.org") is None
+        assert s.suppression_for("acme", "PLAIN@example.org", "example.org") is not None
+        assert s.list_lookup("acme", "news", ["DAVE@example.org"]).unsubscribed["DAVE@example.org"].reason == \
+            "unsubscribe"
+        # the unique index holds the folded rows: adding one again in another case changes nothing
+        assert not s.suppress_add("client", "acme", "", "cArOl@example.org", "", "manual", "cli", T0)
+        assert s.suppress_remove("client", "acme", "", "CAROL@EXAMPLE.ORG", "", "cli", T0)
+        upgrade(url)  # and again: nothing left to fold
+        assert len(s.suppressions()) == 5
+    finally:
+        s.close()
 
 
 def test_sqlite_pragmas(fresh_database_url: Callable[[], str]) -> None:

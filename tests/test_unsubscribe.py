@@ -152,6 +152,24 @@ def test_mailto_unsubscribe_without_auth(relay, clean_sink):
             if s.address == "frank@example.org"] == ["mailto"]
 
 
+def test_mailto_unsubscribe_in_upper_case(relay, clean_sink):
+    """Tokens are issued in lower case; a mail system on the way back may upper-case the whole address."""
+    relay.store.consent_import("acme", "news", [consent("grace@example.org")], NOW, "test")
+    _, _, got = deliver(relay, clean_sink, "grace@example.org")
+    _, mailto = links_of(got.data)
+    shouted = mailto.upper()
+    assert shouted.startswith("UNSUBSCRIBE+") and shouted.endswith("@RELAY.TEST") and shouted != mailto
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=5) as s:
+        s.ehlo("MX.EXAMPLE.ORG")
+        s.mail("GRACE@EXAMPLE.ORG")
+        assert s.rcpt(shouted)[0] == 250
+        code, text = s.data(b"Subject: UNSUBSCRIBE\r\n\r\nUNSUBSCRIBE\r\n")
+    assert code == 250 and b"Unsubscribed" in text
+    assert deliver(relay, clean_sink, "grace@example.org")[0] == 550
+    assert [s.source for s in relay.store.suppressions(scope="list", client="acme")
+            if s.address == "grace@example.org"] == ["mailto"]
+
+
 def test_mailto_with_forged_token_is_refused(relay):
     forged = "unsubscribe+" + "a" * 92 + "@relay.test"
     with smtplib.SMTP("127.0.0.1", relay.port, timeout=5) as s:
