@@ -147,6 +147,8 @@ async def confirm_get(request: web.Request) -> web.Response:
         parsed, client, mailing = runtime.optin.parse(request.match_info["token"])
     except TokenError:
         return plain_page(400, *BAD_CONFIRM_LINK)
+    if client.suspended:
+        return _signups_closed(client, mailing)
     return page(200, "page_confirm.html.j2", title=f"Confirm {mailing.name}", company=client.company,
                 list_name=mailing.name, masked=masked(parsed.recipient), disclosure=mailing.disclosure)
 
@@ -155,7 +157,10 @@ async def confirm_post(request: web.Request) -> web.Response:
     runtime: Runtime = request.app[RUNTIME]
     token = request.match_info["token"]
     try:
-        parsed, _, _ = runtime.optin.parse(token)
+        parsed, client, mailing = runtime.optin.parse(token)
+        if client.suspended:
+            # confirming makes consent to mail from this client: not while it sends nothing
+            return _signups_closed(client, mailing)
         state, client, mailing = await runtime.optin.confirm(
             token, request.remote, request.headers.get("User-Agent", ""))
     except TokenError:

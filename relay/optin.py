@@ -117,7 +117,7 @@ class Optin:
             channel=channel, at=now, double=double,
             window=timedelta(hours=rt.config.optin.resend_window_hours)))
         mail = "not needed"
-        if double:
+        if double and outcome.state != "confirmed":  # (a confirmed record stays as it was: nothing to confirm)
             mail = "limit reached"
             if outcome.send_mail:
                 await self.send_confirmation(client, mailing, address, reminder=outcome.reminder)

@@ -182,6 +182,31 @@ def test_suspended_client_gets_no_subscribers_and_sends_nothing(relay, clean_sin
     assert clean_sink.messages == []
 
 
+def test_a_confirmation_link_of_a_suspended_client_confirms_nothing(relay, clean_sink, clock):
+    # the sign-up happened before the client was suspended; its link arrives afterwards
+    relay.store.signup("idle", "news", "ola@example.org", source="x", ip=None, user_agent="", disclosure="d",
+                       channel="api", at=clock(), double=True, window=timedelta(hours=24))
+    link = relay.http + "/c/" + relay.runtime.tokens.issue("confirm", "idle", "news", "ola@example.org", clock())
+    for method in ("GET", "POST"):
+        status, page, _ = http(method, link, b"confirm=yes" if method == "POST" else None)
+        assert status == 403 and "Sign-ups are closed" in page and "<button" not in page, (method, page)
+    (record, events), = relay.store.consent_records("idle", "ola@example.org")
+    assert record.status == "pending" and [e.event for e in events] == ["created"]
+
+
+def test_signing_up_again_once_confirmed_sends_no_mail(relay, clean_sink):
+    body = {"email": "pat@example.org", "list": "vip", "source": "x"}
+    assert api(relay, body)[1]["confirmation_mail"] == "sent"
+    (link,) = confirmation_links(clean_sink, "pat@example.org")
+    assert http("POST", link, b"confirm=yes")[0] == 200
+    status, answer = api(relay, body)
+    assert status == 202 and answer == {"email": "pat@example.org", "list": "vip", "status": "confirmed",
+                                        "confirmation_mail": "not needed"}
+    assert len(clean_sink.for_rcpt("pat@example.org")) == 1
+    (record, events), = relay.store.consent_records("acme", "pat@example.org")
+    assert record.status == "confirmed" and [e.event for e in events] == ["created", "confirmed"]
+
+
 def test_one_mail_and_one_reminder_per_window(relay, clean_sink):
     answers = [api(relay, {"email": "jo@example.org", "list": "vip", "source": "x"})[1]["confirmation_mail"]
                for _ in range(4)]
