@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from relay.cli import RelayContext, pass_ctx
+from relay.cli_context import RelayContext, pass_ctx
 
 
 def _client_and_list(rc: RelayContext, client_name: str, list_key: str):  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from relay.message import Copy, Message
 from relay.pipeline import Pipeline
 from relay.smtp import has_bare_line_ending_or_nul
 from relay.tokens import TokenCodec
-from relay.transaction import copy_headers, resolve_list
+from relay.transaction import copy_headers, received_parts, resolve_list
 
 
 @dataclass
@@ -84,6 +84,8 @@ async def check_message(config: Config, store: object, client: ClientConfig, rec
         return report
     first = report.accepted[0]
     copy = Copy(first, copy_headers(message, client, now, "CHECK", ctx.facts), message.body)
+    copy.prepend("Received", first.join(received_parts("relay-check (local)", config.relay.hostname, "LOCAL",
+                                                       "CHECK", now)))
     copy_ctx = CopyContext(config, client, list_cfg, "", first, message, copy, services, "CHECK", ctx.facts)
     for stage in pipeline.copy_stages:
         before_headers, before_body = list(copy.headers), copy.body

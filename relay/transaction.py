@@ -75,6 +75,12 @@ class Outcome:
     permanent: dict[str, DeliveryResult] = field(default_factory=dict)
 
 
+def received_parts(source: str, hostname: str, protocol: str, qid: str, now: datetime) -> tuple[str, str]:
+    """The Received field's value on either side of the recipient's address (RFC 5321 §4.4)."""
+    return (f"from {source} by {hostname} (consent-relay) with {protocol} id {qid} for <",
+            f">; {format_datetime(now)}")
+
+
 def audit_row(at: datetime, client: str, list_key: str | None, qid: str, message_id: str | None,
               recipient: str, stage: str, verdict: Verdict | None, outcome: str,
               code: int | None = None, status: str | None = None, reason: str = "") -> dict:
@@ -153,8 +159,8 @@ class Transaction:
         if self._received is None:  # all but the recipient is the same for every copy
             protocol = "ESMTP" + ("S" if self.tls else "") + ("A" if self.authenticated else "")
             helo = replies.one_line(self.helo)[:200] or "unknown"
-            self._received = (f"from {helo} ([{self.peer}]) by {self.rt.config.relay.hostname} (consent-relay) "
-                              f"with {protocol} id {self.qid} for <", f">; {format_datetime(self.now)}")
+            self._received = received_parts(f"{helo} ([{self.peer}])", self.rt.config.relay.hostname, protocol,
+                                            self.qid, self.now)
         return recipient.join(self._received)
 
     async def deliver_copies(self, ctx: MessageContext, list_cfg: "ListConfig", accepted: list[str]) -> Outcome:

@@ -220,7 +220,16 @@ def test_check_says_each_stage_verdict_and_prints_the_copy_the_relay_would_send(
     copy = out.split("copy for alice@example.org:\n", 1)[1].encode().replace(b"\n", b"\r\n")
     for header in (b"\r\nDate: ", b"\r\nMessage-ID: ", b"\r\nList-Unsubscribe: ", b"Demo Shop Ltd, 1 Example Street"):
         assert header in copy, header
+    assert re.search(rb"\r\nReceived: from relay-check \(local\) by \S+ \(consent-relay\) with LOCAL id CHECK\s+"
+                     rb"for <alice@example\.org>;", copy), copy
     record = dns_txt_record(load_private_key(tmp_path / "keys" / "demo.example.s1.pem")).encode()
     assert dkim.verify(copy, dnsfunc=lambda name, timeout=5: record if name == b"s1._domainkey.demo.example." else b"")
     new_mail = tmp_path / "outbox" / "new"
     assert not new_mail.exists() or not any(new_mail.iterdir())  # nothing sent
+
+
+@pytest.mark.parametrize("module", ["relay.cli", "relay.cli_consent", "relay.cli_keys", "relay.cli_optin"])
+def test_each_cli_module_imports_first(module):
+    """Any of them may be the first a script or a test imports: none may depend on import order."""
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
