@@ -52,4 +52,5 @@ def test_sqlite_write_lock_is_451_430_then_recovers(env: rel.Env) -> None:
     assert 4.0 < locked.seconds < 6.5 + 5, locked  # the 5 s busy timeout, not a hang
     assert r["arrived_while_locked"] == 0
     assert r["after"].code == 250, r["after"]
+    assert r["no_consent"].status == rel.NO_CONSENT, r["no_consent"]  # the consent stage was on throughout
     assert r["arrived"] == 1
