@@ -1,8 +1,10 @@
 """The `relay` command: serve, check, and the admin commands; bad input gets one clear line."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,34 @@ def check_files(config: Config) -> list[str]:
     if config.stages_off:
         notes.append(f"policy.stages leaves out {', '.join(config.stages_off)}: "
                      "mail is relayed without those checks")
+    return notes + exposure_notes(config)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost" or host.endswith(".localhost")
+
+
+def exposure_notes(config: Config) -> list[str]:
+    """Demo settings that are wrong once the relay listens beyond this host (said then only: the
+    demo listens on loopback, where they are right)."""
+    if _loopback(config.relay.listen_host):
+        return []
+    notes = []
+    link_host = urllib.parse.urlsplit(config.http.public_url).hostname or ""
+    if _loopback(link_host) or link_host in ("0.0.0.0", "::"):
+        notes.append(f"http.public_url is {config.http.public_url}: the unsubscribe and confirmation links in "
+                     "mail will not open for recipients; set it to the URL they reach this relay at")
+    if _loopback(config.relay.hostname):
+        notes.append(f"relay.hostname is {config.relay.hostname}: the mailto unsubscribe address "
+                     "(unsubscribe+TOKEN@HOSTNAME) cannot reach this relay; set it to this host's public name")
+    if config.upstream.url.startswith("maildir:"):
+        notes.append(f"upstream.url is {config.upstream.url}: copies are written to a Maildir, not sent")
+    if config.create_missing_secrets:
+        notes.append("secrets.create_missing is on: passwords and DKIM keys are made up when a file is "
+                     "missing (demo only)")
     return notes
 
 

@@ -233,3 +233,20 @@ def test_each_cli_module_imports_first(module):
     """Any of them may be the first a script or a test imports: none may depend on import order."""
     result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_config_check_warns_of_demo_settings_once_listening_beyond_loopback(tmp_path):
+    """The demo's loopback links, Maildir upstream and made-up secrets are right on 127.0.0.1 and
+    wrong on a public address: config-check (and serve) say so then, and only then."""
+    path = demo_config(tmp_path, free_port(), free_port())
+    loopback = run_relay("--config", "relay.toml", "config-check", cwd=tmp_path)
+    assert loopback.returncode == 0 and "public_url" not in loopback.stdout and "Maildir" not in loopback.stdout
+    path.write_text(path.read_text().replace('listen = "127.0.0.1:', 'listen = "0.0.0.0:', 1)
+                    .replace('hostname = "relay.example.net"', 'hostname = "localhost"'))
+    public = run_relay("--config", "relay.toml", "config-check", cwd=tmp_path)
+    assert public.returncode == 0, public.stderr
+    for pattern in (r"note: http\.public_url is http://127\.0\.0\.1:\d+: the unsubscribe and confirmation links",
+                    r"note: relay\.hostname is localhost: the mailto unsubscribe address",
+                    r"note: upstream\.url is maildir:\S+: copies are written to a Maildir, not sent",
+                    r"note: secrets\.create_missing is on"):
+        assert re.search(pattern, public.stdout), (pattern, public.stdout)
