@@ -27,7 +27,12 @@ def _json_error(status: int, error: str, field: str | None = None) -> web.Respon
     return web.json_response(body, status=status)
 
 
+class TooManyFailures(Exception):
+    """This peer sent too many wrong API tokens lately: answered 429 without hashing another."""
+
+
 async def _api_client(runtime: "Runtime", request: web.Request) -> "ClientConfig | None":
+    """The client whose API token the request carries; None for none or a wrong one (counted per IP)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -38,17 +43,24 @@ async def _api_client(runtime: "Runtime", request: web.Request) -> "ClientConfig
     fingerprint = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
     if fingerprint in cache:
         return runtime.config.clients.get(cache[fingerprint])
+    failures, peer = runtime.optin.api_failures, request.remote or ""
+    if failures.full(peer):
+        raise TooManyFailures()
     for client in runtime.config.clients.values():
         if client.api_token_hash and await asyncio.to_thread(verify_password, token, client.api_token_hash):
             cache[fingerprint] = client.name
             return client
+    failures.allow(peer)
     return None
 
 
 async def api_subscribers(request: web.Request) -> web.Response:
     """POST /api/v1/subscribers: a client's own systems add a subscriber (202 when recorded)."""
     runtime: Runtime = request.app[RUNTIME]
-    client = await _api_client(runtime, request)
+    try:
+        client = await _api_client(runtime, request)
+    except TooManyFailures:
+        return _json_error(429, "too many wrong API tokens from this address; try again later")
     if client is None:
         return _json_error(401, "missing or invalid API token (Authorization: Bearer ...)")
     try:

@@ -346,3 +346,14 @@ def test_hosted_form_body_that_cannot_be_read_is_422(roomy, clean_sink, body, co
     status, page, _ = post(roomy.http + "/s/acme/news", body, {"Content-Type": content_type})
     assert status == 422 and 'role="alert"' in page and "Traceback" not in page and "FileField" not in page, page
     assert clean_sink.messages == []
+
+
+def test_wrong_api_tokens_are_throttled_per_ip(relay_factory, sink):
+    from relay.optin import API_FAILURES_PER_IP
+
+    fresh = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES)
+    body = {"email": "throttle@example.org", "list": "news", "source": "x"}
+    assert api(fresh, body)[0] == 202  # the right token, known from now on
+    codes = [api(fresh, body, token=f"wrong-{i}")[0] for i in range(API_FAILURES_PER_IP + 2)]
+    assert codes == [401] * API_FAILURES_PER_IP + [429, 429]  # no scrypt spent on the last two
+    assert api(fresh, body)[0] == 202  # the client's own systems still get in
