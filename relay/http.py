@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from relay.http_body import BODY_LIMIT, BadBody, read_form
 from relay.tokens import TokenError
@@ -138,7 +139,25 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=runtime.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
+class _NoRequestBytes(logging.Filter):
+    """aiohttp logs a request it cannot parse with a traceback and the line's first 100 bytes, which
+    can hold a token (/u/TOKEN?…8 KB…): keep the peer and the kind of error, at INFO (it is the sender's)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BadHttpMessage):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "malformed HTTP request from %s: %s", (peer, type(exc).__name__)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_NO_REQUEST_BYTES = _NoRequestBytes()
+
+
 def make_app(runtime: "Runtime") -> web.Application:
+    logging.getLogger("aiohttp.server").addFilter(_NO_REQUEST_BYTES)  # once: addFilter skips a repeat
     app = web.Application(middlewares=[no_tracebacks], client_max_size=BODY_LIMIT)
     app[RUNTIME] = runtime
     app.router.add_get("/healthz", healthz)

@@ -267,3 +267,12 @@ def test_a_failing_unsubscribe_logs_no_token(relay, monkeypatch, caplog):
     assert status == 500 and "disk on fire" not in page and "Traceback" not in page
     assert "disk on fire" in caplog.text  # the operator still gets the cause...
     assert url.rsplit("/", 1)[1] not in caplog.text  # ...but never the token (SPEC §8)
+
+
+def test_an_over_long_request_line_logs_no_token(relay, caplog):
+    url = unsubscribe_link(relay, "longline@example.org")
+    status, page, _ = http("GET", url + "?utm=" + "a" * 9000)  # beyond aiohttp's 8190-byte request line
+    assert status == 400 and "Traceback" not in page
+    assert url.rsplit("/", 1)[1] not in caplog.text and "Traceback" not in caplog.text  # SPEC §8
+    assert "malformed HTTP request" in caplog.text and "LineTooLong" in caplog.text
+    assert list_unsubscribes(relay, "longline@example.org") == []
