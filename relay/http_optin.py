@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from relay.http import RUNTIME, masked, page, plain_page
+from relay.http_body import BadBody, read_form, read_json, unencodable
 from relay.optin import SignupRefused, refuse_if_suspended
 from relay.passwords import verify_password
 from relay.tokens import TokenError
@@ -27,27 +27,40 @@ def _json_error(status: int, error: str, field: str | None = None) -> web.Respon
     return web.json_response(body, status=status)
 
 
+class TooManyFailures(Exception):
+    """This peer sent too many wrong API tokens lately: answered 429 without hashing another."""
+
+
 async def _api_client(runtime: "Runtime", request: web.Request) -> "ClientConfig | None":
+    """The client whose API token the request carries; None for none or a wrong one (counted per IP)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
+    # surrogateescape: header bytes that are not UTF-8 arrive as lone surrogates (as in passwords._encode)
     token = token.strip()
     cache = runtime.optin.api_tokens  # sha256(token) → client, so scrypt runs once per token
-    fingerprint = hashlib.sha256(token.encode()).digest()
+    fingerprint = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
     if fingerprint in cache:
         return runtime.config.clients.get(cache[fingerprint])
+    failures, peer = runtime.optin.api_failures, request.remote or ""
+    if failures.full(peer):
+        raise TooManyFailures()
     for client in runtime.config.clients.values():
         if client.api_token_hash and await asyncio.to_thread(verify_password, token, client.api_token_hash):
             cache[fingerprint] = client.name
             return client
+    failures.allow(peer)
     return None
 
 
 async def api_subscribers(request: web.Request) -> web.Response:
     """POST /api/v1/subscribers: a client's own systems add a subscriber (202 when recorded)."""
     runtime: Runtime = request.app[RUNTIME]
-    client = await _api_client(runtime, request)
+    try:
+        client = await _api_client(runtime, request)
+    except TooManyFailures:
+        return _json_error(429, "too many wrong API tokens from this address; try again later")
     if client is None:
         return _json_error(401, "missing or invalid API token (Authorization: Bearer ...)")
     try:
@@ -55,14 +68,17 @@ async def api_subscribers(request: web.Request) -> web.Response:
     except SignupRefused as refused:
         return _json_error(refused.status, str(refused), refused.field)
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-        return _json_error(422, "the body must be a JSON object", "body")
+        body = await read_json(request)
+    except BadBody as bad:
+        return _json_error(422, str(bad), "body")
     if not isinstance(body, dict):
         return _json_error(422, "the body must be a JSON object", "body")
     unknown = sorted(set(body) - set(API_FIELDS))
     if unknown:
         return _json_error(422, f"unknown field {unknown[0]!r}", unknown[0])
+    for name in API_FIELDS:
+        if isinstance(body.get(name), str) and unencodable(body[name]):
+            return _json_error(422, f"{name} holds an invalid \\u escape (a lone surrogate)", name)
     for name in ("email", "list", "source"):
         if not isinstance(body.get(name), str) or not body[name].strip():
             return _json_error(422, f"{name} is required and must be a non-empty string", name)
@@ -120,8 +136,11 @@ async def form_post(request: web.Request) -> web.Response:
     client, mailing = _form_list(runtime, request)
     if client.suspended:
         return _signups_closed(client, mailing)
-    form = await request.post()
-    email = str(form.get("email", ""))
+    try:
+        form = await read_form(request)
+    except BadBody as bad:
+        return _form_page(422, client, mailing, "", f"{bad}: please type your address again.")
+    email = form.get("email", "")
     done = page(200, "page_subscribed.html.j2", title="Check your inbox", company=client.company,
                 list_name=mailing.name)
     if form.get("website"):

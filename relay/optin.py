@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("relay.optin")
 
 
+API_FAILURES_PER_IP = 10     # wrong API tokens from one IP address ...
+API_FAILURE_WINDOW = 600.0   # ... per this many seconds; then 429 until the oldest ages out
+
+
 class SignupRefused(ValueError):
     """A sign-up the relay will not record; `field` names the input at fault (None: none is), `status` the HTTP code."""
 
@@ -64,6 +68,14 @@ class RateLimiter:
         hits.append(now)
         return True
 
+    def full(self, key: str) -> bool:
+        """True when `key` used up its window, without counting a hit."""
+        now = time.monotonic()
+        hits = self.hits.get(key)
+        while hits and now - hits[0] > self.window:
+            hits.popleft()
+        return bool(hits) and len(hits) >= self.per_hour
+
 
 class Optin:
     """The opt-in side of one relay process."""
@@ -73,6 +85,9 @@ class Optin:
         self.by_ip = RateLimiter(rt.config.optin.rate_per_ip_per_hour)
         self.by_client = RateLimiter(rt.config.optin.rate_per_client_per_hour)
         self.api_tokens: dict[bytes, str] = {}
+        # each unknown API token costs one scrypt per client (~40 ms, 16 MiB) on the shared thread pool:
+        # a peer that keeps sending wrong ones is refused before hashing, as SMTP AUTH throttles repeats
+        self.api_failures = RateLimiter(API_FAILURES_PER_IP, window=API_FAILURE_WINDOW)
 
     def check_rate(self, client: "ClientConfig", ip: str | None) -> None:
         if ip and not self.by_ip.allow(ip):

@@ -273,3 +273,87 @@ def test_rate_limit_per_ip(relay_factory, sink):
                   urllib.parse.urlencode({"email": f"r{i}@example.org"}).encode())[0] for i in range(3)]
     assert codes == [200, 200, 429]
     assert api(limited, {"email": "r9@example.org", "list": "vip", "source": "x"})[0] == 429
+
+
+@pytest.fixture(scope="module")
+def roomy(relay_factory, sink: Sink):
+    """A relay whose per-IP sign-up limit the many requests below stay under."""
+    return relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES,
+                         extra="\n[optin]\nrate_per_ip_per_hour = 1000\n")
+
+
+def api_raw(relay, body: bytes, headers: dict[str, str], method: str = "POST") -> tuple[int, str, dict]:
+    """The API with exactly these headers: for what well-behaved clients never send."""
+    from test_unsubscribe import post
+
+    if method == "POST":
+        return post(relay.http + "/api/v1/subscribers", body, headers)
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(relay.http + "/api/v1/subscribers", method=method),
+                                    timeout=5) as r:
+            return r.status, r.read().decode(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), dict(e.headers)
+
+
+@pytest.mark.parametrize("body, content_type, field", [
+    (b'{"email": "charset@example.org", "list": "news", "source": "x"}', "application/json; charset=bogus", None),
+    (b'{"email": "a\xe9@example.org", "list": "news", "source": "x"}', "application/json; charset=latin-1", "body"),
+    (b'{"email":' * 3000 + b'"a@example.org"' + b"}" * 3000, "application/json", "body"),
+    (b'{"email": "a@example.org", "list": "news", "source": "\\ud800"}', "application/json", "source"),
+    (b'{"email": "a@example.org", "list": "news", "source": "x", "disclosure": "\\udfff"}', "application/json",
+     "disclosure"),
+])
+def test_api_body_that_is_not_utf8_json_is_422(roomy, clean_sink, body, content_type, field):
+    # JSON is UTF-8 (RFC 8259 §8.1): a charset parameter changes nothing, an unreadable body is the client's fault
+    status, answer, _ = api_raw(roomy, body, {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": content_type})
+    if field is None:
+        assert status == 202, answer
+    else:
+        assert status == 422 and json.loads(answer)["field"] == field, answer
+    assert clean_sink.messages == []
+
+
+def test_api_token_that_is_not_utf8_is_401(roomy, clean_sink):
+    status, answer, _ = api_raw(roomy, b"{}", {"Authorization": "Bearer \xe9\xff"})
+    assert status == 401 and json.loads(answer)["error"]
+
+
+def test_api_errors_are_json_with_allow(roomy, clean_sink):
+    status, answer, headers = api_raw(roomy, b"", {}, method="GET")
+    assert status == 405 and headers["Content-Type"].startswith("application/json") and "error" in json.loads(answer)
+    assert headers["Allow"] == "POST"
+    status, answer, headers = api_raw(roomy, b'{"email": "' + b"a" * 200_000 + b'"}',
+                                      {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"})
+    assert status == 413 and headers["Content-Type"].startswith("application/json") and "error" in json.loads(answer)
+    status, answer, headers = api_raw(roomy, b"", {}, method="DELETE")
+    assert status == 405 and json.loads(answer)["error"]
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b"email=\xff\xfe%40example.org", "application/x-www-form-urlencoded"),
+    (b"email=%ff%fe%40example.org", "application/x-www-form-urlencoded"),
+    (b"garbage", "multipart/form-data; boundary=XX"),
+    (b'--XX\r\nContent-Disposition: form-data; name="email"; filename="a.txt"\r\n\r\nfile@example.org\r\n--XX--\r\n',
+     "multipart/form-data; boundary=XX"),
+])
+def test_hosted_form_body_that_cannot_be_read_is_422(roomy, clean_sink, body, content_type):
+    from test_unsubscribe import post
+
+    status, page, _ = post(roomy.http + "/s/acme/news", body, {"Content-Type": content_type})
+    assert status == 422 and 'role="alert"' in page and "Traceback" not in page and "FileField" not in page, page
+    assert clean_sink.messages == []
+
+
+def test_wrong_api_tokens_are_throttled_per_ip(relay_factory, sink):
+    from relay.optin import API_FAILURES_PER_IP
+
+    fresh = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES)
+    body = {"email": "throttle@example.org", "list": "news", "source": "x"}
+    assert api(fresh, body)[0] == 202  # the right token, known from now on
+    codes = [api(fresh, body, token=f"wrong-{i}")[0] for i in range(API_FAILURES_PER_IP + 2)]
+    assert codes == [401] * API_FAILURES_PER_IP + [429, 429]  # no scrypt spent on the last two
+    assert api(fresh, body)[0] == 202  # the client's own systems still get in

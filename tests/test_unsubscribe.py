@@ -8,6 +8,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
+from http.client import HTTPConnection
 
 import pytest
 
@@ -194,3 +195,84 @@ def test_tokens_rotate_and_expire():
     with pytest.raises(TokenError):
         rotated.verify(token, "confirm", NOW)  # an unsubscribe token confirms nothing
     assert rotated.verify(token.upper(), "unsubscribe", NOW).client == "acme"  # case-folded mailto still works
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, dict]:
+    """A POST with exactly these headers (urllib would add a Content-Type), for bodies browsers never send."""
+    parts = urllib.parse.urlsplit(url)
+    connection = HTTPConnection(parts.hostname, parts.port, timeout=5)
+    try:
+        connection.request("POST", parts.path, body=body, headers=headers)
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode(), dict(answer.headers)
+    finally:
+        connection.close()
+
+
+def unsubscribe_link(relay, address: str) -> str:
+    token = relay.runtime.tokens.issue("unsubscribe", "acme", "news", address, datetime.now(timezone.utc))
+    return f"{relay.http}/u/{token}"
+
+
+def list_unsubscribes(relay, address: str) -> list[str]:
+    return [s.source for s in relay.store.suppressions(scope="list", client="acme", list_key="news")
+            if s.address == address]
+
+
+@pytest.mark.parametrize("name, body, content_type, channel", [
+    ("broken-multipart", b"garbage", "multipart/form-data; boundary=XX", "page"),
+    ("multipart-without-boundary", b"garbage", "multipart/form-data", "page"),
+    ("not-utf8", b"List-Unsubscribe=\xff\xfe", "application/x-www-form-urlencoded", "page"),
+    ("unknown-charset", b"List-Unsubscribe=One-Click", "application/x-www-form-urlencoded; charset=bogus",
+     "one-click"),
+    ("no-content-type", b"List-Unsubscribe=One-Click", None, "one-click"),
+    ("multipart-one-click", b'--XX\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
+     b"One-Click\r\n--XX--\r\n", "multipart/form-data; boundary=XX", "one-click"),
+])
+def test_post_unsubscribes_whatever_the_body(relay, name, body, content_type, channel):
+    # the POST to the link is the request; the body only tells one-click from the page's button
+    address = f"body-{name}@example.org"
+    status, page, _ = post(unsubscribe_link(relay, address), body,
+                           {"Content-Type": content_type} if content_type else {})
+    assert status == 200 and "unsubscribed" in page.lower(), page
+    assert list_unsubscribes(relay, address) == [channel]
+
+
+def test_too_big_a_body_is_413_plain_page(relay):
+    status, page, _ = post(unsubscribe_link(relay, "big@example.org"), b"List-Unsubscribe=One-Click&x="
+                           + b"a" * 200_000, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 413 and "<h1>" in page and "Traceback" not in page and "65536" not in page
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_get_405_with_allow(relay, method):
+    url = unsubscribe_link(relay, "methods@example.org")
+    request = urllib.request.Request(url, data=b"" if method != "OPTIONS" else None, method=method)
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=5)
+    with answer.value:
+        page = answer.value.read().decode()
+    assert answer.value.code == 405 and "<h1>" in page
+    assert set(answer.value.headers["Allow"].split(",")) >= {"GET", "HEAD", "POST"}
+    assert list_unsubscribes(relay, "methods@example.org") == []
+
+
+def test_a_failing_unsubscribe_logs_no_token(relay, monkeypatch, caplog):
+    def storage_breaks(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(relay.store, "consent_revoke", storage_breaks)
+    url = unsubscribe_link(relay, "logs@example.org")
+    status, page, _ = post(url, b"List-Unsubscribe=One-Click", {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 500 and "disk on fire" not in page and "Traceback" not in page
+    assert "disk on fire" in caplog.text  # the operator still gets the cause...
+    assert url.rsplit("/", 1)[1] not in caplog.text  # ...but never the token (SPEC §8)
+
+
+def test_an_over_long_request_line_logs_no_token(relay, caplog):
+    url = unsubscribe_link(relay, "longline@example.org")
+    status, page, _ = http("GET", url + "?utm=" + "a" * 9000)  # beyond aiohttp's 8190-byte request line
+    assert status == 400 and "Traceback" not in page
+    assert url.rsplit("/", 1)[1] not in caplog.text and "Traceback" not in caplog.text  # SPEC §8
+    assert "malformed HTTP request" in caplog.text and "LineTooLong" in caplog.text
+    assert list_unsubscribes(relay, "longline@example.org") == []
