@@ -623,6 +623,11 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
         if cpre + csuf != content:
             # a stateful charset (ISO-2022-JP) re-encoded slightly differently: still the same text
             content = cpre + csuf
+    # a sender's bytes may end shifted into two-byte mode (ISO-2022-JP without its closing ESC ( B):
+    # the footer's ASCII would then read as kanji, so the reader is shifted back first
+    back = _shift_back(codec.name, cpre)
+    if back:
+        cpre += back
     lead = ""
     if kind == "plain":
         lead = ("" if not text or text.endswith("\n") else nl) + nl + "-- " + nl
@@ -639,6 +644,16 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
         whole = len(cpre) - len(cpre) % _B64_LINE
         slot.prefix, slot.b64_tail, slot.suffix = _b64lines(cpre[:whole]), cpre[whole:], csuf
     return slot
+
+
+def _shift_back(codec_name: str, data: bytes) -> bytes:
+    """The bytes that return a stateful 7-bit charset to ASCII after `data`; b"" when it is there."""
+    if codec_name.startswith("iso2022_jp"):
+        esc = data.rfind(b"\x1b")
+        return b"" if esc < 0 or data[esc:esc + 3] in (b"\x1b(B", b"\x1b(J") else b"\x1b(B"
+    if codec_name == "hz":
+        return b"~}" if data.rfind(b"~{") > data.rfind(b"~}") else b""
+    return b""
 
 
 def _last_character(codec: codecs.CodecInfo, content: bytes) -> str:

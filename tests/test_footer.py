@@ -316,6 +316,22 @@ def test_html_ending_inside_markup_gets_the_header_unsubscribe_only(case, relay,
     assert verify_dkim(got.data, keys_dir)
 
 
+def test_iso2022jp_text_left_in_two_byte_mode_gets_a_readable_footer(relay, clean_sink, keys_dir):
+    # the sender's last line ends shifted into JIS X 0208 (no ESC ( B): appended as is, the footer's
+    # ASCII bytes were read as kanji pairs
+    sent = (b"From: Acme News <news@acme.example>\r\nTo: fan@example.org\r\nSubject: News\r\n"
+            b"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <jis-footer@acme.example>\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\n"
+            b"\x1b$B$3$s$K$A$O\x1b(B news \x1b$B$3$s\r\n")
+    code, text = deliver(relay.port, sent, [FAN])
+    assert code == 250, text
+    (got,) = clean_sink.wait_for(1)
+    assert verify_dkim(got.data, keys_dir)
+    decoded = email.message_from_bytes(got.data).get_payload(decode=True).decode("iso-2022-jp", "replace")
+    assert decoded.startswith("\u3053\u3093\u306b\u3061\u306f news \u3053\u3093")
+    assert POSTAL in decoded and "Unsubscribe" in decoded
+
+
 # -- the pieces on their own -----------------------------------------------------------------
 
 def test_values_cannot_carry_line_breaks_into_the_footer():
