@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.utils import getaddresses
 
@@ -47,8 +48,8 @@ def field_value(raw_field: bytes) -> str:
     if "=?" in value:
         try:
             value = str(make_header(decode_header(value)))
-        except (ValueError, LookupError, UnicodeError):
-            pass  # undecodable words stay as written; callers see the raw text
+        except (ValueError, LookupError, UnicodeError, MessageError):
+            pass  # undecodable words stay as written (CharsetError: an 8-bit charset name)
     return value
 
 

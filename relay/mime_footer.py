@@ -22,8 +22,9 @@ Which parts get a footer (the parts a reader sees as "the message"):
   text part to carry the footer; later parts are attachments or trailing inline parts;
 * message/rfc822 (a forwarded message) is never entered: it is the sender's attachment.
 
-HTML gets the footer before the last `</body>` (any case), else before the last `</html>`, else
-at the end. Plain text gets a blank line, a `-- ` separator line and the footer at the end.
+HTML gets the footer before the last `</body>` tag (any case), else before the last `</html>`
+tag, else at the end, read as a browser reads markup (`relay.footer_html`): one inside a comment,
+a script, a style or an attribute value is no tag. Plain text gets a blank line, a `-- ` separator line and the footer at the end.
 
 Charsets and transfer encodings are kept: the payload is decoded with its transfer encoding
 (7bit, 8bit, binary, quoted-printable, base64) and charset, the footer is added, and the result is
@@ -43,7 +44,8 @@ it still carries the List-Unsubscribe headers, which other stages add):
 * malformed MIME: a multipart without a boundary, unterminated, or with a base64 or
   quoted-printable transfer encoding; a part without a header/body separator; a chosen text part
   with bad base64, an unknown or non-ASCII-compatible charset (UTF-16, UTF-7) or an unknown
-  transfer encoding; nesting deeper than `MAX_DEPTH`; more than `MAX_PARTS` parts. Guessing at a
+  transfer encoding; an HTML part that ends inside a comment, tag or script with no `</body>` or
+  `</html>` tag before (a footer at its end would not be seen); nesting deeper than `MAX_DEPTH`; more than `MAX_PARTS` parts. Guessing at a
   broken structure risks corrupting what the recipient sees, so the rule is "send it as it came,
   with header unsubscribe only" (SPEC §8 allows either this or `554 5.6.0`; the relay core refuses
   nesting deeper than 100 with `554 5.6.0` using `mime_structure` (its depth) before any of this runs).
@@ -60,6 +62,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from relay.footer_html import insertion_point
 from relay.offload import BIG, copy_range, slices
 
 MAX_DEPTH = 100       # SPEC §8: deeper nesting is refused by the core (554 5.6.0)
@@ -71,8 +74,6 @@ _KNOWN_CTES = _IDENTITY_CTES | {"quoted-printable", "base64"}
 _B64_LINE = 57  # bytes per 76-character base64 line
 _FIELD_NAME = re.compile(rb"^[!-9;-~]+[ \t]*:")
 _PARAM = re.compile(r'([^\s=;"]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
-_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
-_HTML_END = re.compile(r"</html\s*>", re.IGNORECASE)
 # every ASCII character a footer uses must encode to itself in the part's charset
 _ASCII_PROBE = "<>/=-:.,@()'\"&;#!?_+% \tabcxyzABCXYZ0189\r\n"
 
@@ -606,14 +607,11 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
     nl = "\r\n" if cte != "base64" or "\r\n" in text or "\n" not in text else "\n"
     idx = len(text)  # plain: the footer goes at the end (text may be only the last character)
     if kind == "html":
-        found = None
-        for m in _BODY_END.finditer(text):
-            found = m
+        # a `</body>` in a comment, script or attribute value is not one: a footer there is unseen
+        found = insertion_point(text)
         if found is None:
-            for m in _HTML_END.finditer(text):
-                found = m
-        if found is not None:
-            idx = found.start()
+            raise _Malformed("the HTML part ends inside a comment, tag or script, with no </body> before it")
+        idx = found
     if idx == len(text):
         cpre, csuf = content, b""
     else:
@@ -625,6 +623,11 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
         if cpre + csuf != content:
             # a stateful charset (ISO-2022-JP) re-encoded slightly differently: still the same text
             content = cpre + csuf
+    # a sender's bytes may end shifted into two-byte mode (ISO-2022-JP without its closing ESC ( B):
+    # the footer's ASCII would then read as kanji, so the reader is shifted back first
+    back = _shift_back(codec.name, cpre)
+    if back:
+        cpre += back
     lead = ""
     if kind == "plain":
         lead = ("" if not text or text.endswith("\n") else nl) + nl + "-- " + nl
@@ -641,6 +644,16 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
         whole = len(cpre) - len(cpre) % _B64_LINE
         slot.prefix, slot.b64_tail, slot.suffix = _b64lines(cpre[:whole]), cpre[whole:], csuf
     return slot
+
+
+def _shift_back(codec_name: str, data: bytes) -> bytes:
+    """The bytes that return a stateful 7-bit charset to ASCII after `data`; b"" when it is there."""
+    if codec_name.startswith("iso2022_jp"):
+        esc = data.rfind(b"\x1b")
+        return b"" if esc < 0 or data[esc:esc + 3] in (b"\x1b(B", b"\x1b(J") else b"\x1b(B"
+    if codec_name == "hz":
+        return b"~}" if data.rfind(b"~{") > data.rfind(b"~}") else b""
+    return b""
 
 
 def _last_character(codec: codecs.CodecInfo, content: bytes) -> str:
@@ -661,7 +674,7 @@ def _qp_split(raw: bytes, cpre: bytes, csuf: bytes) -> tuple[bytes, bytes]:
     insertion point can be found in them, else re-encoding the two halves."""
     if not csuf:
         return raw, b""
-    for m in reversed(list(re.finditer(rb"</(?:body|html)\s*>", raw, re.IGNORECASE))):
+    for m in reversed(list(re.finditer(rb"</(?:body|html)", raw, re.IGNORECASE))):
         if binascii.a2b_qp(raw[:m.start()]) == cpre and binascii.a2b_qp(raw[m.start():]) == csuf:
             return raw[:m.start()], raw[m.start():]
     return _qp(cpre), _qp(csuf)

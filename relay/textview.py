@@ -121,7 +121,7 @@ def _codec(charset: str | None) -> str:
     name = _LEGACY_CHARSETS.get(charset.strip().lower(), charset.strip())
     try:
         info = codecs.lookup(name)
-    except LookupError:
+    except (LookupError, UnicodeError, ValueError):  # 8-bit or NUL bytes in the name name no codec
         return ""
     # "base64", "rot13", "zlib" ... are codecs too, but bytes.decode refuses them
     return info.name if getattr(info, "_is_text_encoding", True) else ""
@@ -131,7 +131,10 @@ def decode_charset(data: bytes, charset: str | None) -> str:
     """Bytes to text with the declared charset; unknown or missing charsets fall back safely."""
     name = _codec(charset)
     if name:
-        return data.decode(name, "replace")
+        try:
+            return data.decode(name, "replace")
+        except (UnicodeError, LookupError, ValueError, TypeError):
+            pass  # "idna", "punycode", "undefined": codecs of text that no mail part is written in
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -81,6 +81,19 @@ def received_parts(source: str, hostname: str, protocol: str, qid: str, now: dat
             f">; {format_datetime(now)}")
 
 
+def storable(text: str | None) -> str | None:
+    """Text every database takes: undecodable header bytes (lone surrogates) and NUL become U+FFFD."""
+    if text is None or (text.isascii() and "\x00" not in text):
+        return text
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
+
+
 def audit_row(at: datetime, client: str, list_key: str | None, qid: str, message_id: str | None,
               recipient: str, stage: str, verdict: Verdict | None, outcome: str,
               code: int | None = None, status: str | None = None, reason: str = "") -> dict:
@@ -89,7 +102,10 @@ def audit_row(at: datetime, client: str, list_key: str | None, qid: str, message
         "stage": stage or "pipeline", "rule": (verdict.rule if verdict else "") or stage or "pipeline",
         "verdict": outcome, "code": code if code is not None else (verdict.code if verdict else None),
         "status": status if status is not None else (verdict.status if verdict else None),
-        "reason": reason or (verdict.reason if verdict else ""), "message_id": message_id, "queue_id": qid,
+        # header values keep undecodable bytes as surrogates; one such row would fail the whole
+        # group commit, and every message waiting on it, with 451 4.3.0
+        "reason": storable(reason or (verdict.reason if verdict else "")), "message_id": storable(message_id),
+        "queue_id": qid,
     }
 
 

@@ -255,6 +255,27 @@ def test_real_smtp_refuses_violations_and_delivers_newsletter(relay_factory, sin
     assert len(received) == 1 and b"grape and walnut" in received[0].data.replace(b"=\r\n", b"")
 
 
+@pytest.mark.parametrize("charset", [b"idna", b"punycode", b"undefined", b"x\xe9"])
+def test_real_smtp_part_in_a_codec_no_mail_is_written_in_is_read_as_utf8(relay_factory, sink, charset):
+    # idna, punycode and undefined are Python codecs that refuse errors="replace" (or ASCII input),
+    # an 8-bit charset name made codecs.lookup raise UnicodeEncodeError; each was 451 4.3.0
+    sink.clear()
+    relay = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages='["sender-identity", "content"]')
+    for ctype, body in ((b"text/plain", b"Hello K\xf6ln, buy viagra online"),
+                        (b"text/html", b"<p>Hello K\xf6ln, buy viagra online</p>")):
+        data = (b"From: news@acme.example\r\nTo: alice@example.org\r\nSubject: =?" + charset + b"?Q?News?=\r\n"
+                b"MIME-Version: 1.0\r\nContent-Type: " + ctype + b"; charset=" + charset + b"\r\n\r\n" + body + b"\r\n")
+        with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as s:
+            s.ehlo("client.test")
+            s.login("acme", PASSWORD)
+            s.mail("bounce@acme.example", ["BODY=8BITMIME"])
+            assert s.rcpt("alice@example.org")[0] == 250
+            code, text = s.data(data)
+        # read with the documented fallback (UTF-8, then cp1252), so the offer is still seen
+        assert code == 550 and b"pharmacy.drug-sales" in text, (ctype, code, text)
+    relay.stop()
+
+
 def test_tag_delivers_with_the_relays_header_and_strips_a_forged_one(relay_factory, sink, keys_dir):
     from test_relay_smtp import verify_dkim
 

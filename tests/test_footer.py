@@ -262,6 +262,76 @@ def test_client_override_template_wins(relay, clean_sink, keys_dir):
     assert "/u/" not in plain + html  # transactional: no unsubscribe link
 
 
+# a `</body>` a browser does not read as a tag (in a comment, a script string, an attribute value,
+# a textarea): the footer went there and was hidden, or shown as raw markup
+HIDING_PLACES = {
+    "comment then the real one": "<html><body><p>Hi</p><!-- </body> --></body></html>",
+    "only in a comment": "<html><body><p>Hi</p><!-- </body> -->",
+    "script string": "<html><body><p>Hi</p><script>var a = '</body>';</script>",
+    "script after the real one": "<html><body><p>Hi</p></body></html><script>x = '</body>'</script>",
+    "attribute value": "<html><body><p title='</body>'>Hi</p></html>",
+    "textarea": "<html><body><p>Hi</p><textarea></body></textarea></html>",
+    "unclosed comment after the real one": "<html><body><p>Hi</p></body></html><!-- trailing",
+}
+# the part ends inside a comment, style or tag with no real `</body>` before: any place is unseen,
+# so the malformed-MIME rule applies (body as sent, header unsubscribe only)
+NOWHERE_TO_SEE = {
+    "unclosed comment": "<html><body><p>Hi</p><!-- never closed </body></html>",
+    "unclosed style": "<html><body><p>Hi</p><style>p { color: red }\r\n</body></html>",
+    "unclosed attribute value": '<html><body><p>Hi</p><a href="x></body></html>',
+}
+
+
+def html_message(html: str) -> bytes:
+    return (b"From: Acme News <news@acme.example>\r\nTo: fan@example.org\r\nSubject: News\r\n"
+            b"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <html-footer@acme.example>\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html.encode() + b"\r\n")
+
+
+@pytest.mark.parametrize("case", sorted(HIDING_PLACES))
+def test_html_footer_goes_where_a_browser_shows_it(case, relay, clean_sink, keys_dir):
+    from selectolax.lexbor import LexborHTMLParser
+
+    code, text = deliver(relay.port, html_message(HIDING_PLACES[case]), [FAN])
+    assert code == 250, text
+    (got,) = clean_sink.wait_for(1)
+    assert verify_dkim(got.data, keys_dir)
+    html = text_of(email.message_from_bytes(got.data))
+    tree = LexborHTMLParser(html)
+    links = [a.attributes.get("href") or "" for a in tree.css("a")]
+    tree.strip_tags(["script", "style", "textarea", "template", "title"])
+    assert "Hi" in tree.body.text() and POSTAL in tree.body.text(), html
+    assert any("/u/" in href for href in links), html  # the unsubscribe link is a link, not text
+
+
+@pytest.mark.parametrize("case", sorted(NOWHERE_TO_SEE))
+def test_html_ending_inside_markup_gets_the_header_unsubscribe_only(case, relay, clean_sink, keys_dir):
+    sent = html_message(NOWHERE_TO_SEE[case])
+    code, text = deliver(relay.port, sent, [FAN])
+    assert code == 250, text
+    (got,) = clean_sink.wait_for(1)
+    assert body_of(got.data) == body_of(sent)
+    out = email.message_from_bytes(got.data)
+    assert out["List-Unsubscribe"] and out["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert verify_dkim(got.data, keys_dir)
+
+
+def test_iso2022jp_text_left_in_two_byte_mode_gets_a_readable_footer(relay, clean_sink, keys_dir):
+    # the sender's last line ends shifted into JIS X 0208 (no ESC ( B): appended as is, the footer's
+    # ASCII bytes were read as kanji pairs
+    sent = (b"From: Acme News <news@acme.example>\r\nTo: fan@example.org\r\nSubject: News\r\n"
+            b"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <jis-footer@acme.example>\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\n"
+            b"\x1b$B$3$s$K$A$O\x1b(B news \x1b$B$3$s\r\n")
+    code, text = deliver(relay.port, sent, [FAN])
+    assert code == 250, text
+    (got,) = clean_sink.wait_for(1)
+    assert verify_dkim(got.data, keys_dir)
+    decoded = email.message_from_bytes(got.data).get_payload(decode=True).decode("iso-2022-jp", "replace")
+    assert decoded.startswith("\u3053\u3093\u306b\u3061\u306f news \u3053\u3093")
+    assert POSTAL in decoded and "Unsubscribe" in decoded
+
+
 # -- the pieces on their own -----------------------------------------------------------------
 
 def test_values_cannot_carry_line_breaks_into_the_footer():
@@ -314,6 +384,23 @@ def test_no_footer_and_why(name, why):
     msg = Message((CORPUS / name).read_bytes())
     plan, reason = plan_footer_explained(msg.headers, msg.body)
     assert plan is None and why in reason
+
+
+@pytest.mark.parametrize("html, rest", [
+    ("<p>a < b</p>", ""), ("<p>x</p><", ""), ("<p>x</p><!-->y</body>", "</body>"),
+    ('<p class=a"b>x</p></body>', "</body>"), ('<p a= "x>y">x</p></body>', "</body>"),
+    ("<script>a</SCRIPT >b</BODY\r\n>", "</BODY\r\n>"), ("<a href=</body>x", ""),
+    ("<p>x</p></body><style>a", "</body><style>a"), ("<style>a</style", None), ("<xmp>x</body>", None),
+    # a comment, an attribute value and a script longer than the scanner's window (BIG)
+    ("<p>" + "x" * 600_000 + "<!-- " + "y" * 400_000 + " --></body>z", "</body>z"),
+    ("<p>" + "x" * 300_000 + "<a title='" + "</body>" * 60_000 + "'>q</a></body>z", "</body>z"),
+    ("<p>" + "x" * 300_000 + "<script>" + "</body>" * 60_000 + "</script>z", ""),
+])
+def test_html_insertion_point(html, rest):
+    from relay.footer_html import insertion_point
+
+    found = insertion_point(html)
+    assert (None if found is None else html[found:]) == rest
 
 
 def test_qp_html_with_the_body_tag_split_by_a_soft_break():

@@ -334,6 +334,30 @@ def test_every_decision_is_audited(relay, clean_sink):
     assert all(r.list_key == "news" and r.queue_id for r in rows)
 
 
+def test_undecodable_header_bytes_are_delivered_and_audited(relay, clean_sink, keys_dir):
+    # 8-bit bytes in Message-ID reached the audit log as lone surrogates, which no database driver
+    # encodes: the group commit failed and the client got 451 4.3.0. An encoded-word whose charset
+    # name is 8-bit made email.header raise CharsetError while sender-identity read From:.
+    for n, (from_field, message_id) in enumerate([
+            (b"news@acme.example", b"<caf\xe9-1@acme.example>"),
+            (b"=?x\xe9?B?QWNtZQ==?= <news@acme.example>", b"<plain-2@acme.example>")]):
+        data = (b"From: " + from_field + b"\r\nTo: alice@example.org\r\nSubject: bytes\r\n"
+                b"Message-ID: " + message_id + b"\r\n\r\nhello\r\n")
+        rcpt = f"bytes{n}@example.org"
+        with login(relay.port) as s:
+            s.mail("bounce@acme.example", ["BODY=8BITMIME"])
+            assert s.rcpt(rcpt)[0] == 250
+            code, text = s.data(data)
+        assert code == 250, text
+        (got,) = clean_sink.wait_for(1)
+        assert message_id in got.data and verify_dkim(got.data, keys_dir)
+        clean_sink.clear()
+        relay.flush()
+        rows = [r for r in relay.store.audit_rows(client="acme") if r.recipient == rcpt]
+        assert {"accept", "deliver"} <= {r.verdict for r in rows}
+        assert all(r.message_id == message_id.decode("utf-8", "replace") for r in rows)
+
+
 def test_metrics_and_healthz(relay):
     import urllib.request
 
