@@ -196,7 +196,7 @@ class RelaySMTP(SMTP):
         self._reset_timeout(self.runtime.config.relay.data_timeout)
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
-            content, error = await read_data(self._reader, self.data_size_limit, self.line_length_limit)
+            content, error = await read_data(self._reader, self.data_size_limit)
         except asyncio.CancelledError:
             log.info("connection lost during DATA")
             self._writer.close()

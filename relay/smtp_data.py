@@ -13,10 +13,13 @@ from relay.offload import BIG
 READ_LIMIT = 64 * 1024
 TERMINATOR = b".\r\n"
 LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
+# RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF, counted once the client's
+# dot-stuffing is taken away (aiosmtpd's 1001 counts the line as sent, so a 999-character line passed)
+TEXT_LINE_LIMIT = 1000
 
 
 class _LineLengths:
-    """The longest line seen across pieces, counting the CRLF as aiosmtpd does."""
+    """The longest line seen across pieces, its CRLF counted (RFC 5321 counts it)."""
 
     def __init__(self) -> None:
         self.longest = 0
@@ -35,7 +38,7 @@ class _LineLengths:
 
 
 async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
-                    line_limit: int) -> tuple[list[bytes], str | None]:
+                    line_limit: int = TEXT_LINE_LIMIT) -> tuple[list[bytes], str | None]:
     """Read up to the lone "." line; return the content (dot-unstuffed) and None, or [] and the error reply.
 
     The content comes as the pieces it was read in, never joined into one whole: the message is
@@ -63,12 +66,13 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
             found = piece.endswith(TERMINATOR) and (tail + piece[-5:-3])[-2:] == b"\r\n"
             before, tail = tail, piece[-2:] if len(piece) >= 2 else (tail + piece)[-2:]
             body = piece[:-3] if found else piece
-            lines.feed(body)
             size += len(body)
             if size_limit and size > size_limit:
                 pieces = []  # keep reading to the end, keep nothing
             elif body:
-                pieces.append(_unstuff(body, before))
+                body = _unstuff(body, before)
+                lines.feed(body)
+                pieces.append(body)
             if found:
                 break
             if size > BIG:

@@ -438,7 +438,15 @@ def test_data_line_too_long_is_refused_and_session_goes_on(relay, clean_sink):
         start_data(c)
         c.send(HEAD + b"x" * 998 + b"\r\n.\r\n")  # the longest line RFC 5321 allows
         assert c.reply().startswith("250")
-    assert len(clean_sink.wait_for(1)) == 1
+        start_data(c)
+        c.send(HEAD + b"x" * 999 + b"\r\n.\r\n")  # one more: 1,001 octets with its CRLF
+        assert code_of(c.reply()) == LINE_TOO_LONG
+        assert c.cmd("RSET").startswith("250")
+        start_data(c)
+        c.send(HEAD + b"." * 999 + b"\r\n.\r\n")  # 998 dots, dot-stuffed: the line is 998 long
+        assert c.reply().startswith("250")
+    got = clean_sink.wait_for(2)
+    assert len(got) == 2 and max(map(len, got[1].data.split(b"\r\n"))) <= 998
 
 
 def test_data_larger_than_the_read_buffer_arrives_whole(relay, clean_sink):
