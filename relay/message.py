@@ -28,7 +28,11 @@ def split_header_block(raw: bytes) -> tuple[list[bytes], bytes]:
     for line in head.splitlines(keepends=True):
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1] += line
-        elif _FIELD_NAME.match(line):
+        elif named := _FIELD_NAME.match(line):
+            if named.end() != len(named.group(1)) + 1:
+                # obsolete "Name : value" (RFC 5322 §4.5): strict readers end the header at it, and
+                # would take every field after it, ours included, for body; it means "Name: value"
+                line = named.group(1) + b":" + line[named.end():]
             fields.append(line)
         else:
             rest = head[pos:]

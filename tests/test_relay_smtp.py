@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import re
 import smtplib
 import time
@@ -356,6 +358,23 @@ def test_undecodable_header_bytes_are_delivered_and_audited(relay, clean_sink, k
         rows = [r for r in relay.store.audit_rows(client="acme") if r.recipient == rcpt]
         assert {"accept", "deliver"} <= {r.verdict for r in rows}
         assert all(r.message_id == message_id.decode("utf-8", "replace") for r in rows)
+
+
+def test_obsolete_space_before_the_colon_is_dropped_from_the_copy(relay, clean_sink, keys_dir):
+    # RFC 5322 §4.5 obs-optional allows "Subject : x"; strict readers (Python's email, dkimpy) end
+    # the header there, so every field after it (the relay's own too) was body to them and DKIM failed
+    data = (b"From: news@acme.example\r\nTo: alice@example.org\r\nSubject : Spaced out\r\n"
+            b"Date\t: Mon, 23 Nov 2026 10:00:00 +0000\r\nX-Campaign: autumn\r\n\r\nhello\r\n")
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        s.rcpt("alice@example.org")
+        code, text = s.data(data)
+    assert code == 250, text
+    (got,) = clean_sink.wait_for(1)
+    parsed = email.message_from_bytes(got.data, policy=email.policy.default)
+    assert parsed["Subject"] == "Spaced out" and parsed["Date"] == "Mon, 23 Nov 2026 10:00:00 +0000"
+    assert parsed["X-Campaign"] == "autumn" and parsed.get_content().startswith("hello")
+    assert b"Subject : " not in got.data and verify_dkim(got.data, keys_dir)
 
 
 def test_metrics_and_healthz(relay):
