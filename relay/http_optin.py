@@ -9,9 +9,10 @@ from aiohttp import web
 
 from relay.http import RUNTIME, masked, page, plain_page
 from relay.http_body import BadBody, read_form, read_json, unencodable
-from relay.optin import SignupRefused, refuse_if_suspended
+from relay.optin import API_FAILURES_PER_IP, SignupRefused, refuse_if_suspended
 from relay.passwords import verify_password
 from relay.tokens import TokenError
+from relay.windows import peer_key
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig
@@ -43,14 +44,14 @@ async def _api_client(runtime: "Runtime", request: web.Request) -> "ClientConfig
     fingerprint = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
     if fingerprint in cache:
         return runtime.config.clients.get(cache[fingerprint])
-    failures, peer = runtime.optin.api_failures, request.remote or ""
-    if failures.full(peer):
+    failures, peer = runtime.optin.api_failures, peer_key(request.remote or "")
+    if failures.count(peer) >= API_FAILURES_PER_IP:
         raise TooManyFailures()
     for client in runtime.config.clients.values():
         if client.api_token_hash and await asyncio.to_thread(verify_password, token, client.api_token_hash):
             cache[fingerprint] = client.name
             return client
-    failures.allow(peer)
+    failures.add(peer)
     return None
 
 

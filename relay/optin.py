@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from email.header import Header
@@ -17,6 +15,7 @@ from filters.suppression import is_role_address
 from relay.addresses import AddressError, canonical_ip, normalize_address
 from relay.message import clean_line
 from relay.tokens import Token, TokenError
+from relay.windows import SlidingWindows, peer_key
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig, ListConfig
@@ -51,48 +50,23 @@ def refuse_if_suspended(client: "ClientConfig") -> None:
                             None, 403)
 
 
-class RateLimiter:
-    """Sliding one-hour windows per key; in memory, per process (each worker counts its own)."""
-
-    def __init__(self, per_hour: int, window: float = 3600.0):
-        self.per_hour, self.window = per_hour, window
-        self.hits: dict[str, deque[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        hits = self.hits.setdefault(key, deque())
-        while hits and now - hits[0] > self.window:
-            hits.popleft()
-        if len(hits) >= self.per_hour:
-            return False
-        hits.append(now)
-        return True
-
-    def full(self, key: str) -> bool:
-        """True when `key` used up its window, without counting a hit."""
-        now = time.monotonic()
-        hits = self.hits.get(key)
-        while hits and now - hits[0] > self.window:
-            hits.popleft()
-        return bool(hits) and len(hits) >= self.per_hour
-
-
 class Optin:
     """The opt-in side of one relay process."""
 
     def __init__(self, rt: "Runtime"):
         self.rt = rt
-        self.by_ip = RateLimiter(rt.config.optin.rate_per_ip_per_hour)
-        self.by_client = RateLimiter(rt.config.optin.rate_per_client_per_hour)
+        self.by_ip = SlidingWindows(3600.0)
+        self.by_client = SlidingWindows(3600.0)
         self.api_tokens: dict[bytes, str] = {}
         # each unknown API token costs one scrypt per client (~40 ms, 16 MiB) on the shared thread pool:
         # a peer that keeps sending wrong ones is refused before hashing, as SMTP AUTH throttles repeats
-        self.api_failures = RateLimiter(API_FAILURES_PER_IP, window=API_FAILURE_WINDOW)
+        self.api_failures = SlidingWindows(API_FAILURE_WINDOW)
 
     def check_rate(self, client: "ClientConfig", ip: str | None) -> None:
-        if ip and not self.by_ip.allow(ip):
+        optin = self.rt.config.optin
+        if ip and not self.by_ip.allow(peer_key(ip), optin.rate_per_ip_per_hour):
             raise SignupRefused("too many sign-ups from this address; try again later", "ip", 429)
-        if not self.by_client.allow(client.name):
+        if not self.by_client.allow(client.name, optin.rate_per_client_per_hour):
             raise SignupRefused("too many sign-ups for this sender; try again later", "list", 429)
 
     async def subscribe(self, client: "ClientConfig", mailing: "ListConfig", email: str, *, source: str,

@@ -5,7 +5,6 @@ import asyncio
 import ipaddress
 import logging
 import re
-import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ from relay.addresses import AddressError, is_unsubscribe_address, normalize_addr
 from relay.message import Message
 from relay.offload import BIG, cpu_bound
 from relay.smtp_data import read_data
+from relay.windows import SlidingWindows, peer_key
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig
@@ -74,13 +74,13 @@ def pieces_have_bare_line_ending_or_nul(pieces: list[bytes]) -> bool:
 
 
 class PeerLimits:
-    """Connections in total and per peer address, and recent AUTH failures per address."""
+    """Connections in total and per peer address, and recent AUTH failures per address (IPv6: per /64)."""
 
     def __init__(self, total: int, per_ip: int):
         self.total, self.per_ip = total, per_ip
         self.open_total = 0
         self.open_by_ip: dict[str, int] = defaultdict(int)
-        self.auth_failures: dict[str, list[float]] = defaultdict(list)
+        self.auth_failures = SlidingWindows(600.0)
 
     def admit(self, ip: str) -> str | None:
         """Count the connection in, or return the 421 reply that refuses it."""
@@ -98,17 +98,11 @@ class PeerLimits:
         if self.open_by_ip[ip] <= 0:
             del self.open_by_ip[ip]
 
-    def recent_failures(self, ip: str, window: float = 600.0) -> int:
-        now = time.monotonic()
-        kept = [t for t in self.auth_failures.get(ip, []) if now - t < window]
-        if kept:
-            self.auth_failures[ip] = kept
-        else:
-            self.auth_failures.pop(ip, None)
-        return len(kept)
+    def recent_failures(self, ip: str) -> int:
+        return self.auth_failures.count(peer_key(ip))
 
     def note_failure(self, ip: str) -> None:
-        self.auth_failures[ip].append(time.monotonic())
+        self.auth_failures.add(peer_key(ip))
 
 
 _PLAIN_PATH = re.compile(r"^<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+)>(?: (.*))?$")

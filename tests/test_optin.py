@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from conftest import API_TOKEN, PASSWORD_HASH, Clock, Sink
+from relay.optin import SignupRefused
 from relay.passwords import hash_password
 from test_relay_smtp import login, message, verify_dkim
 from test_unsubscribe import http
@@ -273,6 +274,14 @@ def test_rate_limit_per_ip(relay_factory, sink):
                   urllib.parse.urlencode({"email": f"r{i}@example.org"}).encode())[0] for i in range(3)]
     assert codes == [200, 200, 429]
     assert api(limited, {"email": "r9@example.org", "list": "vip", "source": "x"})[0] == 429
+    # an IPv6 host holds a whole /64: the limit counts the /64, not each address in it
+    acme = limited.runtime.config.clients["acme"]
+    limited.runtime.optin.check_rate(acme, "2001:db8:1:2::1")
+    limited.runtime.optin.check_rate(acme, "2001:db8:1:2::2")
+    with pytest.raises(SignupRefused) as refused:
+        limited.runtime.optin.check_rate(acme, "2001:db8:1:2:ffff::3")
+    assert refused.value.status == 429
+    limited.runtime.optin.check_rate(acme, "2001:db8:1:3::1")  # the next /64 is someone else
 
 
 @pytest.fixture(scope="module")
