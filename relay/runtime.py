@@ -77,6 +77,9 @@ class Runtime:
         self.tls_context = self._tls_context()
         self.limits = PeerLimits(config.relay.max_connections, config.relay.max_connections_per_ip)
         self.metrics = Metrics()
+        # How long a retry worker holds a spooled copy: longer than one delivery can take (about ten
+        # upstream steps, each bounded by the upstream timeout), so nobody else claims a copy mid-send.
+        self.spool_lease = max(300.0, 20 * config.upstream.timeout)
         self.sessions: set[Any] = set()
         self.in_flight = 0
         self.closing = False
@@ -199,10 +202,16 @@ class Runtime:
 
     async def retry_due(self, limit: int = 100) -> int:
         """Deliver spooled copies that are due; return how many were handled."""
-        now = self.services.clock()
-        rows = await self.store.run(self.store.spool_claim_due, now, limit, 300.0)
+        rows = await self.store.run(self.store.spool_claim_due, self.services.clock(), limit, self.spool_lease)
         for row in rows:
+            now = self.services.clock()
+            # the batch's leases may have run out while earlier copies were sent: renew this one
+            # first, and leave it alone if another worker has claimed it in the meantime
+            lease = now + timedelta(seconds=self.spool_lease)
+            if not await self.store.run(self.store.spool_renew, row.id, row.lease_until, lease):
+                continue
             result = await self.upstream.deliver(row.mail_from, row.recipient, row.data)
+            now = self.services.clock()
             created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
             expired = now - created > timedelta(hours=self.config.upstream.retry_max_age_hours)
             if result.status == "delivered":
@@ -211,7 +220,7 @@ class Runtime:
             elif result.status == "temporary" and not expired:
                 next_at = now + timedelta(seconds=self.retry_delay(row.attempts))
                 await self.store.run(self.store.spool_retry, row.id, next_at,
-                                     replies.one_line(f"{result.code} {result.reply}"))
+                                     replies.one_line(f"{result.code} {result.reply}"), lease)
             else:
                 await self._bounce_spooled(row, result)
                 await self.store.run(self.store.spool_done, row.id)

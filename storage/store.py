@@ -147,16 +147,37 @@ class Store(ConsentQueries, OptinQueries):
         # RETURNING order is unspecified; hand them out oldest-due first.
         return sorted(copies, key=lambda c: (c.next_attempt_at, c.id or 0))
 
+    def spool_renew(self, id: int, held: datetime | None, until: datetime) -> bool:
+        """Extend the lease `held` on one copy to `until`; False if another claimer took it meanwhile.
+
+        A batch claim leases every copy at once, but they are sent one after the other: with a slow
+        upstream the last ones' leases run out before their turn, and another worker may claim them.
+        Renewing (compare-and-set on the lease we were given) just before sending lets exactly one of
+        the two go on.
+        """
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(_spool)
+                .where(_spool.c.id == id, _spool.c.lease_until == held)
+                .values(lease_until=until)
+            )
+        return done.rowcount == 1
+
     def spool_done(self, id: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(_spool).where(_spool.c.id == id))
 
-    def spool_retry(self, id: int, next_attempt_at: datetime, error: str) -> None:
-        """Record a failed attempt and release the lease until `next_attempt_at`."""
+    def spool_retry(self, id: int, next_attempt_at: datetime, error: str, held: datetime | None = None) -> None:
+        """Record a failed attempt and release the lease until `next_attempt_at`.
+
+        With `held`, only while that lease is still ours: a copy another worker has claimed since
+        is that worker's to schedule, not ours to reset.
+        """
+        guard = [_spool.c.id == id] + ([_spool.c.lease_until == held] if held is not None else [])
         with self.engine.begin() as conn:
             conn.execute(
                 update(_spool)
-                .where(_spool.c.id == id)
+                .where(*guard)
                 .values(attempts=_spool.c.attempts + 1, last_error=error,
                         next_attempt_at=next_attempt_at, lease_until=None)
             )

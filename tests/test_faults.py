@@ -1,6 +1,8 @@
 """Nothing is lost: upstream down, 4xx, 5xx, partial fan-out, storage faults, and an upstream killed mid-load."""
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import email
 import smtplib
 import threading
@@ -9,7 +11,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import Sink, free_port
+from conftest import Clock, Sink, SinkHandler, free_port
 from test_relay_smtp import INTERNAL, UPSTREAM_DOWN, login, message, verify_dkim
 
 
@@ -154,3 +156,51 @@ def test_upstream_killed_mid_load_loses_nothing(relay, clean_sink):
     assert missing == set(), f"{len(missing)} messages answered 250 but not at the upstream"
     duplicates = len(received) - len(set(received))
     print(f"\n{total} messages, {len(acked)} answered 250, {tempfails[0]} 4xx retried, 0 lost, {duplicates} duplicates")
+
+
+class SlowSinkHandler(SinkHandler):
+    """An upstream that thinks `delay` seconds before answering the final dot."""
+
+    delay = 0.0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_spooled_copy_goes_out_once_when_a_lease_expires_mid_pass(relay_factory, fresh_database_url):
+    """Two relays share one spool; the upstream is slow, so relay A's batch claim outlives its lease
+    before A reaches the last copies. Relay B may take those over, but then A must skip them."""
+    url = fresh_database_url()
+    upstream = Sink()
+    upstream.handler = SlowSinkHandler()
+    upstream.start()
+    later = [f"later{i}@example.org" for i in range(1, 5)]
+    upstream.handler.reply_for = lambda rcpt: "451 4.4.5 busy" if rcpt.startswith("later") else None
+    a = relay_factory(upstream=f"smtp://127.0.0.1:{upstream.port}", db_url=url)
+    # B's clock first runs a day behind (nothing is due for it), later 1.5 s short of A's lease
+    # ahead: then B sees each lease A takes expire 1.5 s after A took it
+    b_clock = Clock()
+    b_clock.offset = dt.timedelta(days=-1)
+    b = relay_factory(upstream=f"smtp://127.0.0.1:{upstream.port}", db_url=url, clock=b_clock)
+    try:
+        code, _, text_ = data_reply(a.port, message(), ["now@example.org", *later])
+        assert code == 250 and "4 queued for retry" in text_, text_
+        upstream.handler.delay = 1.0
+        upstream.handler.reply_for = lambda rcpt: None
+        deadline = time.monotonic() + 15
+        while not any(r in later for m in upstream.messages for r in m.rcpt_tos):
+            assert time.monotonic() < deadline, "relay A never retried the spooled copies"
+            time.sleep(0.02)
+        b_clock.offset = dt.timedelta(seconds=a.runtime.spool_lease - 1.5)
+        deadline = time.monotonic() + 20
+        while a.store.spool_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert a.store.spool_count() == 0
+        time.sleep(1.5)  # a copy still being sent twice would arrive now
+        got = sorted(r for m in upstream.messages for r in m.rcpt_tos)
+        assert got == sorted(["now@example.org", *later]), got
+    finally:
+        a.stop()
+        b.stop()
+        upstream.stop()

@@ -383,6 +383,20 @@ def test_expired_lease_is_reclaimed(fresh_store: Store) -> None:
     assert len(s.spool_claim_due(T0 + timedelta(seconds=31), limit=1, lease_seconds=30)) == 1
 
 
+def test_renew_keeps_a_lease_only_for_its_holder(fresh_store: Store) -> None:
+    s = fresh_store
+    s.spool_add([_copy("a@x.test", next_attempt_at=T0)])
+    (mine,) = s.spool_claim_due(T0, limit=1, lease_seconds=30)
+    assert s.spool_renew(mine.id, mine.lease_until, T0 + timedelta(seconds=90))
+    # our first lease ran out (as far as a claimer 100 s later knows) and someone else took the copy
+    (theirs,) = s.spool_claim_due(T0 + timedelta(seconds=100), limit=1, lease_seconds=30)
+    assert not s.spool_renew(mine.id, T0 + timedelta(seconds=90), T0 + timedelta(seconds=200))
+    s.spool_retry(mine.id, T0 + timedelta(hours=1), "451 late", held=T0 + timedelta(seconds=90))
+    (row,) = s.spool_claim_due(T0 + timedelta(seconds=131), limit=1, lease_seconds=30)
+    assert row.attempts == 0  # the stale holder's retry did not touch the new holder's copy
+    assert s.spool_renew(theirs.id, row.lease_until, T0 + timedelta(seconds=300))
+
+
 def test_claim_respects_limit_and_order(fresh_store: Store) -> None:
     s = fresh_store
     s.spool_add([_copy(f"r{i}@x.test", next_attempt_at=T0 - timedelta(seconds=i)) for i in range(5)])
