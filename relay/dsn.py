@@ -1,6 +1,7 @@
 """Delivery status notifications (RFC 3464 multipart/report) naming each refused recipient and why."""
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,10 +16,29 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FailedRecipient:
+    """One recipient the message did not reach; `diagnostic` is the remote MTA's reply as it gave it."""
+
     recipient: str
     code: int
     status: str
     reason: str
+    diagnostic: str | None = None
+
+
+# RFC 3463 enhanced status code at the start of a reply text: class.subject.detail
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+
+
+def upstream_failure(recipient: str, code: int, reply: str, status: str | None = None,
+                     reason: str | None = None) -> FailedRecipient:
+    """A recipient the upstream refused: Status is the upstream's own enhanced code when it gave one
+    of the right class (5.1.1 and 5.7.1 mean different things to a bounce processor), the
+    Diagnostic-Code its reply unchanged (RFC 3464 §2.3.4, §2.3.6)."""
+    found = _ENHANCED.match(reply)
+    if status is None:
+        status = found.group(0) if found and found.group(1) == "5" else "5.0.0"
+    return FailedRecipient(recipient, code, status, reason or f"upstream refused: {code} {reply}",
+                           f"{code} {reply}")
 
 
 def _lines(*lines: str) -> bytes:
@@ -27,15 +47,18 @@ def _lines(*lines: str) -> bytes:
 
 def build_dsn(client: "ClientConfig", reporting_host: str, envelope_from: str,
               failed: list[FailedRecipient], original_headers: list[bytes], queue_id: str,
-              now: datetime) -> bytes:
-    """A complete DSN message, ready to sign and send with a null envelope sender."""
+              now: datetime, arrived: datetime | None = None) -> bytes:
+    """A complete DSN message, ready to sign and send with a null envelope sender.
+
+    `arrived` is when the relay accepted the message (Arrival-Date); a bounce from the retry
+    spool is written days later than that."""
     boundary = f"=_dsn_{secrets.token_hex(12)}"
     domain = client.signing_domain
     human = [
         f"This is the mail relay at {reporting_host}, sending for {clean_line(client.company)}.",
         "",
-        f"Your message (queue id {queue_id}) was NOT delivered to the following",
-        "recipient(s). It was delivered to the others.",
+        f"Your message (queue id {queue_id}) could NOT be delivered to the following",
+        "recipient(s); it has been given up for them.",
         "",
     ]
     for f in failed:
@@ -49,14 +72,14 @@ def build_dsn(client: "ClientConfig", reporting_host: str, envelope_from: str,
             f"Final-Recipient: rfc822; {f.recipient}",
             "Action: failed",
             f"Status: {f.status}",
-            f"Diagnostic-Code: smtp; {f.code} {f.status} {clean_line(f.reason)}",
+            "Diagnostic-Code: smtp; " + clean_line(f.diagnostic or f"{f.code} {f.status} {f.reason}"),
         ]
     body = b"".join([
         _lines(f"--{boundary}", "Content-Type: text/plain; charset=utf-8",
                "Content-Transfer-Encoding: 8bit", "", *human, ""),
         _lines(f"--{boundary}", "Content-Type: message/delivery-status", "",
                f"Reporting-MTA: dns; {reporting_host}", f"X-Queue-ID: {queue_id}",
-               f"Arrival-Date: {format_datetime(now)}", *per_recipient, ""),
+               f"Arrival-Date: {format_datetime(arrived or now)}", *per_recipient, ""),
         _lines(f"--{boundary}", "Content-Type: text/rfc822-headers", ""),
         b"".join(original_headers),
         _lines("", f"--{boundary}--"),

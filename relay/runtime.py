@@ -16,7 +16,7 @@ from relay import replies
 from relay.config import ClientConfig, Config
 from relay.delivery import Upstream, make_upstream
 from relay.dkim import DkimSigner
-from relay.dsn import FailedRecipient, build_dsn
+from relay.dsn import build_dsn, upstream_failure
 from relay.offload import BatchedThreads, signing_threads, thread_pool
 from relay.keys import load_client_secrets, read_token_keys, tls_context
 from relay.message import Message, split_header_block
@@ -232,10 +232,17 @@ class Runtime:
             log.warning("dropping undeliverable notice to %s: %s", row.recipient, result.reply)
             return
         headers, _ = split_header_block(row.data)
-        failed = [FailedRecipient(row.recipient, result.code or 550, "5.4.7" if result.status == "temporary"
-                                  else "5.0.0", f"upstream: {result.reply}")]
-        dsn = build_dsn(client, self.config.relay.hostname, row.mail_from, failed, headers,
-                        row.queue_id, self.services.clock())
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
+        if result.status == "temporary":
+            # RFC 3463 5.4.7: given up after retry_max_age_hours; the diagnostic is the last deferral
+            hours = self.config.upstream.retry_max_age_hours
+            failed = upstream_failure(row.recipient, result.code, result.reply, "5.4.7",
+                                      f"still not accepted after {hours:g} hours of retries; "
+                                      f"last reply: {result.code} {result.reply}")
+        else:
+            failed = upstream_failure(row.recipient, result.code, result.reply)
+        dsn = build_dsn(client, self.config.relay.hostname, row.mail_from, [failed], headers,
+                        row.queue_id, self.services.clock(), created)
         await self.deliver_notification(client, row.mail_from, dsn)
 
     async def retry_forever(self, interval: float) -> None:

@@ -14,7 +14,7 @@ from filters.context import CopyContext, MessageContext
 from filters.verdict import Verdict
 from relay import replies
 from relay.delivery import DeliveryResult
-from relay.dsn import FailedRecipient, build_dsn
+from relay.dsn import FailedRecipient, build_dsn, upstream_failure
 from relay.offload import cpu_bound
 from relay.message import Copy, Message, field_name, make_field
 from relay.mime_footer import MAX_DEPTH, STRUCTURE_FACT, mime_structure
@@ -245,8 +245,7 @@ class Transaction:
             return replies.one_line(f"550 5.0.0 Upstream refused {recipient}: {result.code} {result.reply}")
         failed = [FailedRecipient(d.recipient, d.verdict.code, d.verdict.status, d.verdict.reason)
                   for d in refused]
-        failed += [FailedRecipient(r, res.code, "5.0.0", f"upstream: {res.reply}")
-                   for r, res in outcome.permanent.items()]
+        failed += [upstream_failure(r, res.code, res.reply) for r, res in outcome.permanent.items()]
         if failed:
             await self.send_dsn(failed)
         await self.record_outcome(rows)
@@ -271,5 +270,5 @@ class Transaction:
     async def send_dsn(self, failed: list[FailedRecipient]) -> None:
         rt = self.rt
         dsn = build_dsn(self.client, rt.config.relay.hostname, self.mail_from, failed,
-                        self.message.headers, self.qid, rt.services.clock())
+                        self.message.headers, self.qid, rt.services.clock(), self.now)
         await rt.deliver_notification(self.client, self.mail_from, dsn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email
+import email.utils
 import smtplib
 import threading
 import time
@@ -203,4 +204,84 @@ def test_spooled_copy_goes_out_once_when_a_lease_expires_mid_pass(relay_factory,
     finally:
         a.stop()
         b.stop()
+        upstream.stop()
+
+
+def delivery_status(data: bytes) -> tuple[email.message.Message, str]:
+    """The DSN parsed, and its message/delivery-status part as text (RFC 3464)."""
+    parsed = email.message_from_bytes(data)
+    assert parsed.get_content_type() == "multipart/report", parsed.get_content_type()
+    assert parsed.get_param("report-type") == "delivery-status"
+    parts = [p for p in parsed.walk() if p.get_content_type() == "message/delivery-status"]
+    assert len(parts) == 1
+    return parsed, parts[0].as_string()
+
+
+def test_dsn_status_and_diagnostic_are_the_upstreams_own(relay, clean_sink):
+    """A bounce processor files 5.1.1 (no such mailbox) apart from 5.7.1 (policy): the DSN must carry
+    the upstream's enhanced status, and its reply as given (RFC 3464 §2.3.4, §2.3.6)."""
+    clean_sink.handler.reply_for = lambda rcpt: "550 5.1.1 <ghost@example.org>: no such user" \
+        if rcpt.startswith("ghost") else None
+    code, _, text_ = data_reply(relay.port, message(), ["ghost@example.org", "alice@example.org"])
+    assert code == 250, text_
+    got = clean_sink.wait_for(2)
+    (dsn,) = [m for m in got if m.mail_from in ("", "<>")]
+    _, report = delivery_status(dsn.data)
+    assert "Final-Recipient: rfc822; ghost@example.org" in report
+    assert "Status: 5.1.1" in report, report
+    assert "Diagnostic-Code: smtp; 550 5.1.1 <ghost@example.org>: no such user" in report, report
+
+
+def test_spooled_copy_that_expires_bounces_with_a_failed_dsn(relay_factory, fresh_database_url):
+    """retry_max_age_hours after arrival a copy still tempfailed is bounced: one RFC 3464 report to the
+    envelope sender, null sender, Action failed, the last upstream reply; the DSN itself is spooled
+    when the sender's server tempfails it, and goes out once that recovers."""
+    upstream = Sink().start()
+    clock = Clock()
+    dsn_tempfails = [1]
+
+    def reply_for(rcpt: str) -> str | None:
+        if rcpt.startswith("later"):
+            return "451 4.4.5 mailbox busy"
+        if rcpt == "bounce@acme.example" and dsn_tempfails[0]:
+            dsn_tempfails[0] -= 1
+            return "452 4.2.2 over quota for now"
+        return None
+
+    upstream.handler.reply_for = reply_for
+    relay = relay_factory(upstream=f"smtp://127.0.0.1:{upstream.port}", db_url=fresh_database_url(), clock=clock)
+    try:
+        arrival = clock()
+        code, _, text_ = data_reply(relay.port, message(), ["now@example.org", "later@example.org"])
+        assert code == 250 and "1 queued for retry" in text_, text_
+        time.sleep(1.0)  # a few retries within the age limit: still queued, no DSN yet
+        assert relay.store.spool_count() == 1
+        assert [m.rcpt_tos for m in upstream.messages] == [["now@example.org"]]
+        clock.offset = dt.timedelta(hours=121)
+        deadline = time.monotonic() + 15
+        while not [m for m in upstream.messages if m.mail_from in ("", "<>")]:
+            assert time.monotonic() < deadline, "no DSN after the copy expired"
+            time.sleep(0.05)
+        assert dsn_tempfails == [0]  # the first DSN attempt was tempfailed and spooled, then retried
+        deadline = time.monotonic() + 5
+        while relay.store.spool_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert relay.store.spool_count() == 0
+        (dsn,) = [m for m in upstream.messages if m.mail_from in ("", "<>")]
+        assert dsn.rcpt_tos == ["bounce@acme.example"]
+        # (not DKIM-verified here: it is signed at the test clock's time, 121 h ahead, which dkimpy
+        # refuses as a signature from the future)
+        assert dsn.data.startswith(b"DKIM-Signature:")
+        parsed, report = delivery_status(dsn.data)
+        assert parsed["To"] == "<bounce@acme.example>"
+        assert "Final-Recipient: rfc822; later@example.org" in report and "Action: failed" in report
+        assert "Status: 5.4.7" in report, report
+        assert "Diagnostic-Code: smtp; 451 4.4.5 mailbox busy" in report, report
+        arrived = email.utils.parsedate_to_datetime(report.split("Arrival-Date: ", 1)[1].splitlines()[0])
+        assert abs((arrived - arrival).total_seconds()) < 60, (arrived, arrival)
+        human = [p for p in parsed.walk() if p.get_content_type() == "text/plain"][0].get_payload(decode=True)
+        assert b"delivered to the others" not in human  # nobody here knows what became of the others
+        assert [m.rcpt_tos for m in upstream.messages if m.mail_from not in ("", "<>")] == [["now@example.org"]]
+    finally:
+        relay.stop()
         upstream.stop()
