@@ -203,28 +203,51 @@ class Runtime:
     async def retry_due(self, limit: int = 100) -> int:
         """Deliver spooled copies that are due; return how many were handled."""
         rows = await self.store.run(self.store.spool_claim_due, self.services.clock(), limit, self.spool_lease)
-        for row in rows:
-            now = self.services.clock()
-            # the batch's leases may have run out while earlier copies were sent: renew this one
-            # first, and leave it alone if another worker has claimed it in the meantime
-            lease = now + timedelta(seconds=self.spool_lease)
-            if not await self.store.run(self.store.spool_renew, row.id, row.lease_until, lease):
-                continue
-            result = await self.upstream.deliver(row.mail_from, row.recipient, row.data)
-            now = self.services.clock()
-            created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
-            expired = now - created > timedelta(hours=self.config.upstream.retry_max_age_hours)
-            if result.status == "delivered":
-                await self.store.run(self.store.spool_done, row.id)
-                self.metrics.copies_delivered(1)
-            elif result.status == "temporary" and not expired:
-                next_at = now + timedelta(seconds=self.retry_delay(row.attempts))
-                await self.store.run(self.store.spool_retry, row.id, next_at,
-                                     replies.one_line(f"{result.code} {result.reply}"), lease)
-            else:
-                await self._bounce_spooled(row, result)
-                await self.store.run(self.store.spool_done, row.id)
+        # the lease this worker holds on each copy it has not finished with
+        held = {row.id: row.lease_until for row in rows}
+        try:
+            for row in rows:
+                await self._retry_one(row, held)
+        except asyncio.CancelledError:
+            # shutting down mid-pass: hand the unfinished copies back, so that a restarted relay
+            # (or another worker) sends them now instead of after the lease runs out
+            await self._release(held)
+            raise
         return len(rows)
+
+    async def _retry_one(self, row: Any, held: dict[int, Any]) -> None:
+        """One spooled copy: send it, then delete it, reschedule it or bounce it."""
+        now = self.services.clock()
+        # the batch's leases may have run out while earlier copies were sent: renew this one
+        # first, and leave it alone if another worker has claimed it in the meantime
+        lease = now + timedelta(seconds=self.spool_lease)
+        if not await self.store.run(self.store.spool_renew, row.id, held[row.id], lease):
+            del held[row.id]
+            return
+        held[row.id] = lease
+        result = await self.upstream.deliver(row.mail_from, row.recipient, row.data)
+        now = self.services.clock()
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
+        expired = now - created > timedelta(hours=self.config.upstream.retry_max_age_hours)
+        if result.status == "delivered":
+            await self.store.run(self.store.spool_done, row.id)
+            self.metrics.copies_delivered(1)
+        elif result.status == "temporary" and not expired:
+            next_at = now + timedelta(seconds=self.retry_delay(row.attempts))
+            await self.store.run(self.store.spool_retry, row.id, next_at,
+                                 replies.one_line(f"{result.code} {result.reply}"), lease)
+        else:
+            await self._bounce_spooled(row, result)
+            await self.store.run(self.store.spool_done, row.id)
+        del held[row.id]
+
+    async def _release(self, held: dict[int, Any]) -> None:
+        """Give back the leases in `held` (bounded: this runs while the relay stops)."""
+        try:
+            async with asyncio.timeout(2.0):
+                await self.store.run(self.store.spool_release, list(held.items()))
+        except Exception:
+            log.warning("could not release %d spooled copies; they are retried when their lease ends", len(held))
 
     async def _bounce_spooled(self, row: Any, result: Any) -> None:
         client = self.config.clients.get(row.client)

@@ -163,6 +163,15 @@ class Store(ConsentQueries, OptinQueries):
             )
         return done.rowcount == 1
 
+    def spool_release(self, held: list[tuple[int, datetime | None]]) -> None:
+        """Give back leases (copy id, lease we hold) so the copies are due again at once."""
+        if not held:
+            return
+        with self.engine.begin() as conn:
+            for id, lease in held:
+                conn.execute(update(_spool).where(_spool.c.id == id, _spool.c.lease_until == lease)
+                             .values(lease_until=None))
+
     def spool_done(self, id: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(_spool).where(_spool.c.id == id))
