@@ -8,13 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from relay.addresses import AddressError, canonical_ip, normalize_address, suppression_key
+from relay.cli_storage import open_store as _open_store
 
 if TYPE_CHECKING:
     from storage.consent import PreparedRow
@@ -97,36 +96,6 @@ def _list(client: Any, key: str) -> Any:
         known = ", ".join(sorted(client.lists)) or "none"
         raise click.ClickException(f"unknown list {key!r} for client {client.name} (it has: {known})")
     return mailing
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-@contextmanager
-def _open_store(config: Any) -> Iterator[Any]:
-    """Migrate, open and always close the Store; storage failures become one line."""
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        # importing alembic and a no-op upgrade log a dozen INFO lines; an admin command prints its answer
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from storage import Store
-    from storage.migrate import upgrade
-
-    try:
-        upgrade(config.storage_url)
-    except Exception as exc:  # unreachable or refusing database: one line naming the key
-        raise click.ClickException(f"storage.url: cannot open the database: {type(exc).__name__}: "
-                                   f"{_first_line(exc)}") from None
-    store = Store(config.storage_url, workers=1)
-    try:
-        yield store
-    except SQLAlchemyError as exc:
-        raise click.ClickException(f"storage: {type(exc).__name__}: {_first_line(exc)}") from None
-    finally:
-        store.close()
 
 
 def parse_time(value: str) -> datetime:
@@ -404,6 +373,10 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
     config = rc.config
     client = _client(config, client_name)
     mailing = _list(client, list_key)
+    if mailing.transactional:
+        # as `consent add`: a transactional list has no consent stage, so records there prove nothing
+        raise click.ClickException(f"list {mailing.key} is transactional: nobody subscribes to it "
+                                   "(its mail needs no consent records)")
     if not channel.strip() or "\n" in channel or "\r" in channel:
         raise click.ClickException("--channel must be a single non-empty line")
     text, reader = _read_csv(file)

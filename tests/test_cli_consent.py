@@ -340,3 +340,83 @@ def test_sign_up_ip_is_stored_in_canonical_form(given, canonical):
             canonical_ip(given)
     else:
         assert canonical_ip(given) == canonical
+
+
+# -- found by the CLI audit: each of these failed before its fix -----------------------------------
+
+def test_every_command_says_a_storage_failure_in_one_line(tmp_path: Path) -> None:
+    """An unopenable database (here: a SQLite file in a directory that does not exist) is one line
+    naming storage.url in every command, never a traceback (consent add/export/repermission and
+    check printed SQLAlchemy's)."""
+    from relay.config import load_config
+    from relay.keys import ensure_demo_secrets
+
+    admin = Admin(tmp_path, f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'relay.db'}")
+    ensure_demo_secrets(load_config(tmp_path / "relay.toml"))  # what `relay serve` makes on its first run
+    admin.write("ok.csv", "email,signed_up_at,source,method,ip,disclosure\nx@example.com,2025-01-01,f,single,,\n")
+    admin.write("m.eml", "From: news@demo.example\nTo: x@example.com\nSubject: hi\n\nhello\n")
+    results = admin.many(
+        ("consent", "add", "x@example.com", "--client", "demo", "--list", "news", "--source", "phone"),
+        ("consent", "export", "--client", "demo", "--list", "news"),
+        ("consent", "repermission", "--client", "demo", "--list", "news"),
+        ("consent", "import", "ok.csv", "--client", "demo", "--list", "news"),
+        ("consent", "show", "x@example.com", "--client", "demo"),
+        ("suppress", "list"),
+        ("audit", "export", "--client", "demo"),
+        ("check", "m.eml", "--client", "demo"),
+    )
+    for result in results:
+        assert "Traceback" not in result.stderr, (result.args, result.stderr[-400:])
+        one_line_error(result, "storage.url", "unable to open database file")
+
+
+def test_a_schema_newer_than_this_relay_is_named(admin: Admin) -> None:
+    ok(admin("suppress", "list"))
+    store = admin.store()
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    finally:
+        store.close()
+    for result in admin.many(("suppress", "list"), ("consent", "export", "--client", "demo", "--list", "news")):
+        one_line_error(result, "9999_from_the_future", "newer")
+
+
+def test_reads_do_not_wait_for_a_held_sqlite_write_lock(admin: Admin) -> None:
+    """Read-only commands read beside a writer (WAL); a write that cannot get the lock says so in one
+    line. Before: every command began with a write-locked migration check, so `suppress list`
+    failed with 'cannot open the database: database is locked' while an import or a relay wrote."""
+    if not admin.db_url.startswith("sqlite"):
+        pytest.skip("SQLite's single writer lock")
+    import sqlite3
+
+    ok(admin("suppress", "add", "held@example.com", "--global"))
+    holder = sqlite3.connect(admin.db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process's write transaction, held
+        listed, shown, audited, write = admin.many(
+            ("suppress", "list", "--global"),
+            ("consent", "show", "held@example.com", "--client", "demo"),
+            ("audit", "export", "--client", "demo", "--include-global"),
+            ("suppress", "add", "new@example.com", "--global"),
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "held@example.com" in ok(listed)
+    assert "suppressed (global" in ok(shown)
+    assert "held@example.com" in ok(audited)
+    one_line_error(write, "database is busy")
+
+
+def test_consent_import_refuses_a_transactional_list(admin: Admin) -> None:
+    """`consent add` refuses a transactional list (nobody subscribes to receipts); import did not."""
+    admin.write("ok.csv", "email,signed_up_at,source,method,ip,disclosure\nx@example.com,2025-01-01,f,single,,\n")
+    one_line_error(admin("consent", "import", "ok.csv", "--client", "demo", "--list", "receipts"),
+                   "list receipts is transactional")
+    store = admin.store()
+    try:
+        assert store.consent_records("demo", "x@example.com") == []
+    finally:
+        store.close()
+
