@@ -29,7 +29,9 @@ __all__ = ["audit", "consent", "suppress"]
 
 UTC = timezone.utc
 REQUIRED_COLUMNS = ("email", "signed_up_at", "source", "method", "ip", "disclosure")
-OPTIONAL_COLUMNS = ("confirmed_at",)
+# confirmed_at, and the columns `relay consent export` writes, so that its file imports as the same records
+OPTIONAL_COLUMNS = ("confirmed_at", "status", "revoked_at", "last_contact_at", "user_agent", "extra")
+STATUSES = ("", "pending", "confirmed", "revoked")
 METHODS = ("single", "double")
 REASONS = ("unsubscribe", "complaint", "bounce", "do-not-contact", "manual")
 CHUNK_ROWS = 5000          # rows per validation chunk, and per storage transaction
@@ -166,6 +168,8 @@ def validate_chunk(rows: list[tuple[int, list[str]]], columns: dict[str, int], e
                                              columns["method"])
     ip_i, disclosure_i = columns["ip"], columns["disclosure"]
     confirmed_i = columns.get("confirmed_at")
+    status_i, revoked_i, contact_i = columns.get("status"), columns.get("revoked_at"), columns.get("last_contact_at")
+    agent_i, extra_i = columns.get("user_agent"), columns.get("extra")
     ahead = now + FUTURE_SKEW
     out: list[tuple[int, str | None, str, str | None, dict[str, Any] | None]] = []
     append = out.append
@@ -236,13 +240,56 @@ def validate_chunk(rows: list[tuple[int, list[str]]], columns: dict[str, int], e
             except ValueError:
                 append((line, address, email, f"ip {ip!r} is not an IP address", None))
                 continue
+        exported, reason = _exported_fields(row, status_i, revoked_i, contact_i, agent_i, extra_i, signed_up_at, ahead)
+        if reason is not None:
+            append((line, address, email, reason, None))
+            continue
         status = "pending" if method == "double" and confirmed_at is None else "confirmed"
+        if exported["revoked_at"] is not None:
+            status = "revoked"  # an unsubscribe stays one: importing it as consent would mail the person again
+        kept = {**exported.pop("extra"), **{name: row[i] for name, i in extra}}
         append((line, address, email, None, (status, method, prepare_import_row(*target[:2], {
             "address": address, "status": status, "method": method, "source": source,
             "signed_up_at": signed_up_at, "ip": ip or None, "disclosure": row[disclosure_i].strip(),
-            "confirmed_at": confirmed_at, "extra": {name: row[i] for name, i in extra},
+            "confirmed_at": confirmed_at, "extra": kept, **exported,
         }, *target[2:]))))
     return out
+
+
+def _exported_fields(row: list[str], status_i: int | None, revoked_i: int | None, contact_i: int | None,
+                     agent_i: int | None, extra_i: int | None, signed_up_at: datetime, ahead: datetime
+                     ) -> tuple[dict[str, Any], str | None]:
+    """The optional columns of a `relay consent export` file: (values, None) or ({}, reason refused).
+
+    status `revoked` (or a revoked_at) keeps the record revoked; revoked_at defaults to the sign-up
+    time when the file has none (the earliest the unsubscribe can have been).
+    """
+    def cell(i: int | None) -> str:
+        return row[i].strip() if i is not None else ""
+
+    status = cell(status_i).lower()
+    if status not in STATUSES:
+        return {}, f"status {cell(status_i)!r} is not pending, confirmed or revoked"
+    times: dict[str, datetime | None] = {}
+    for name, i in (("revoked_at", revoked_i), ("last_contact_at", contact_i)):
+        raw = cell(i)
+        try:
+            times[name] = parse_time(raw) if raw else None
+        except ValueError:
+            return {}, f"{name} {raw!r} is not an ISO 8601 date/time"
+        if times[name] is not None and times[name] > ahead:  # type: ignore[operator]
+            return {}, f"{name} {raw} is in the future"
+    if status == "revoked" and times["revoked_at"] is None:
+        times["revoked_at"] = signed_up_at
+    extra: dict[str, Any] = {}
+    if cell(extra_i):
+        try:
+            extra = json.loads(cell(extra_i))
+        except ValueError:
+            extra = None  # type: ignore[assignment]
+        if not isinstance(extra, dict):
+            return {}, "extra is not a JSON object"
+    return {**times, "user_agent": cell(agent_i), "extra": extra}, None
 
 
 def _read_csv(path: Path) -> tuple[str, csv.Reader]:  # type: ignore[name-defined]
@@ -271,6 +318,9 @@ def _header(path: Path, reader: Any) -> tuple[dict[str, int], list[tuple[str, in
         if name in columns:
             raise click.ClickException(f"{path}: header names column {name!r} twice")
         columns[name] = i
+    if "email" not in columns and "address" in columns:
+        columns["email"] = columns.pop("address")  # the column `relay consent export` writes
+        names = [("email" if n == "address" else n) for n in names]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise click.ClickException(f"{path}: missing column {missing[0]!r} (the header must have: "
@@ -360,8 +410,10 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
       method        single or double (opt-in)
       ip            the sign-up IP address (the value may be empty, e.g. paper forms)
       disclosure    what they were told / agreed to (the value may be empty)
-    Optional: confirmed_at (double opt-in confirmation time). Any other column is kept with
-    the record. email, signed_up_at, source and method need a value.
+    Optional: confirmed_at (double opt-in confirmation time), and what `relay consent export`
+    writes (address for email, status, revoked_at, last_contact_at, user_agent, extra): a
+    revoked row stays revoked. Any other column is kept with the record. email, signed_up_at,
+    source and method need a value.
 
     \b
     Refused, with line number and reason: bad or role addresses, empty required values, bad
@@ -397,7 +449,7 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
     read = added = existing = 0
     refused: list[tuple[int, str, str]] = []
     seen: dict[str, int] = {}
-    single_on_coi = pending = 0
+    single_on_coi = pending = revoked = 0
     import time
 
     started = time.monotonic()
@@ -417,7 +469,9 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
                     continue
                 status, method, prepared = record
                 batch.append(prepared)
-                if status == "pending":
+                if status == "revoked":
+                    revoked += 1
+                elif status == "pending":
                     pending += 1
                 elif method == "single" and mailing.confirmed_opt_in:
                     single_on_coi += 1
@@ -445,6 +499,8 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
     if pending and mailing.confirmed_opt_in:
         click.echo(f"note: {pending:,} added or kept row(s) are double opt-in without confirmed_at: "
                    "pending until confirmed")
+    if revoked:
+        click.echo(f"note: {revoked:,} row(s) were revoked (unsubscribed) and are kept as revoked: they get no mail")
     if single_on_coi:
         click.echo(f"note: list {mailing.key} requires confirmed opt-in; {single_on_coi:,} single opt-in "
                    "row(s) were recorded but will not be mailed")

@@ -89,16 +89,20 @@ def consent_add(rc: RelayContext, address: str, client_name: str, list_key: str,
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
 @pass_ctx
 def consent_export(rc: RelayContext, client_name: str, list_key: str, fmt: str) -> None:
-    """Write the proof of consent of every subscriber of a list (records and their history)."""
+    """Write the proof of consent of every subscriber of a list (records and their history).
+
+    The CSV imports into another relay as the same records (`relay consent import`): its extra
+    column holds the columns kept from the original import, as JSON."""
     config, client, mailing = _client_and_list(rc, client_name, list_key)
     with open_store(config) as store:
         proof = store.list_proof(client.name, mailing.key)
     fields = ["address", "status", "method", "source", "signed_up_at", "ip", "user_agent", "disclosure",
-              "confirmed_at", "last_contact_at", "revoked_at"]
+              "confirmed_at", "last_contact_at", "revoked_at", "extra"]
 
     def record_dict(record: Any, events: list[Any]) -> dict[str, Any]:
         row = {f: (v.isoformat() if hasattr(v, "isoformat") else v) for f in fields
                for v in [getattr(record, f)]}
+        row["extra"] = json.loads(record.extra) if record.extra else {}
         row["history"] = [{"at": e.at.isoformat(), "event": e.event, "status": e.status, "channel": e.channel,
                            "ip": e.ip, "detail": e.detail} for e in events]
         return row
@@ -111,6 +115,7 @@ def consent_export(rc: RelayContext, client_name: str, list_key: str, fmt: str) 
     writer.writeheader()
     for record, events in proof:
         row = record_dict(record, events)
+        row["extra"] = json.dumps(row["extra"], ensure_ascii=False) if row["extra"] else ""
         row["history"] = " | ".join(f"{h['at']} {h['event']} via {h['channel']}" + (f" from {h['ip']}" if h["ip"] else "")
                                     for h in row["history"])
         writer.writerow(row)

@@ -420,3 +420,44 @@ def test_consent_import_refuses_a_transactional_list(admin: Admin) -> None:
     finally:
         store.close()
 
+
+def test_consent_export_imports_into_a_fresh_database_with_the_same_records(
+        tmp_path: Path, fresh_database_url: Callable[[], str]) -> None:
+    """export → import gives the same records and provenance: the export's `address` column, the
+    extra columns, user agent, last contact, and a revoked record stays revoked (before: the
+    import wanted `email`, extras were not exported, and a revoked row came back as consent)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = Admin(tmp_path / "a", fresh_database_url()), Admin(tmp_path / "b", fresh_database_url())
+    first.write("list.csv", "email,signed_up_at,source,method,ip,disclosure,confirmed_at,plan\n"
+                            "amy@example.com,2025-01-01T10:00:00Z,form,double,192.0.2.7,News,2025-01-01T11:00:00Z,pro\n"
+                            "ben@example.com,2025-02-01,checkout,single,,,,basic\n"
+                            "cat@example.com,2025-03-01,fair,double,,Offers,,\n"
+                            "dan@example.com,2025-04-01,form,single,,,,\n")
+    ok(first("consent", "import", "list.csv", "--client", "demo", "--list", "vip"))
+    store = first.store()
+    try:
+        store.consent_revoke("demo", "vip", "dan@example.com", datetime(2025, 5, 1, tzinfo=timezone.utc), "page")
+        store.touch_last_contact("demo", "vip", ["amy@example.com"], datetime(2025, 6, 1, tzinfo=timezone.utc))
+        before = {a: store.consent_records("demo", a)[0][0] for a in
+                  ("amy@example.com", "ben@example.com", "cat@example.com", "dan@example.com")}
+    finally:
+        store.close()
+    exported = ok(first("consent", "export", "--client", "demo", "--list", "vip"))
+    second.write("export.csv", exported)
+    out = ok(second("consent", "import", "export.csv", "--client", "demo", "--list", "vip"))
+    assert summary(out) == {"rows read": 4, "added": 4, "already on file": 0, "refused": 0}, out
+    store = second.store()
+    try:
+        after = {a: store.consent_records("demo", a)[0][0] for a in before}
+    finally:
+        store.close()
+    fields = ("status", "method", "source", "signed_up_at", "ip", "disclosure", "confirmed_at",
+              "last_contact_at", "revoked_at", "user_agent")
+    for address, old in before.items():
+        new = after[address]
+        assert {f: getattr(new, f) for f in fields} == {f: getattr(old, f) for f in fields}, address
+        kept = json.loads(new.extra)
+        assert {k: v for k, v in kept.items() if k != "history"} == json.loads(old.extra or "{}"), address
+        assert "created via import" in kept["history"]  # the old trail is kept with the record
+    assert after["dan@example.com"].status == "revoked"
