@@ -701,7 +701,11 @@ def suppress_list(rc: Any, is_global: bool, client_name: str | None, list_key: s
 @click.pass_obj
 def suppress_import(rc: Any, file: Path, is_global: bool, client_name: str | None, list_key: str | None,
                     reason: str, source: str | None) -> None:
-    """Suppress every address or @domain in FILE (one per line; blank lines and # comments skipped)."""
+    """Suppress every address or @domain in FILE (one per line; blank lines and # comments skipped).
+
+    FILE may also be what `relay suppress export` wrote (CSV with an address column): then each
+    row keeps its reason and source, and with --client alone its scope (client-wide or its list).
+    """
     scope, client, key = _scope(rc.config, is_global, client_name, list_key)
     assert scope is not None
     try:
@@ -713,25 +717,36 @@ def suppress_import(rc: Any, file: Path, is_global: bool, client_name: str | Non
     source = source or f"import:{file.name}"
     rows: list[dict[str, str]] = []
     refused: list[tuple[int, str, str]] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str, str, str], int] = {}
     read = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        entry = raw.strip()
-        if not entry or entry.startswith("#"):
-            continue
+    # a row's own scope counts only when the flags name a client and no list: the export is per client
+    per_row_scope = scope == "client"
+    for number, entry, given in _suppression_entries(file, text):
         read += 1
+        row_scope, row_key, row_reason = scope, key, reason
+        if given.get("reason"):
+            if given["reason"] not in REASONS:
+                refused.append((number, entry, f"reason {given['reason']!r} is not one of {', '.join(REASONS)}"))
+                continue
+            row_reason = given["reason"]
+        if per_row_scope and given.get("scope") == "list":
+            row_scope, row_key = "list", given.get("list", "")
+            if row_key not in rc.config.clients[client].lists:
+                refused.append((number, entry, f"client {client} has no list {row_key!r}"))
+                continue
+        target = given["address"] if "address" in given else entry
         try:
-            address, domain = _target(entry, scope)
+            address, domain = _target(target, row_scope)
         except ValueError as exc:
             refused.append((number, entry, str(exc)))
             continue
-        first = seen.get((address, domain))
+        first = seen.get((row_scope, row_key, address, domain))
         if first is not None:
             refused.append((number, entry, f"duplicate of line {first}"))
             continue
-        seen[(address, domain)] = number
-        rows.append({"scope": scope, "client": client, "list_key": key, "address": address, "domain": domain,
-                     "reason": reason, "source": source})
+        seen[(row_scope, row_key, address, domain)] = number
+        rows.append({"scope": row_scope, "client": client, "list_key": row_key, "address": address,
+                     "domain": domain, "reason": row_reason, "source": given.get("source") or source})
     with _open_store(rc.config) as store:
         added, existing = store.suppress_import(rows, datetime.now(UTC)) if rows else (0, 0)
     click.echo(f"{file.name} → {_describe(scope, client, key)} ({reason})")
@@ -746,6 +761,32 @@ def suppress_import(rc: Any, file: Path, is_global: bool, client_name: str | Non
 
 
 SUPPRESSION_COLUMNS = ["address", "scope", "list", "reason", "source", "at"]
+
+
+def _suppression_entries(path: Path, text: str) -> Iterator[tuple[int, str, dict[str, str]]]:
+    """(line number, the line, its fields) for each entry of a `suppress import` file.
+
+    A plain list gives {} (the line is the target); a CSV whose header names an `address`
+    column (what `suppress export` writes) gives that row's columns by name.
+    """
+    lines = text.splitlines()
+    first = next((i for i, raw in enumerate(lines) if raw.strip() and not raw.strip().startswith("#")), None)
+    header = [h.strip().lower() for h in next(csv.reader([lines[first]]))] if first is not None else []
+    if "address" not in header:
+        for number, raw in enumerate(lines, start=1):
+            entry = raw.strip()
+            if entry and not entry.startswith("#"):
+                yield number, entry, {}
+        return
+    for number, raw in enumerate(lines[first + 1:], start=first + 2):
+        entry = raw.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        try:
+            cells = next(csv.reader([raw]))  # the export writes no line breaks inside a field
+        except csv.Error as exc:
+            raise click.ClickException(f"{path}: line {number}: unreadable CSV: {exc}") from None
+        yield number, entry, {name: cell.strip() for name, cell in zip(header, cells) if name}
 
 
 @suppress.command("export")

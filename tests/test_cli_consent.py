@@ -461,3 +461,27 @@ def test_consent_export_imports_into_a_fresh_database_with_the_same_records(
         assert {k: v for k, v in kept.items() if k != "history"} == json.loads(old.extra or "{}"), address
         assert "created via import" in kept["history"]  # the old trail is kept with the record
     assert after["dan@example.com"].status == "revoked"
+
+
+def test_suppress_export_imports_into_a_fresh_database_with_the_same_entries(
+        tmp_path: Path, fresh_database_url: Callable[[], str]) -> None:
+    """`suppress export` → `suppress import --client C` gives the same entries, scope, reason and
+    source (before: the import read one address per line, so every line of the CSV was refused)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = Admin(tmp_path / "a", fresh_database_url()), Admin(tmp_path / "b", fresh_database_url())
+    for args in (("bob@example.com", "--client", "demo", "--list", "news", "--reason", "unsubscribe"),
+                 ("@partner.example", "--client", "demo", "--reason", "complaint", "--source", "ticket-42"),
+                 ("ann@example.com", "--client", "demo", "--reason", "bounce")):
+        ok(first("suppress", "add", *args))
+    second.write("export.csv", ok(first("suppress", "export", "--client", "demo")))
+    out = ok(second("suppress", "import", "export.csv", "--client", "demo"))
+    assert summary(out) == {"entries read": 3, "added": 3, "already suppressed": 0, "refused": 0}, out
+
+    def entries(admin: Admin) -> set[tuple[str, str, str, str, str]]:
+        rows = csv.DictReader(io.StringIO(ok(admin("suppress", "export", "--client", "demo"))))
+        return {(r["address"], r["scope"], r["list"], r["reason"], r["source"]) for r in rows}
+
+    assert entries(second) == entries(first)
+    again = ok(second("suppress", "import", "export.csv", "--client", "demo"))
+    assert summary(again)["already suppressed"] == 3
