@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from relay.cli_context import RelayContext, pass_ctx
+from relay.cli_context import CheckedGroup, RelayContext, pass_ctx
 from relay.config import Config, ConfigError
 
 
-class RelayGroup(click.Group):
+class RelayGroup(CheckedGroup):
     """click's group, but every bad input ends in one line (SPEC §3): a usage error without the
     usage block, and a configuration error met inside any command without a traceback."""
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from relay.addresses import AddressError, canonical_ip, normalize_address, suppression_key
+from relay.cli_context import CheckedGroup
 from relay.cli_storage import open_store as _open_store
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class Command(click.Command):
             raise _one_line(exc) from None
 
 
-class Group(click.Group):
+class Group(CheckedGroup):
     command_class = Command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:

@@ -251,3 +251,24 @@ def test_config_check_warns_of_demo_settings_once_listening_beyond_loopback(tmp_
                     r"note: upstream\.url is maildir:\S+: copies are written to a Maildir, not sent",
                     r"note: secrets\.create_missing is on"):
         assert re.search(pattern, public.stdout), (pattern, public.stdout)
+
+
+def test_an_option_given_twice_is_refused_not_silently_the_last(tmp_path):
+    """click keeps the last of a repeated option: `consent add … --list news --list members` subscribed
+    to members without a word. Now a usage error naming it; --rcpt (repeatable) still repeats."""
+    for args, name in ((["consent", "add", "a@example.org", "--client", "demo", "--list", "news", "--list", "members",
+                         "--source", "s"], "--list"),
+                       (["suppress", "add", "a@example.org", "--client", "demo", "--client=other"], "--client"),
+                       (["audit", "export", "--client", "demo", "--format", "csv", "--format", "jsonl"], "--format"),
+                       (["dkim", "keygen", "example.com", "-s", "s1", "--selector", "s2"], "--selector"),
+                       (["serve", "--workers", "1", "--workers", "2"], "--workers")):
+        result = run_relay(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert f"{name} given twice" in line, (args, line)
+    assert not (tmp_path / "keys").exists() and not (tmp_path / "relay.db").exists()  # nothing done
+    eml = tmp_path / "m.eml"
+    eml.write_text("From: news@demo.example\nTo: a@example.org\nSubject: hi\n\nhello\n")
+    result = run_relay("check", "m.eml", "--client", "demo", "--rcpt", "a@example.org", "--rcpt", "b@example.org",
+                       cwd=tmp_path)
+    assert "given twice" not in result.stderr, result.stderr  # (it stops later: no token key in tmp_path)
