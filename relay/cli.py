@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from relay.cli_context import RelayContext, pass_ctx
+from relay.cli_context import CheckedGroup, RelayContext, pass_ctx
 from relay.config import Config, ConfigError
 
 
-class RelayGroup(click.Group):
+class RelayGroup(CheckedGroup):
     """click's group, but every bad input ends in one line (SPEC §3): a usage error without the
     usage block, and a configuration error met inside any command without a traceback."""
 
@@ -116,9 +116,10 @@ def prepare(config: Config) -> None:
         click.echo(f"relay: warning: {note}", err=True)
     try:
         upgrade(config.storage_url)
-    except Exception as exc:  # the database is unreachable or refuses: say which, in one line
-        raise click.ClickException(f"storage.url: cannot open the database: {type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    except Exception as exc:  # the database is unreachable, refuses or is newer: say which, in one line
+        from relay.cli_storage import storage_error
+
+        raise storage_error(exc, opening=True) from None
 
 
 @main.command()
@@ -147,10 +148,12 @@ def check(rc: RelayContext, file: Path, client_name: str, rcpts: tuple[str, ...]
     import asyncio
     from email.utils import getaddresses
 
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from relay.cli_storage import migrate, storage_error
     from relay.dryrun import check_message
     from relay.message import Message
     from storage import Store
-    from storage.migrate import upgrade
 
     config = rc.config
     client = config.clients.get(client_name)
@@ -162,10 +165,12 @@ def check(rc: RelayContext, file: Path, client_name: str, rcpts: tuple[str, ...]
     recipients = list(rcpts) or [a for _, a in getaddresses(Message(raw).values("to")) if a]
     if not recipients:
         raise click.ClickException("no recipient: give --rcpt or a To: header")
-    upgrade(config.storage_url)
+    migrate(config)
     store = Store(config.storage_url)
     try:
         report = asyncio.run(check_message(config, store, client, recipients, raw))
+    except SQLAlchemyError as exc:
+        raise storage_error(exc) from None
     finally:
         store.close()
     for line in report.lines:

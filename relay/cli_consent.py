@@ -8,13 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -22,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from relay.addresses import AddressError, canonical_ip, normalize_address, suppression_key
+from relay.cli_context import CheckedGroup
+from relay.cli_storage import open_store as _open_store
 
 if TYPE_CHECKING:
     from storage.consent import PreparedRow
@@ -30,7 +30,9 @@ __all__ = ["audit", "consent", "suppress"]
 
 UTC = timezone.utc
 REQUIRED_COLUMNS = ("email", "signed_up_at", "source", "method", "ip", "disclosure")
-OPTIONAL_COLUMNS = ("confirmed_at",)
+# confirmed_at, and the columns `relay consent export` writes, so that its file imports as the same records
+OPTIONAL_COLUMNS = ("confirmed_at", "status", "revoked_at", "last_contact_at", "user_agent", "extra")
+STATUSES = ("", "pending", "confirmed", "revoked")
 METHODS = ("single", "double")
 REASONS = ("unsubscribe", "complaint", "bounce", "do-not-contact", "manual")
 CHUNK_ROWS = 5000          # rows per validation chunk, and per storage transaction
@@ -60,7 +62,7 @@ class Command(click.Command):
             raise _one_line(exc) from None
 
 
-class Group(click.Group):
+class Group(CheckedGroup):
     command_class = Command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -97,36 +99,6 @@ def _list(client: Any, key: str) -> Any:
         known = ", ".join(sorted(client.lists)) or "none"
         raise click.ClickException(f"unknown list {key!r} for client {client.name} (it has: {known})")
     return mailing
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-@contextmanager
-def _open_store(config: Any) -> Iterator[Any]:
-    """Migrate, open and always close the Store; storage failures become one line."""
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        # importing alembic and a no-op upgrade log a dozen INFO lines; an admin command prints its answer
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from storage import Store
-    from storage.migrate import upgrade
-
-    try:
-        upgrade(config.storage_url)
-    except Exception as exc:  # unreachable or refusing database: one line naming the key
-        raise click.ClickException(f"storage.url: cannot open the database: {type(exc).__name__}: "
-                                   f"{_first_line(exc)}") from None
-    store = Store(config.storage_url, workers=1)
-    try:
-        yield store
-    except SQLAlchemyError as exc:
-        raise click.ClickException(f"storage: {type(exc).__name__}: {_first_line(exc)}") from None
-    finally:
-        store.close()
 
 
 def parse_time(value: str) -> datetime:
@@ -197,6 +169,8 @@ def validate_chunk(rows: list[tuple[int, list[str]]], columns: dict[str, int], e
                                              columns["method"])
     ip_i, disclosure_i = columns["ip"], columns["disclosure"]
     confirmed_i = columns.get("confirmed_at")
+    status_i, revoked_i, contact_i = columns.get("status"), columns.get("revoked_at"), columns.get("last_contact_at")
+    agent_i, extra_i = columns.get("user_agent"), columns.get("extra")
     ahead = now + FUTURE_SKEW
     out: list[tuple[int, str | None, str, str | None, dict[str, Any] | None]] = []
     append = out.append
@@ -267,13 +241,56 @@ def validate_chunk(rows: list[tuple[int, list[str]]], columns: dict[str, int], e
             except ValueError:
                 append((line, address, email, f"ip {ip!r} is not an IP address", None))
                 continue
+        exported, reason = _exported_fields(row, status_i, revoked_i, contact_i, agent_i, extra_i, signed_up_at, ahead)
+        if reason is not None:
+            append((line, address, email, reason, None))
+            continue
         status = "pending" if method == "double" and confirmed_at is None else "confirmed"
+        if exported["revoked_at"] is not None:
+            status = "revoked"  # an unsubscribe stays one: importing it as consent would mail the person again
+        kept = {**exported.pop("extra"), **{name: row[i] for name, i in extra}}
         append((line, address, email, None, (status, method, prepare_import_row(*target[:2], {
             "address": address, "status": status, "method": method, "source": source,
             "signed_up_at": signed_up_at, "ip": ip or None, "disclosure": row[disclosure_i].strip(),
-            "confirmed_at": confirmed_at, "extra": {name: row[i] for name, i in extra},
+            "confirmed_at": confirmed_at, "extra": kept, **exported,
         }, *target[2:]))))
     return out
+
+
+def _exported_fields(row: list[str], status_i: int | None, revoked_i: int | None, contact_i: int | None,
+                     agent_i: int | None, extra_i: int | None, signed_up_at: datetime, ahead: datetime
+                     ) -> tuple[dict[str, Any], str | None]:
+    """The optional columns of a `relay consent export` file: (values, None) or ({}, reason refused).
+
+    status `revoked` (or a revoked_at) keeps the record revoked; revoked_at defaults to the sign-up
+    time when the file has none (the earliest the unsubscribe can have been).
+    """
+    def cell(i: int | None) -> str:
+        return row[i].strip() if i is not None else ""
+
+    status = cell(status_i).lower()
+    if status not in STATUSES:
+        return {}, f"status {cell(status_i)!r} is not pending, confirmed or revoked"
+    times: dict[str, datetime | None] = {}
+    for name, i in (("revoked_at", revoked_i), ("last_contact_at", contact_i)):
+        raw = cell(i)
+        try:
+            times[name] = parse_time(raw) if raw else None
+        except ValueError:
+            return {}, f"{name} {raw!r} is not an ISO 8601 date/time"
+        if times[name] is not None and times[name] > ahead:  # type: ignore[operator]
+            return {}, f"{name} {raw} is in the future"
+    if status == "revoked" and times["revoked_at"] is None:
+        times["revoked_at"] = signed_up_at
+    extra: dict[str, Any] = {}
+    if cell(extra_i):
+        try:
+            extra = json.loads(cell(extra_i))
+        except ValueError:
+            extra = None  # type: ignore[assignment]
+        if not isinstance(extra, dict):
+            return {}, "extra is not a JSON object"
+    return {**times, "user_agent": cell(agent_i), "extra": extra}, None
 
 
 def _read_csv(path: Path) -> tuple[str, csv.Reader]:  # type: ignore[name-defined]
@@ -302,6 +319,9 @@ def _header(path: Path, reader: Any) -> tuple[dict[str, int], list[tuple[str, in
         if name in columns:
             raise click.ClickException(f"{path}: header names column {name!r} twice")
         columns[name] = i
+    if "email" not in columns and "address" in columns:
+        columns["email"] = columns.pop("address")  # the column `relay consent export` writes
+        names = [("email" if n == "address" else n) for n in names]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise click.ClickException(f"{path}: missing column {missing[0]!r} (the header must have: "
@@ -391,8 +411,10 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
       method        single or double (opt-in)
       ip            the sign-up IP address (the value may be empty, e.g. paper forms)
       disclosure    what they were told / agreed to (the value may be empty)
-    Optional: confirmed_at (double opt-in confirmation time). Any other column is kept with
-    the record. email, signed_up_at, source and method need a value.
+    Optional: confirmed_at (double opt-in confirmation time), and what `relay consent export`
+    writes (address for email, status, revoked_at, last_contact_at, user_agent, extra): a
+    revoked row stays revoked. Any other column is kept with the record. email, signed_up_at,
+    source and method need a value.
 
     \b
     Refused, with line number and reason: bad or role addresses, empty required values, bad
@@ -404,6 +426,10 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
     config = rc.config
     client = _client(config, client_name)
     mailing = _list(client, list_key)
+    if mailing.transactional:
+        # as `consent add`: a transactional list has no consent stage, so records there prove nothing
+        raise click.ClickException(f"list {mailing.key} is transactional: nobody subscribes to it "
+                                   "(its mail needs no consent records)")
     if not channel.strip() or "\n" in channel or "\r" in channel:
         raise click.ClickException("--channel must be a single non-empty line")
     text, reader = _read_csv(file)
@@ -424,7 +450,7 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
     read = added = existing = 0
     refused: list[tuple[int, str, str]] = []
     seen: dict[str, int] = {}
-    single_on_coi = pending = 0
+    single_on_coi = pending = revoked = 0
     import time
 
     started = time.monotonic()
@@ -444,7 +470,9 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
                     continue
                 status, method, prepared = record
                 batch.append(prepared)
-                if status == "pending":
+                if status == "revoked":
+                    revoked += 1
+                elif status == "pending":
                     pending += 1
                 elif method == "single" and mailing.confirmed_opt_in:
                     single_on_coi += 1
@@ -472,6 +500,8 @@ def consent_import(rc: Any, file: Path, client_name: str, list_key: str, channel
     if pending and mailing.confirmed_opt_in:
         click.echo(f"note: {pending:,} added or kept row(s) are double opt-in without confirmed_at: "
                    "pending until confirmed")
+    if revoked:
+        click.echo(f"note: {revoked:,} row(s) were revoked (unsubscribed) and are kept as revoked: they get no mail")
     if single_on_coi:
         click.echo(f"note: list {mailing.key} requires confirmed opt-in; {single_on_coi:,} single opt-in "
                    "row(s) were recorded but will not be mailed")
@@ -672,7 +702,11 @@ def suppress_list(rc: Any, is_global: bool, client_name: str | None, list_key: s
 @click.pass_obj
 def suppress_import(rc: Any, file: Path, is_global: bool, client_name: str | None, list_key: str | None,
                     reason: str, source: str | None) -> None:
-    """Suppress every address or @domain in FILE (one per line; blank lines and # comments skipped)."""
+    """Suppress every address or @domain in FILE (one per line; blank lines and # comments skipped).
+
+    FILE may also be what `relay suppress export` wrote (CSV with an address column): then each
+    row keeps its reason and source, and with --client alone its scope (client-wide or its list).
+    """
     scope, client, key = _scope(rc.config, is_global, client_name, list_key)
     assert scope is not None
     try:
@@ -684,25 +718,36 @@ def suppress_import(rc: Any, file: Path, is_global: bool, client_name: str | Non
     source = source or f"import:{file.name}"
     rows: list[dict[str, str]] = []
     refused: list[tuple[int, str, str]] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str, str, str], int] = {}
     read = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        entry = raw.strip()
-        if not entry or entry.startswith("#"):
-            continue
+    # a row's own scope counts only when the flags name a client and no list: the export is per client
+    per_row_scope = scope == "client"
+    for number, entry, given in _suppression_entries(file, text):
         read += 1
+        row_scope, row_key, row_reason = scope, key, reason
+        if given.get("reason"):
+            if given["reason"] not in REASONS:
+                refused.append((number, entry, f"reason {given['reason']!r} is not one of {', '.join(REASONS)}"))
+                continue
+            row_reason = given["reason"]
+        if per_row_scope and given.get("scope") == "list":
+            row_scope, row_key = "list", given.get("list", "")
+            if row_key not in rc.config.clients[client].lists:
+                refused.append((number, entry, f"client {client} has no list {row_key!r}"))
+                continue
+        target = given["address"] if "address" in given else entry
         try:
-            address, domain = _target(entry, scope)
+            address, domain = _target(target, row_scope)
         except ValueError as exc:
             refused.append((number, entry, str(exc)))
             continue
-        first = seen.get((address, domain))
+        first = seen.get((row_scope, row_key, address, domain))
         if first is not None:
             refused.append((number, entry, f"duplicate of line {first}"))
             continue
-        seen[(address, domain)] = number
-        rows.append({"scope": scope, "client": client, "list_key": key, "address": address, "domain": domain,
-                     "reason": reason, "source": source})
+        seen[(row_scope, row_key, address, domain)] = number
+        rows.append({"scope": row_scope, "client": client, "list_key": row_key, "address": address,
+                     "domain": domain, "reason": row_reason, "source": given.get("source") or source})
     with _open_store(rc.config) as store:
         added, existing = store.suppress_import(rows, datetime.now(UTC)) if rows else (0, 0)
     click.echo(f"{file.name} → {_describe(scope, client, key)} ({reason})")
@@ -717,6 +762,32 @@ def suppress_import(rc: Any, file: Path, is_global: bool, client_name: str | Non
 
 
 SUPPRESSION_COLUMNS = ["address", "scope", "list", "reason", "source", "at"]
+
+
+def _suppression_entries(path: Path, text: str) -> Iterator[tuple[int, str, dict[str, str]]]:
+    """(line number, the line, its fields) for each entry of a `suppress import` file.
+
+    A plain list gives {} (the line is the target); a CSV whose header names an `address`
+    column (what `suppress export` writes) gives that row's columns by name.
+    """
+    lines = text.splitlines()
+    first = next((i for i, raw in enumerate(lines) if raw.strip() and not raw.strip().startswith("#")), None)
+    header = [h.strip().lower() for h in next(csv.reader([lines[first]]))] if first is not None else []
+    if "address" not in header:
+        for number, raw in enumerate(lines, start=1):
+            entry = raw.strip()
+            if entry and not entry.startswith("#"):
+                yield number, entry, {}
+        return
+    for number, raw in enumerate(lines[first + 1:], start=first + 2):
+        entry = raw.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        try:
+            cells = next(csv.reader([raw]))  # the export writes no line breaks inside a field
+        except csv.Error as exc:
+            raise click.ClickException(f"{path}: line {number}: unreadable CSV: {exc}") from None
+        yield number, entry, {name: cell.strip() for name, cell in zip(header, cells) if name}
 
 
 @suppress.command("export")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,3 +28,36 @@ class RelayContext:
 
 
 pass_ctx = click.make_pass_decorator(RelayContext)
+
+
+def refuse_repeated_options(command: click.Command, args: list[str]) -> None:
+    """A UsageError when an option that takes one value is given twice (click keeps the last one
+    silently: `--list news --list members` subscribed to members)."""
+    if isinstance(command, click.Group):
+        return  # its own subcommand is checked when the group resolves it
+    single = {name: param for param in command.params if isinstance(param, click.Option)
+              and not param.multiple and not param.is_flag and not param.count for name in param.opts}
+    seen: dict[str, str] = {}
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":
+            break
+        name, _, inline = token.partition("=")
+        param = single.get(name)
+        if param is None:
+            continue
+        value = inline if inline or token.endswith("=") else next(tokens, "")  # skip the value
+        if param.name in seen:
+            raise click.UsageError(f"{name} given twice ({seen[param.name]!r} and {value!r}): give it once",
+                                   click.get_current_context(silent=True))
+        seen[param.name or name] = value
+
+
+class CheckedGroup(click.Group):
+    """click's group, refusing a repeated single-value option in the command it resolves."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            refuse_repeated_options(command, rest)
+        return name, command, rest

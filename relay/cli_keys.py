@@ -5,13 +5,14 @@ from pathlib import Path
 
 import click
 
+from relay.cli_context import CheckedGroup
 from relay.dkim import dns_record_line, generate_ed25519_key, generate_rsa_key, validate_name
 from relay.passwords import hash_password
 
 __all__ = ["dkim", "client"]
 
-dkim = click.Group("dkim", help="DKIM signing keys.")
-client = click.Group("client", help="Client (SMTP submission) credentials.")
+dkim = CheckedGroup("dkim", help="DKIM signing keys.")
+client = CheckedGroup("client", help="Client (SMTP submission) credentials.")
 
 
 @dkim.command("keygen")

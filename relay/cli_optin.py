@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from relay.cli_context import RelayContext, pass_ctx
+from relay.cli_storage import migrate, open_store, storage_error
 
 
 def _client_and_list(rc: RelayContext, client_name: str, list_key: str):  # type: ignore[no-untyped-def]
@@ -25,14 +26,23 @@ def _client_and_list(rc: RelayContext, client_name: str, list_key: str):  # type
     return config, client, mailing
 
 
+def _run_with_runtime(config: Any, work: Any) -> Any:
+    """asyncio.run(_with_runtime(...)) with the schema migrated first; storage failures are one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    migrate(config)
+    try:
+        return asyncio.run(_with_runtime(config, work))
+    except SQLAlchemyError as exc:
+        raise storage_error(exc) from None
+
+
 async def _with_runtime(config: Any, work: Any) -> Any:
     from relay.keys import ensure_token_key
     from relay.runtime import Runtime
     from storage import Store
-    from storage.migrate import upgrade
 
     ensure_token_key(config)
-    upgrade(config.storage_url)
     rt = Runtime(config, Store(config.storage_url))
     try:
         return await work(rt)
@@ -56,6 +66,9 @@ def consent_add(rc: RelayContext, address: str, client_name: str, list_key: str,
     from relay.optin import SignupRefused, refuse_if_suspended
 
     config, client, mailing = _client_and_list(rc, client_name, list_key)
+    if not source.strip():
+        # the source is the provenance of the opt-in proof; `consent import` refuses an empty one too
+        raise click.ClickException("--source must say where the consent came from (e.g. 'phone call 2026-11-20')")
 
     async def work(rt: Any) -> Any:
         return await rt.optin.subscribe(client, mailing, address, source=source, ip=ip, user_agent="relay CLI",
@@ -63,7 +76,7 @@ def consent_add(rc: RelayContext, address: str, client_name: str, list_key: str,
 
     try:
         refuse_if_suspended(client)  # early, before the database is opened; subscribe() checks it again
-        result = asyncio.run(_with_runtime(config, work))
+        result = _run_with_runtime(config, work)
     except SignupRefused as refused:
         raise click.ClickException(f"{address}: {refused}") from None
     click.echo(f"{result.address}: {result.state} on {client.name}/{mailing.key}; "
@@ -76,23 +89,20 @@ def consent_add(rc: RelayContext, address: str, client_name: str, list_key: str,
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
 @pass_ctx
 def consent_export(rc: RelayContext, client_name: str, list_key: str, fmt: str) -> None:
-    """Write the proof of consent of every subscriber of a list (records and their history)."""
-    from storage import Store
-    from storage.migrate import upgrade
+    """Write the proof of consent of every subscriber of a list (records and their history).
 
+    The CSV imports into another relay as the same records (`relay consent import`): its extra
+    column holds the columns kept from the original import, as JSON."""
     config, client, mailing = _client_and_list(rc, client_name, list_key)
-    upgrade(config.storage_url)
-    store = Store(config.storage_url)
-    try:
+    with open_store(config) as store:
         proof = store.list_proof(client.name, mailing.key)
-    finally:
-        store.close()
     fields = ["address", "status", "method", "source", "signed_up_at", "ip", "user_agent", "disclosure",
-              "confirmed_at", "last_contact_at", "revoked_at"]
+              "confirmed_at", "last_contact_at", "revoked_at", "extra"]
 
     def record_dict(record: Any, events: list[Any]) -> dict[str, Any]:
         row = {f: (v.isoformat() if hasattr(v, "isoformat") else v) for f in fields
                for v in [getattr(record, f)]}
+        row["extra"] = json.loads(record.extra) if record.extra else {}
         row["history"] = [{"at": e.at.isoformat(), "event": e.event, "status": e.status, "channel": e.channel,
                            "ip": e.ip, "detail": e.detail} for e in events]
         return row
@@ -105,6 +115,7 @@ def consent_export(rc: RelayContext, client_name: str, list_key: str, fmt: str) 
     writer.writeheader()
     for record, events in proof:
         row = record_dict(record, events)
+        row["extra"] = json.dumps(row["extra"], ensure_ascii=False) if row["extra"] else ""
         row["history"] = " | ".join(f"{h['at']} {h['event']} via {h['channel']}" + (f" from {h['ip']}" if h["ip"] else "")
                                     for h in row["history"])
         writer.writerow(row)
@@ -143,7 +154,7 @@ def consent_repermission(rc: RelayContext, client_name: str, list_key: str) -> N
                 progress.advance(task)
         return len(stale), sent
 
-    stale, sent = asyncio.run(_with_runtime(config, work))
+    stale, sent = _run_with_runtime(config, work)
     click.echo(f"{client.name}/{mailing.key}: {stale} subscriber(s) with consent older than "
                f"{mailing.max_consent_age_days} days; {sent} re-permission request(s) sent. "
                f"Those who confirm are refreshed; the others stay blocked.")

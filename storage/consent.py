@@ -321,7 +321,8 @@ def prepare_import_row(client: str, list_key: str, r: dict[str, Any], at: Any, c
     extra = r.get("extra")
     signed_up_at, confirmed_at = r["signed_up_at"], r.get("confirmed_at")
     consent = (client, list_key, r["address"], r["status"], r["method"], r["source"], ts(signed_up_at),
-               r.get("ip"), r.get("disclosure") or "", ts(confirmed_at), None, None,
+               r.get("ip"), r.get("disclosure") or "", ts(confirmed_at), ts(r.get("last_contact_at")),
+               ts(r.get("revoked_at")),
                json.dumps(extra) if extra else "{}", at, r.get("user_agent") or "", None, 0)
     # the same text json.dumps gives for this dict, built from cached pieces: a million-row import
     # repeats the same source, method and disclosure on every line

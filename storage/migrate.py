@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -59,6 +60,11 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     """
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     try:
+        if revision == "head" and current_revision(engine) == head_revision():
+            # a plain read: on SQLite the upgrade's BEGIN IMMEDIATE would wait for (and, after the
+            # busy timeout, fail on) any writer, so read-only admin commands failed while a relay
+            # or an import held the write lock
+            return
         with engine.connect() as conn:
             _run_upgrade(conn, revision)
     finally:
@@ -72,6 +78,7 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str:
     """The newest migration shipped with this version."""
     from alembic.script import ScriptDirectory

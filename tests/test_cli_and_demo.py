@@ -228,7 +228,8 @@ def test_check_says_each_stage_verdict_and_prints_the_copy_the_relay_would_send(
     assert not new_mail.exists() or not any(new_mail.iterdir())  # nothing sent
 
 
-@pytest.mark.parametrize("module", ["relay.cli", "relay.cli_consent", "relay.cli_keys", "relay.cli_optin"])
+@pytest.mark.parametrize("module", ["relay.cli", "relay.cli_consent", "relay.cli_keys", "relay.cli_optin",
+                                    "relay.cli_storage"])
 def test_each_cli_module_imports_first(module):
     """Any of them may be the first a script or a test imports: none may depend on import order."""
     result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)
@@ -250,3 +251,24 @@ def test_config_check_warns_of_demo_settings_once_listening_beyond_loopback(tmp_
                     r"note: upstream\.url is maildir:\S+: copies are written to a Maildir, not sent",
                     r"note: secrets\.create_missing is on"):
         assert re.search(pattern, public.stdout), (pattern, public.stdout)
+
+
+def test_an_option_given_twice_is_refused_not_silently_the_last(tmp_path):
+    """click keeps the last of a repeated option: `consent add … --list news --list members` subscribed
+    to members without a word. Now a usage error naming it; --rcpt (repeatable) still repeats."""
+    for args, name in ((["consent", "add", "a@example.org", "--client", "demo", "--list", "news", "--list", "members",
+                         "--source", "s"], "--list"),
+                       (["suppress", "add", "a@example.org", "--client", "demo", "--client=other"], "--client"),
+                       (["audit", "export", "--client", "demo", "--format", "csv", "--format", "jsonl"], "--format"),
+                       (["dkim", "keygen", "example.com", "-s", "s1", "--selector", "s2"], "--selector"),
+                       (["serve", "--workers", "1", "--workers", "2"], "--workers")):
+        result = run_relay(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert f"{name} given twice" in line, (args, line)
+    assert not (tmp_path / "keys").exists() and not (tmp_path / "relay.db").exists()  # nothing done
+    eml = tmp_path / "m.eml"
+    eml.write_text("From: news@demo.example\nTo: a@example.org\nSubject: hi\n\nhello\n")
+    result = run_relay("check", "m.eml", "--client", "demo", "--rcpt", "a@example.org", "--rcpt", "b@example.org",
+                       cwd=tmp_path)
+    assert "given twice" not in result.stderr, result.stderr  # (it stops later: no token key in tmp_path)

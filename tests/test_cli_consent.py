@@ -340,3 +340,148 @@ def test_sign_up_ip_is_stored_in_canonical_form(given, canonical):
             canonical_ip(given)
     else:
         assert canonical_ip(given) == canonical
+
+
+# -- found by the CLI audit: each of these failed before its fix -----------------------------------
+
+def test_every_command_says_a_storage_failure_in_one_line(tmp_path: Path) -> None:
+    """An unopenable database (here: a SQLite file in a directory that does not exist) is one line
+    naming storage.url in every command, never a traceback (consent add/export/repermission and
+    check printed SQLAlchemy's)."""
+    from relay.config import load_config
+    from relay.keys import ensure_demo_secrets
+
+    admin = Admin(tmp_path, f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'relay.db'}")
+    ensure_demo_secrets(load_config(tmp_path / "relay.toml"))  # what `relay serve` makes on its first run
+    admin.write("ok.csv", "email,signed_up_at,source,method,ip,disclosure\nx@example.com,2025-01-01,f,single,,\n")
+    admin.write("m.eml", "From: news@demo.example\nTo: x@example.com\nSubject: hi\n\nhello\n")
+    results = admin.many(
+        ("consent", "add", "x@example.com", "--client", "demo", "--list", "news", "--source", "phone"),
+        ("consent", "export", "--client", "demo", "--list", "news"),
+        ("consent", "repermission", "--client", "demo", "--list", "news"),
+        ("consent", "import", "ok.csv", "--client", "demo", "--list", "news"),
+        ("consent", "show", "x@example.com", "--client", "demo"),
+        ("suppress", "list"),
+        ("audit", "export", "--client", "demo"),
+        ("check", "m.eml", "--client", "demo"),
+    )
+    for result in results:
+        assert "Traceback" not in result.stderr, (result.args, result.stderr[-400:])
+        one_line_error(result, "storage.url", "unable to open database file")
+
+
+def test_a_schema_newer_than_this_relay_is_named(admin: Admin) -> None:
+    ok(admin("suppress", "list"))
+    store = admin.store()
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    finally:
+        store.close()
+    for result in admin.many(("suppress", "list"), ("consent", "export", "--client", "demo", "--list", "news")):
+        one_line_error(result, "9999_from_the_future", "newer")
+
+
+def test_reads_do_not_wait_for_a_held_sqlite_write_lock(admin: Admin) -> None:
+    """Read-only commands read beside a writer (WAL); a write that cannot get the lock says so in one
+    line. Before: every command began with a write-locked migration check, so `suppress list`
+    failed with 'cannot open the database: database is locked' while an import or a relay wrote."""
+    if not admin.db_url.startswith("sqlite"):
+        pytest.skip("SQLite's single writer lock")
+    import sqlite3
+
+    ok(admin("suppress", "add", "held@example.com", "--global"))
+    holder = sqlite3.connect(admin.db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process's write transaction, held
+        listed, shown, audited, write = admin.many(
+            ("suppress", "list", "--global"),
+            ("consent", "show", "held@example.com", "--client", "demo"),
+            ("audit", "export", "--client", "demo", "--include-global"),
+            ("suppress", "add", "new@example.com", "--global"),
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "held@example.com" in ok(listed)
+    assert "suppressed (global" in ok(shown)
+    assert "held@example.com" in ok(audited)
+    one_line_error(write, "database is busy")
+
+
+def test_consent_import_refuses_a_transactional_list(admin: Admin) -> None:
+    """`consent add` refuses a transactional list (nobody subscribes to receipts); import did not."""
+    admin.write("ok.csv", "email,signed_up_at,source,method,ip,disclosure\nx@example.com,2025-01-01,f,single,,\n")
+    one_line_error(admin("consent", "import", "ok.csv", "--client", "demo", "--list", "receipts"),
+                   "list receipts is transactional")
+    store = admin.store()
+    try:
+        assert store.consent_records("demo", "x@example.com") == []
+    finally:
+        store.close()
+
+
+def test_consent_export_imports_into_a_fresh_database_with_the_same_records(
+        tmp_path: Path, fresh_database_url: Callable[[], str]) -> None:
+    """export → import gives the same records and provenance: the export's `address` column, the
+    extra columns, user agent, last contact, and a revoked record stays revoked (before: the
+    import wanted `email`, extras were not exported, and a revoked row came back as consent)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = Admin(tmp_path / "a", fresh_database_url()), Admin(tmp_path / "b", fresh_database_url())
+    first.write("list.csv", "email,signed_up_at,source,method,ip,disclosure,confirmed_at,plan\n"
+                            "amy@example.com,2025-01-01T10:00:00Z,form,double,192.0.2.7,News,2025-01-01T11:00:00Z,pro\n"
+                            "ben@example.com,2025-02-01,checkout,single,,,,basic\n"
+                            "cat@example.com,2025-03-01,fair,double,,Offers,,\n"
+                            "dan@example.com,2025-04-01,form,single,,,,\n")
+    ok(first("consent", "import", "list.csv", "--client", "demo", "--list", "vip"))
+    store = first.store()
+    try:
+        store.consent_revoke("demo", "vip", "dan@example.com", datetime(2025, 5, 1, tzinfo=timezone.utc), "page")
+        store.touch_last_contact("demo", "vip", ["amy@example.com"], datetime(2025, 6, 1, tzinfo=timezone.utc))
+        before = {a: store.consent_records("demo", a)[0][0] for a in
+                  ("amy@example.com", "ben@example.com", "cat@example.com", "dan@example.com")}
+    finally:
+        store.close()
+    exported = ok(first("consent", "export", "--client", "demo", "--list", "vip"))
+    second.write("export.csv", exported)
+    out = ok(second("consent", "import", "export.csv", "--client", "demo", "--list", "vip"))
+    assert summary(out) == {"rows read": 4, "added": 4, "already on file": 0, "refused": 0}, out
+    store = second.store()
+    try:
+        after = {a: store.consent_records("demo", a)[0][0] for a in before}
+    finally:
+        store.close()
+    fields = ("status", "method", "source", "signed_up_at", "ip", "disclosure", "confirmed_at",
+              "last_contact_at", "revoked_at", "user_agent")
+    for address, old in before.items():
+        new = after[address]
+        assert {f: getattr(new, f) for f in fields} == {f: getattr(old, f) for f in fields}, address
+        kept = json.loads(new.extra)
+        assert {k: v for k, v in kept.items() if k != "history"} == json.loads(old.extra or "{}"), address
+        assert "created via import" in kept["history"]  # the old trail is kept with the record
+    assert after["dan@example.com"].status == "revoked"
+
+
+def test_suppress_export_imports_into_a_fresh_database_with_the_same_entries(
+        tmp_path: Path, fresh_database_url: Callable[[], str]) -> None:
+    """`suppress export` → `suppress import --client C` gives the same entries, scope, reason and
+    source (before: the import read one address per line, so every line of the CSV was refused)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = Admin(tmp_path / "a", fresh_database_url()), Admin(tmp_path / "b", fresh_database_url())
+    for args in (("bob@example.com", "--client", "demo", "--list", "news", "--reason", "unsubscribe"),
+                 ("@partner.example", "--client", "demo", "--reason", "complaint", "--source", "ticket-42"),
+                 ("ann@example.com", "--client", "demo", "--reason", "bounce")):
+        ok(first("suppress", "add", *args))
+    second.write("export.csv", ok(first("suppress", "export", "--client", "demo")))
+    out = ok(second("suppress", "import", "export.csv", "--client", "demo"))
+    assert summary(out) == {"entries read": 3, "added": 3, "already suppressed": 0, "refused": 0}, out
+
+    def entries(admin: Admin) -> set[tuple[str, str, str, str, str]]:
+        rows = csv.DictReader(io.StringIO(ok(admin("suppress", "export", "--client", "demo"))))
+        return {(r["address"], r["scope"], r["list"], r["reason"], r["source"]) for r in rows}
+
+    assert entries(second) == entries(first)
+    again = ok(second("suppress", "import", "export.csv", "--client", "demo"))
+    assert summary(again)["already suppressed"] == 3

@@ -126,3 +126,20 @@ def test_add_refuses_a_bad_ip_and_a_suspended_client(tmp_path, fresh_database_ur
         store.close()
     outbox = tmp_path / "outbox" / "new"
     assert not outbox.exists() or list(outbox.iterdir()) == []
+
+
+def test_add_refuses_a_record_without_a_source(tmp_path, fresh_database_url):
+    """--source is the opt-in proof's provenance; an empty one was recorded (the import refuses it)."""
+    url = fresh_database_url()
+    config = demo_config(tmp_path, free_port(), free_port(), db_url=url)
+    ensure_demo_secrets(load_config(config))
+    cli = lambda *args: run_relay("--config", "relay.toml", *args, cwd=tmp_path)  # noqa: E731
+    for empty in ("", "   "):
+        one_line_error(cli("consent", "add", "cy@example.org", "--client", "demo", "--list", "news",
+                           "--source", empty), "--source")
+    upgrade(url)
+    store = Store(url)
+    try:
+        assert store.consent_records("demo", "cy@example.org") == []
+    finally:
+        store.close()
