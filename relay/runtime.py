@@ -232,6 +232,8 @@ class Runtime:
         if result.status == "delivered":
             await self.store.run(self.store.spool_done, row.id)
             self.metrics.copies_delivered(1)
+            self._record_spooled(row, now, "deliver", 250, "2.0.0",
+                                 f"accepted by upstream at attempt {row.attempts + 1}")
         elif result.status == "temporary" and not expired:
             next_at = now + timedelta(seconds=self.retry_delay(row.attempts))
             await self.store.run(self.store.spool_retry, row.id, next_at,
@@ -239,7 +241,33 @@ class Runtime:
         else:
             await self._bounce_spooled(row, result)
             await self.store.run(self.store.spool_done, row.id)
+            self._record_spooled(row, now, "bounce", result.code, "5.4.7" if result.status == "temporary"
+                                 else "5.0.0", replies.one_line(f"{result.code} {result.reply}"))
         del held[row.id]
+
+    def _record_spooled(self, row: Any, at: datetime, outcome: str, code: int | None, status: str,
+                        reason: str) -> None:
+        """The audit row of a spooled copy's end (delivered or bounced), written behind, as for a
+        copy delivered at once; a delivery also keeps the recipient's consent current."""
+        from relay.transaction import audit_row, resolve_list
+
+        client = self.config.clients.get(row.client)
+        if client is None or row.queue_id == "notice":  # the relay's own mail is no recipient decision
+            return
+        message = Message(row.data)
+        mailing = resolve_list(client, message)
+        list_key = None if isinstance(mailing, str) else mailing.key
+        audit = [audit_row(at, client.name, list_key, row.queue_id, message.first("message-id"), row.recipient,
+                           "delivery", None, outcome, code, status, reason)]
+        contacts = ((client.name, list_key, [row.recipient], at),) if outcome == "deliver" and list_key else ()
+
+        async def write() -> None:
+            try:
+                await self.writer.write(audit, contacts)
+            except Exception:
+                log.error("queue %s: could not record the retried copy's outcome", row.queue_id)
+
+        self.spawn(write())
 
     async def _release(self, held: dict[int, Any]) -> None:
         """Give back the leases in `held` (bounded: this runs while the relay stops)."""

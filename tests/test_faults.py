@@ -7,6 +7,7 @@ import email
 import email.utils
 import smtplib
 import threading
+import re
 import time
 
 import pytest
@@ -91,6 +92,12 @@ def test_partial_fanout_is_spooled_and_retried(relay, clean_sink):
     while relay.store.spool_count() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert relay.store.spool_count() == 0
+    # the copy delivered from the spool is on record as such, with the queue id the client was given
+    relay.flush()
+    qid = re.search(r"queued as (\w+)", text).group(1)
+    ends = [(r.verdict, r.code, r.reason) for r in relay.store.audit_rows(client="acme")
+            if r.recipient == "later@example.org" and r.queue_id == qid and r.stage == "delivery"]
+    assert ends == [("spool", 451, "4.4.5 busy"), ("deliver", 250, "accepted by upstream at attempt 2")], ends
 
 
 def test_storage_failure_is_451_430_and_nothing_leaves(relay_factory, fresh_database_url, clean_sink):
@@ -282,6 +289,10 @@ def test_spooled_copy_that_expires_bounces_with_a_failed_dsn(relay_factory, fres
         human = [p for p in parsed.walk() if p.get_content_type() == "text/plain"][0].get_payload(decode=True)
         assert b"delivered to the others" not in human  # nobody here knows what became of the others
         assert [m.rcpt_tos for m in upstream.messages if m.mail_from not in ("", "<>")] == [["now@example.org"]]
+        relay.flush()
+        ends = [(r.verdict, r.status) for r in relay.store.audit_rows(client="acme")
+                if r.recipient == "later@example.org" and r.stage == "delivery"]
+        assert ends == [("spool", "4.4.1"), ("bounce", "5.4.7")], ends  # the DSN itself is no decision
     finally:
         relay.stop()
         upstream.stop()
