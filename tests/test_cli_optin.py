@@ -99,6 +99,16 @@ def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
     return line
 
 
+def consent_records(url: str, address: str) -> list:
+    """Client demo's consent records for `address`, read straight from the database."""
+    upgrade(url)
+    store = Store(url)
+    try:
+        return store.consent_records("demo", address)
+    finally:
+        store.close()
+
+
 def test_add_refuses_a_bad_ip_and_a_suspended_client(tmp_path, fresh_database_url):
     """Refused before anything is recorded or mailed; no relay needs to run for that."""
     url = fresh_database_url()
@@ -118,12 +128,7 @@ def test_add_refuses_a_bad_ip_and_a_suspended_client(tmp_path, fresh_database_ur
                    "client demo is suspended")
     one_line_error(cli("consent", "repermission", "--client", "demo", "--list", "news"), "client demo is suspended")
 
-    upgrade(url)
-    store = Store(url)
-    try:
-        assert store.consent_records("demo", "cy@example.org") == []
-    finally:
-        store.close()
+    assert consent_records(url, "cy@example.org") == []
     outbox = tmp_path / "outbox" / "new"
     assert not outbox.exists() or list(outbox.iterdir()) == []
 
@@ -137,9 +142,4 @@ def test_add_refuses_a_record_without_a_source(tmp_path, fresh_database_url):
     for empty in ("", "   "):
         one_line_error(cli("consent", "add", "cy@example.org", "--client", "demo", "--list", "news",
                            "--source", empty), "--source")
-    upgrade(url)
-    store = Store(url)
-    try:
-        assert store.consent_records("demo", "cy@example.org") == []
-    finally:
-        store.close()
+    assert consent_records(url, "cy@example.org") == []

@@ -176,6 +176,19 @@ class SlowSinkHandler(SinkHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+def spool_then_retry_slowly(relay, upstream: Sink, later: list[str]) -> None:
+    """Send one message whose `later` copies the upstream tempfails (so they are spooled), then let
+    the upstream accept at one second a copy, and wait for the relay's retry pass to start on them."""
+    code, _, text_ = data_reply(relay.port, message(), ["now@example.org", *later])
+    assert code == 250 and f"{len(later)} queued for retry" in text_, text_
+    upstream.handler.delay = 1.0
+    upstream.handler.reply_for = lambda rcpt: None
+    deadline = time.monotonic() + 15
+    while not any(r in later for m in upstream.messages for r in m.rcpt_tos):
+        assert time.monotonic() < deadline, "the relay never retried the spooled copies"
+        time.sleep(0.02)
+
+
 def test_spooled_copy_goes_out_once_when_a_lease_expires_mid_pass(relay_factory, fresh_database_url):
     """Two relays share one spool; the upstream is slow, so relay A's batch claim outlives its lease
     before A reaches the last copies. Relay B may take those over, but then A must skip them."""
@@ -192,14 +205,7 @@ def test_spooled_copy_goes_out_once_when_a_lease_expires_mid_pass(relay_factory,
     b_clock.offset = dt.timedelta(days=-1)
     b = relay_factory(upstream=f"smtp://127.0.0.1:{upstream.port}", db_url=url, clock=b_clock)
     try:
-        code, _, text_ = data_reply(a.port, message(), ["now@example.org", *later])
-        assert code == 250 and "4 queued for retry" in text_, text_
-        upstream.handler.delay = 1.0
-        upstream.handler.reply_for = lambda rcpt: None
-        deadline = time.monotonic() + 15
-        while not any(r in later for m in upstream.messages for r in m.rcpt_tos):
-            assert time.monotonic() < deadline, "relay A never retried the spooled copies"
-            time.sleep(0.02)
+        spool_then_retry_slowly(a, upstream, later)
         b_clock.offset = dt.timedelta(seconds=a.runtime.spool_lease - 1.5)
         deadline = time.monotonic() + 20
         while a.store.spool_count() and time.monotonic() < deadline:
@@ -309,14 +315,7 @@ def test_copies_held_by_a_stopped_relay_go_out_at_once_after_restart(relay_facto
     upstream.handler.reply_for = lambda rcpt: "451 4.4.5 busy" if rcpt.startswith("later") else None
     first = relay_factory(upstream=f"smtp://127.0.0.1:{upstream.port}", db_url=url)
     try:
-        code, _, text_ = data_reply(first.port, message(), ["now@example.org", *later])
-        assert code == 250 and "4 queued for retry" in text_, text_
-        upstream.handler.delay = 1.0
-        upstream.handler.reply_for = lambda rcpt: None
-        deadline = time.monotonic() + 15
-        while not any(r in later for m in upstream.messages for r in m.rcpt_tos):
-            assert time.monotonic() < deadline, "the first relay never retried the spooled copies"
-            time.sleep(0.02)
+        spool_then_retry_slowly(first, upstream, later)
         first.stop()  # in the middle of its pass: one copy at the upstream, one being sent, two to go
     finally:
         first.stop()
