@@ -45,10 +45,15 @@ def field_name(raw_field: bytes) -> str:
     return raw_field.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
 
 
+def raw_field_value(raw_field: bytes) -> str:
+    """The unfolded value as written, RFC 2047 words left encoded (they are never address syntax)."""
+    value = raw_field.split(b":", 1)[1].decode("utf-8", "surrogateescape")
+    return re.sub(r"\r?\n(?=[ \t])", "", value).strip()
+
+
 def field_value(raw_field: bytes) -> str:
     """The unfolded value with RFC 2047 words decoded; raw UTF-8 (SMTPUTF8) kept."""
-    value = raw_field.split(b":", 1)[1].decode("utf-8", "surrogateescape")
-    value = re.sub(r"\r?\n(?=[ \t])", "", value).strip()
+    value = raw_field_value(raw_field)
     if "=?" in value:
         try:
             value = str(make_header(decode_header(value)))
@@ -123,7 +128,10 @@ class Message:
     def from_addresses(self) -> list[str]:
         """Every address in every From: field (more than one is a policy problem)."""
         addrs: list[str] = []
-        for value in self.values("from"):
+        # parsed before RFC 2047 decoding (RFC 2047 §5): a decoded `"` or `<` in the display name
+        # could otherwise hide the address a mail reader shows, e.g. `=?utf-8?q?=22?= <x@evil>
+        # =?utf-8?q?=22?= <news@own>` read as the one aligned address news@own
+        for value in (raw_field_value(f) for f in self.headers if field_name(f) == "from"):
             plain = _PLAIN_FROM.match(value)
             if plain:  # what getaddresses gives for this simple form, at a fraction of its cost
                 addrs.append(plain.group(1) or plain.group(2))

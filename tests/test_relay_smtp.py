@@ -219,6 +219,30 @@ def test_two_from_addresses_are_refused(relay, clean_sink):
     assert clean_sink.messages == []
 
 
+@pytest.mark.parametrize("from_value", [
+    # encoded words decode to a quote that would hide the real first address from the check
+    b"=?utf-8?q?=22?= <ceo@bank.example> =?utf-8?q?=22?= <news@acme.example>",
+    b"=?utf-8?q?x=22?=, ceo@bank.example, =?utf-8?q?=22?= <news@acme.example>",
+], ids=["quote-hides-address", "quote-hides-list"])
+def test_encoded_words_cannot_hide_a_foreign_from_address(relay, clean_sink, from_value):
+    # RFC 2047 §5: an encoded word is never address syntax; a mail reader sees ceo@bank.example
+    data = message().replace(b"From: news@acme.example", b"From: " + from_value)
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        s.rcpt("alice@example.org")
+        code, _ = s.data(data)
+    assert code == 550
+    assert clean_sink.messages == []
+
+
+def test_encoded_display_name_is_still_aligned(relay, clean_sink, keys_dir):
+    data = message().replace(b"From: news@acme.example", b"From: =?utf-8?q?Acme_N=C3=BCws?= <news@acme.example>")
+    code, _ = send(relay.port, data, ["alice@example.org"])
+    assert code == 250
+    (got,) = clean_sink.wait_for(1)
+    assert verify_dkim(got.data, keys_dir)
+
+
 def test_null_sender_from_a_client_is_refused(relay):
     with login(relay.port) as s:
         code, text = s.mail("")
