@@ -29,6 +29,7 @@ log = logging.getLogger("relay.transaction")
 
 BIG_MESSAGE = 1 << 20  # above this, copies are built one at a time to bound memory
 _LIST_ID = re.compile(r"<([^<>\s]+)>\s*$")
+_DROPPED_CLIENT_FIELDS = frozenset({TAG_HEADER.lower(), "dkim-signature"})  # never copied from the client
 
 
 def new_queue_id() -> str:
@@ -58,9 +59,11 @@ def resolve_list(client: "ClientConfig", message: Message) -> "ListConfig | str"
 def copy_headers(message: Message, client: "ClientConfig", now: datetime, qid: str, facts: dict) -> list[bytes]:
     """The client's header, plus Date and Message-ID when missing (RFC 6409 §8.2-8.3) and the
     content tags; done once per message, each copy starts from it."""
-    # only the relay may say which content rule a message tripped
+    # only the relay may say which content rule a message tripped; a client's DKIM-Signature is
+    # dropped: the footer and our List-Unsubscribe break it, and a failing signature counts
+    # against the copy at some receivers (Rspamd R_DKIM_REJECT), while ours is aligned and valid
     headers = [make_field(name, value) for name, value in tag_header_fields(facts)]
-    headers += [f for f in message.headers if field_name(f) != TAG_HEADER.lower()]
+    headers += [f for f in message.headers if field_name(f) not in _DROPPED_CLIENT_FIELDS]
     if not message.has("date"):
         headers.append(make_field("Date", format_datetime(now)))
     if not message.has("message-id"):

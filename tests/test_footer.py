@@ -233,6 +233,21 @@ def test_transactional_copy_has_a_footer_without_unsubscribe(name, relay, clean_
     check_copy(name, sent, got.data, keys_dir, BUYER, marketing=False)
 
 
+def test_client_dkim_signature_is_removed_from_the_copy(relay, clean_sink, keys_dir):
+    # the footer and our List-Unsubscribe break any signature the client made; only ours remain
+    sent = (CORPUS / "01_plain_7bit.eml").read_bytes()
+    client_sig = (b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=acme.example; s=client;\r\n"
+                  b" h=from:to:subject; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n"
+                  b" b=dGVzdHRlc3R0ZXN0dGVzdA==\r\n")
+    code, text = deliver(relay.port, client_sig + sent, [FAN])
+    assert code == 250, text
+    (got,) = clean_sink.wait_for(1)
+    out = email.message_from_bytes(got.data)
+    sigs = out.get_all("DKIM-Signature")
+    assert len(sigs) == 1 and "s=s1;" in sigs[0] and "s=client" not in got.data.decode()
+    assert verify_dkim(got.data, keys_dir)
+
+
 def test_each_copy_gets_its_own_unsubscribe_link(relay, clean_sink):
     sent = (CORPUS / "12_alternative_base64.eml").read_bytes()
     assert deliver(relay.port, sent, [FAN, KOELN])[0] == 250
