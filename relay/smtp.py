@@ -174,6 +174,19 @@ class RelaySMTP(SMTP):
         finally:
             self._in_ehlo = False
 
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """aiosmtpd's STARTTLS, refused inside TLS and when no certificate is configured."""
+        if self._tls_protocol is not None:
+            # aiosmtpd would answer 220 and wrap TLS in TLS, which no client can follow (RFC 3207 §4)
+            await self.push(replies.TLS_ALREADY_ACTIVE)
+            return
+        if not self.tls_context:
+            # never offered here: a permanent reply, as Postfix gives, not aiosmtpd's bare 454
+            await self.push(replies.TLS_NOT_OFFERED)
+            return
+        await super().smtp_STARTTLS(arg)
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA, reading the content in large pieces (relay/smtp_data.py) instead of lines."""

@@ -78,6 +78,27 @@ def test_commands_pipelined_before_tls_handshake_are_discarded(relay, clean_sink
     tls.close()
 
 
+def test_starttls_inside_tls_is_refused_and_the_session_goes_on(relay):
+    with RawSMTP(relay.port) as c:
+        c.cmd("EHLO client.test")
+        assert c.cmd("STARTTLS").startswith("220")
+        c.sock = client_tls().wrap_socket(c.sock, server_hostname="relay.test")
+        ehlo = c.cmd("EHLO client.test")
+        assert "STARTTLS" not in ehlo and "AUTH" in ehlo
+        # RFC 3207 §4: no second TLS layer; the relay once answered 220 and wrapped TLS in TLS
+        assert code_of(c.cmd("STARTTLS")) == (503, "5.5.1")
+        assert c.cmd("NOOP").startswith("250")
+
+
+def test_starttls_without_a_certificate(relay_factory, sink: Sink):
+    plain = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}")
+    with RawSMTP(plain.port) as c:
+        assert "STARTTLS" not in c.cmd("EHLO client.test")
+        # not offered and never will be: a permanent 502 with its enhanced code, not a bare 454
+        assert code_of(c.cmd("STARTTLS")) == (502, "5.5.1")
+        assert c.cmd("NOOP").startswith("250")
+
+
 def test_connections_per_ip_are_limited(relay):
     held = [RawSMTP(relay.port) for _ in range(3)]
     try:
