@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +50,9 @@ class SuppressionHit:
 @dataclass
 class ListLookup:
     consents: dict[str, ConsentView]
-    unsubscribed: dict[str, SuppressionHit]
+    unsubscribed: dict[str, SuppressionHit]  # list-scoped suppressions on this list
+    # global and this client's client-wide suppressions (address or domain), widest first
+    wide: dict[str, list[SuppressionHit]] = field(default_factory=dict)
 
 
 def domain_and_parents(domain: str) -> list[str]:
@@ -69,47 +71,63 @@ class ConsentQueries:
 
     # -- the send path -----------------------------------------------------------
 
-    def suppression_for(self, client: str, address: str, domain: str) -> SuppressionHit | None:
+    def suppression_for(self, client: str, address: str, domain: str,
+                        skip_reasons: tuple[str, ...] = ()) -> SuppressionHit | None:
         """Global or client-wide suppression of this address or its domain (RCPT time).
 
         Two index probes (address, domain) joined by UNION ALL: a WHERE on scope lets SQLite
         pick the scope index and walk every global entry instead. Suppressions are stored under
         suppression_key, so the address is folded here, not the column in SQL (that would
-        defeat the index).
+        defeat the index). Entries whose reason is in `skip_reasons` are not considered.
         """
         rows = self.sql.fetch(hotpath.SUPPRESSION_PROBE, suppression_key(address), domain_and_parents(domain))
         # (scope, client, reason, created_at, address, domain)
-        hits = [r for r in rows if r[0] == "global" or (r[0] == "client" and r[1] == client)]
+        hits = [r for r in rows if (r[0] == "global" or (r[0] == "client" and r[1] == client))
+                and r[2] not in skip_reasons]
         if not hits:
             return None
         scope, _, reason, created_at, hit_address, hit_domain = min(hits, key=lambda r: r[0] != "global")
         return SuppressionHit(scope, reason, _utc(created_at), hit_address or f"@{hit_domain}")  # wider wins
 
     def list_lookup(self, client: str, list_key: str, addresses: list[str]) -> ListLookup:
-        """Consent records and list-scoped suppressions for a message's recipients, in one query.
+        """Consent records and every suppression that concerns a message's recipients, in one query.
 
-        Both are keyed by the addresses asked for: consent matches the exact local part,
-        suppressions match its case-folded form (suppression_key).
+        Consent matches the exact local part; suppressions match its case-folded form
+        (suppression_key) or the recipient's domain and its parents. List-scoped entries of this
+        list go to `unsubscribed`, global and this client's client-wide ones to `wide`.
         """
         result = ListLookup({}, {})
         if not addresses:
             return result
-        keys = [suppression_key(a) for a in addresses]  # same length: one `IN ?` list length per statement
-        rows = self.sql.fetch(hotpath.LIST_LOOKUP, client, list_key, addresses, client, list_key, keys)
-        asked_by_key: dict[str, list[str]] | None = None  # built at the first unsubscribe found
-        for kind, address, status, method, source, signed_up_at, confirmed_at, last_contact_at, revoked_at in rows:
+        keys = [suppression_key(a) for a in addresses]
+        by_key: dict[str, list[str]] = {}
+        by_domain: dict[str, list[str]] = {}
+        for asked, key in zip(addresses, keys):  # Carol@ and carol@ in one message: both
+            by_key.setdefault(key, []).append(asked)
+            for domain in domain_and_parents(asked.rpartition("@")[2]):
+                by_domain.setdefault(domain, []).append(asked)
+        rows = self.sql.fetch(hotpath.LIST_LOOKUP, client, list_key, addresses, list(by_key), list(by_domain))
+        for (kind, address, status, method, source, signed_up_at, confirmed_at, last_contact_at, revoked_at,
+             hit_list, hit_domain) in rows:
             if kind == "c":
                 result.consents[address] = ConsentView(
                     status, method, source, _utc(signed_up_at), _utc(confirmed_at), _utc(last_contact_at),
                     _utc(revoked_at))
-            else:  # a list-scoped suppression: reason and time sit in the status and signed_up_at columns
-                if asked_by_key is None:
-                    asked_by_key = {}
-                    for asked, key in zip(addresses, keys):  # Carol@ and carol@ in one message: both
-                        asked_by_key.setdefault(key, []).append(asked)
-                hit = SuppressionHit("list", status, _utc(signed_up_at), address)
-                for asked in asked_by_key.get(address, ()):
+                continue
+            # a suppression: reason, scope, client and time sit in the status..signed_up_at columns
+            reason, scope, hit_client, created_at = status, method, source, signed_up_at
+            if scope == "list":
+                if hit_client != client or hit_list != list_key or not address:
+                    continue
+                hit = SuppressionHit("list", reason, _utc(created_at), address)
+                for asked in by_key.get(address, ()):
                     result.unsubscribed[asked] = hit
+            elif scope == "global" or (scope == "client" and hit_client == client):
+                hit = SuppressionHit(scope, reason, _utc(created_at), address or f"@{hit_domain}")
+                for asked in by_key.get(address, ()) if address else by_domain.get(hit_domain, ()):
+                    result.wide.setdefault(asked, []).append(hit)
+        for hits in result.wide.values():
+            hits.sort(key=lambda h: h.scope != "global")  # the wider entry is the one to name
         return result
 
     def touch_last_contact(self, client: str, list_key: str, addresses: list[str], at: datetime) -> None:

@@ -54,6 +54,7 @@ class DriverSql:
 
     SQL is written with `?` placeholders and `IN ?` for a list; for psycopg they become `%s` and
     `= ANY(%s)` (one array parameter, so the statement text stays the same for any list length).
+    Lists in one statement may differ in length (addresses and their domains).
     """
 
     def __init__(self, engine: Any):
@@ -97,37 +98,42 @@ class DriverSql:
         """Reads from the calling thread run on its own connection (see open_loop_reader)."""
         return self._loop_conn is not None and threading.get_ident() == self._loop_thread
 
-    def _text(self, sql: str, list_len: int) -> str:
-        key = (sql, 0 if self.postgres else list_len)
+    def _text(self, sql: str, list_lens: tuple[int, ...]) -> str:
+        """The statement in the driver's paramstyle; on SQLite each `IN ?` gets its own list's length."""
+        key = (sql, () if self.postgres else list_lens)
         text = self._texts.get(key)
         if text is None:
             if self.postgres:
                 text = sql.replace("IN ?", "= ANY(?)").replace("?", "%s")
             else:
-                text = sql.replace("IN ?", "IN (" + ",".join("?" * list_len) + ")")
-            if len(self._texts) < 4096:  # SQLite texts vary with the list length; bound the cache
+                pieces = sql.split("IN ?")
+                if len(pieces) - 1 != len(list_lens):
+                    raise ValueError(f"{len(pieces) - 1} `IN ?` in the statement, {len(list_lens)} lists given")
+                text = pieces[0] + "".join(
+                    "IN (" + ",".join("?" * n) + ")" + rest for n, rest in zip(list_lens, pieces[1:]))
+            if len(self._texts) < 4096:  # SQLite texts vary with the list lengths; bound the cache
                 self._texts[key] = text
         return text
 
-    def _params(self, params: Iterable[Any]) -> tuple[tuple[Any, ...], int]:
+    def _params(self, params: Iterable[Any]) -> tuple[tuple[Any, ...], tuple[int, ...]]:
         # SQLite spreads a list over one placeholder each; psycopg takes it as one array
         flat: list[Any] = []
-        list_len = 0
+        list_lens: list[int] = []
         for p in params:
             if isinstance(p, list):
-                list_len = len(p)
+                list_lens.append(len(p))
                 if self.postgres:
                     flat.append(p)
                 else:
                     flat.extend(p)
             else:
                 flat.append(p)
-        return tuple(flat), list_len
+        return tuple(flat), tuple(list_lens)
 
     def fetch(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """One read; every list among the parameters (one per `IN ?`) has the same length."""
-        flat, list_len = self._params(params)
-        text = self._text(sql, list_len)
+        """One read; each list among the parameters fills one `IN ?`, in order."""
+        flat, list_lens = self._params(params)
+        text = self._text(sql, list_lens)
         for listener in self.listeners:
             listener(text)
         if self.loop_reads:
@@ -149,10 +155,10 @@ class DriverSql:
             cur = conn.cursor()
             for sql, params, many in steps:
                 if many:
-                    text = self._text(sql, 0)
+                    text = self._text(sql, ())
                 else:
-                    params, list_len = self._params(params)
-                    text = self._text(sql, list_len)
+                    params, list_lens = self._params(params)
+                    text = self._text(sql, list_lens)
                 for listener in self.listeners:
                     listener(text)
                 (cur.executemany if many else cur.execute)(text, params)
@@ -187,9 +193,19 @@ SUPPRESSION_PROBE = (
     "SELECT scope, client, reason, created_at, address, domain FROM suppression WHERE address = ? "
     "UNION ALL "
     "SELECT scope, client, reason, created_at, address, domain FROM suppression WHERE domain IN ?")
+# After DATA, one statement for a message's recipients: their consent records on the list, and
+# every suppression of their addresses (folded) or domains (and parent domains), whatever its
+# scope. The scope is filtered in Python (a WHERE on scope would walk the scope index, see above);
+# rereading global and client-wide entries catches those added while the client sent DATA, and lets
+# a client-wide or global `unsubscribe` be decided once the list's kind is known.
+# Columns: kind, address, status|reason, method|scope, source|client, signed_up_at|created_at,
+# confirmed_at, last_contact_at, revoked_at, list_key, domain.
 LIST_LOOKUP = (
-    "SELECT 'c', address, status, method, source, signed_up_at, confirmed_at, last_contact_at, revoked_at "
-    "FROM consent WHERE client = ? AND list_key = ? AND address IN ? "
+    "SELECT 'c', address, status, method, source, signed_up_at, confirmed_at, last_contact_at, revoked_at, "
+    "NULL, NULL FROM consent WHERE client = ? AND list_key = ? AND address IN ? "
     "UNION ALL "
-    "SELECT 's', address, reason, NULL, NULL, created_at, NULL, NULL, NULL "
-    "FROM suppression WHERE scope = 'list' AND client = ? AND list_key = ? AND address IN ?")
+    "SELECT 's', address, reason, scope, client, created_at, NULL, NULL, NULL, list_key, domain "
+    "FROM suppression WHERE address IN ? "
+    "UNION ALL "
+    "SELECT 's', address, reason, scope, client, created_at, NULL, NULL, NULL, list_key, domain "
+    "FROM suppression WHERE domain IN ?")

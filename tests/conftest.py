@@ -174,14 +174,14 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def relay_toml(*, smtp_port: int, http_port: int, db_url: str, upstream: str, keys: Path,
                stages: str = '["sender-identity"]', relay_extra: str = "", extra: str = "",
-               tls: tuple[Path, Path] | None = None) -> str:
+               tls: tuple[Path, Path] | None = None, max_recipients: int = 5) -> str:
     tls_lines = f'tls_cert = "{tls[0]}"\ntls_key = "{tls[1]}"\n' if tls else ""
     return textwrap.dedent(f"""\
         [relay]
         hostname = "relay.test"
         listen = "127.0.0.1:{smtp_port}"
         max_message_size = 200000
-        max_recipients = 5
+        max_recipients = {max_recipients}
         auth_failure_delay = 0
         auth_max_failures = 3
         """) + tls_lines + relay_extra + textwrap.dedent(f"""

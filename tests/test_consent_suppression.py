@@ -253,3 +253,110 @@ def test_store_import_keeps_the_first_of_repeated_addresses_and_never_overwrites
     assert record.signed_up_at == first["signed_up_at"]
     assert [e.event for e in events] == ["created"]
     assert json.loads(events[0].detail)["disclosure"] == "tab\there, back\\slash"
+
+
+@pytest.mark.parametrize("scope, target, rcpt", [
+    ("client", "race-client-{l}@example.org", "race-client-{l}@example.org"),
+    ("global", "race-global-{l}@example.org", "Race-Global-{l}@example.org"),
+    ("global", "@race-{l}.example", "fan@mail.race-{l}.example"),
+])
+@pytest.mark.parametrize("list_key", ["news", "receipts"])
+def test_suppression_added_between_rcpt_and_data_is_honoured(relay, clean_sink, scope, target, rcpt, list_key):
+    """A complaint or do-not-contact entry that lands while the client is still sending DATA stops the copy:
+    the decision after DATA reads the suppressions again (in its one query), on marketing and
+    transactional lists alike."""
+    target, rcpt = target.format(l=list_key), rcpt.format(l=list_key)
+    relay.store.consent_import("acme", "news", [consent(rcpt)], NOW, "test")
+    address, domain = ("", target[1:]) if target.startswith("@") else (target, "")
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        assert s.rcpt("fan@example.org")[0] == 250
+        assert s.rcpt(rcpt)[0] == 250
+        relay.store.suppress_add(scope, "acme" if scope == "client" else "", "", address, domain,
+                                 "complaint", "fbl", NOW)
+        code, text = s.data(message(to=rcpt, List_Id=f"<{list_key}.acme.example>"))
+    assert code == 250 and "1 refused" in text.decode(), text
+    got = clean_sink.wait_for(2)
+    assert [m.rcpt_tos for m in got if m.mail_from not in ("", "<>")] == [["fan@example.org"]]
+    report = dsn_of(clean_sink).as_string()
+    assert "complaint" in report and ("do-not-contact" if scope == "global" else "suppressed for client") in report
+
+
+def test_unsubscribe_from_all_stops_marketing_but_not_receipts(relay, clean_sink):
+    """A client-wide or global suppression for `unsubscribe` withdraws marketing consent, not the
+    receipts a customer still needs; complaint, bounce, do-not-contact and manual stop everything."""
+    store = relay.store
+    people = {reason: f"all-{reason}@example.org" for reason in
+              ("unsubscribe", "complaint", "bounce", "do-not-contact", "manual")}
+    store.consent_import("acme", "news", [consent(a) for a in people.values()] + [consent("all-global@example.org")],
+                         NOW, "test")
+    for reason, address in people.items():
+        store.suppress_add("client", "acme", "", address, "", reason, "cli", NOW)
+    store.suppress_add("global", "", "", "all-global@example.org", "", "unsubscribe", "import", NOW)
+    leavers = [people["unsubscribe"], "all-global@example.org"]
+    for address in leavers:  # the list is not known at RCPT: decided after DATA
+        assert rcpt_reply(relay.port, address)[0] == 250
+    for reason in ("complaint", "bounce", "do-not-contact", "manual"):
+        code, text = rcpt_reply(relay.port, people[reason])
+        assert (code, text.split()[0]) == POLICY_REFUSED and reason in text, text
+    code, text = send_to(relay.port, leavers, List_Id="Acme receipts <receipts.acme.example>")
+    assert code == 250 and "2 delivered" in text, text
+    assert sorted(r for m in clean_sink.wait_for(2) for r in m.rcpt_tos) == sorted(leavers)
+    clean_sink.clear()
+    code, text = send_to(relay.port, leavers + ["fan@example.org"])
+    assert code == 250 and "2 refused" in text, text
+    report = dsn_of(clean_sink).as_string()
+    assert "unsubscribed from all marketing mail of acme" in report
+    assert "unsubscribed from all marketing mail sent through this relay" in report
+    code, text = send_to(relay.port, leavers, List_Id="<vip.acme.example>")
+    assert (code, text.split()[0]) == POLICY_REFUSED, text
+    relay.flush()
+    rules = {(r.recipient, r.rule) for r in store.audit_rows(client="acme") if r.recipient in leavers}
+    assert (people["unsubscribe"], "consent.unsubscribed") in rules
+
+
+@pytest.mark.parametrize("list_id", ["<news.acme.example>", "<receipts.acme.example>"])
+def test_a_hundred_recipients_cost_one_query_after_data(relay_factory, sink: Sink, list_id):
+    """SPEC §7: one query per stage per message. After DATA the consent stage reads consent and
+    suppressions for all 100 recipients at once, and the writes are one statement each (audit rows,
+    last contact), whatever the number of recipients. (RCPT answers one recipient at a time: one
+    probe each, see DESIGN.)"""
+    big = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES, max_recipients=100)
+    rcpts = [f"hundred{i}@example.org" for i in range(100)]
+    big.store.consent_import("acme", "news", [consent(r) for r in rcpts[:60]], NOW, "test")
+    big.store.suppress_add("list", "acme", "news", rcpts[0], "", "unsubscribe", "one-click", NOW)
+    statements: list[str] = []
+    lock = threading.Lock()
+
+    def count(conn, cursor, statement, params, context, executemany):  # noqa: ANN001
+        if any(table in statement for table in ("consent", "suppression", "audit_log")):
+            with lock:
+                statements.append(statement)
+
+    def count_driver_sql(statement: str) -> None:
+        count(None, None, statement, None, None, False)
+
+    engine = big.store.engine
+    event.listen(engine, "before_cursor_execute", count)
+    big.store.sql.listeners.append(count_driver_sql)
+    sink.clear()
+    try:
+        with login(big.port) as s:
+            s.mail("bounce@acme.example")
+            for r in rcpts:
+                assert s.rcpt(r)[0] == 250, r
+            at_rcpt = len(statements)
+            code, text = s.data(message(to="subscribers@acme.example", List_Id=list_id))
+        big.flush()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        big.store.sql.listeners.remove(count_driver_sql)
+    assert code == 250, text
+    assert at_rcpt == 100  # the RCPT suppression probe
+    after = statements[at_rcpt:]
+    reads = [s for s in after if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 1, reads
+    # the decisions, the delivery outcomes, and (marketing only) last contact: no statement per recipient
+    assert len(after) <= 4, after
+    delivered = 100 if list_id.startswith("<receipts") else 59
+    assert f"{delivered} delivered" in text.decode()
