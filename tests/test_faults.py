@@ -176,6 +176,16 @@ class SlowSinkHandler(SinkHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+def tempfailing_slow_upstream() -> tuple[Sink, list[str]]:
+    """A sink (slowed later by spool_then_retry_slowly) that tempfails four `later` recipients for now."""
+    upstream = Sink()
+    upstream.handler = SlowSinkHandler()
+    upstream.start()
+    later = [f"later{i}@example.org" for i in range(1, 5)]
+    upstream.handler.reply_for = lambda rcpt: "451 4.4.5 busy" if rcpt.startswith("later") else None
+    return upstream, later
+
+
 def spool_then_retry_slowly(relay, upstream: Sink, later: list[str]) -> None:
     """Send one message whose `later` copies the upstream tempfails (so they are spooled), then let
     the upstream accept at one second a copy, and wait for the relay's retry pass to start on them."""
@@ -193,11 +203,7 @@ def test_spooled_copy_goes_out_once_when_a_lease_expires_mid_pass(relay_factory,
     """Two relays share one spool; the upstream is slow, so relay A's batch claim outlives its lease
     before A reaches the last copies. Relay B may take those over, but then A must skip them."""
     url = fresh_database_url()
-    upstream = Sink()
-    upstream.handler = SlowSinkHandler()
-    upstream.start()
-    later = [f"later{i}@example.org" for i in range(1, 5)]
-    upstream.handler.reply_for = lambda rcpt: "451 4.4.5 busy" if rcpt.startswith("later") else None
+    upstream, later = tempfailing_slow_upstream()
     a = relay_factory(upstream=f"smtp://127.0.0.1:{upstream.port}", db_url=url)
     # B's clock first runs a day behind (nothing is due for it), later 1.5 s short of A's lease
     # ahead: then B sees each lease A takes expire 1.5 s after A took it
@@ -308,11 +314,7 @@ def test_copies_held_by_a_stopped_relay_go_out_at_once_after_restart(relay_facto
     """A relay stopped (SIGTERM) in the middle of a retry pass hands back the copies it had claimed:
     the restarted relay sends them now, not when the leases would have run out minutes later."""
     url = fresh_database_url()
-    upstream = Sink()
-    upstream.handler = SlowSinkHandler()
-    upstream.start()
-    later = [f"later{i}@example.org" for i in range(1, 5)]
-    upstream.handler.reply_for = lambda rcpt: "451 4.4.5 busy" if rcpt.startswith("later") else None
+    upstream, later = tempfailing_slow_upstream()
     first = relay_factory(upstream=f"smtp://127.0.0.1:{upstream.port}", db_url=url)
     try:
         spool_then_retry_slowly(first, upstream, later)
