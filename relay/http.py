@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from relay.http_body import BODY_LIMIT, BadBody, read_form
+from relay.http_guard import guard_requests, security_headers
 from relay.tokens import TokenError
 from relay.unsubscribe import unsubscribe
 
@@ -158,7 +159,8 @@ _NO_REQUEST_BYTES = _NoRequestBytes()
 
 def make_app(runtime: "Runtime") -> web.Application:
     logging.getLogger("aiohttp.server").addFilter(_NO_REQUEST_BYTES)  # once: addFilter skips a repeat
-    app = web.Application(middlewares=[no_tracebacks], client_max_size=BODY_LIMIT)
+    app = web.Application(middlewares=[guard_requests, no_tracebacks], client_max_size=BODY_LIMIT)
+    app.on_response_prepare.append(security_headers)
     app[RUNTIME] = runtime
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -75,7 +75,8 @@ class Runtime:
                 footer_templates(template_dir)
         self.secrets = {name: load_client_secrets(c) for name, c in config.clients.items()}
         self.tls_context = self._tls_context()
-        self.limits = PeerLimits(config.relay.max_connections, config.relay.max_connections_per_ip)
+        self.limits = PeerLimits(config.relay.max_connections, config.relay.max_connections_per_ip,
+                                 config.relay.reserved_connections, config.relay.max_auth_per_ip)
         self.metrics = Metrics()
         # How long a retry worker holds a spooled copy: longer than one delivery can take (about ten
         # upstream steps, each bounded by the upstream timeout), so nobody else claims a copy mid-send.

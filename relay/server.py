@@ -15,6 +15,8 @@ from aiohttp import web
 
 from relay.config import Config
 from relay.http import make_app
+from relay.http_guard import GuardedSite, HttpGuard, runner_args
+from relay.loop_guard import install_loop_guard, raise_fd_limit
 from relay.offload import signing_threads, thread_pool
 from relay.runtime import Runtime
 from relay.smtp import RelayHandler, RelaySMTP
@@ -93,10 +95,13 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     backlog = max(1024, config.relay.max_connections)
     smtp_server = await loop.create_server(lambda: RelaySMTP(handler, runtime, runtime.limits), sock=smtp_sock,
                                            backlog=backlog)
-    runner = web.AppRunner(make_app(runtime), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = web.AppRunner(make_app(runtime), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                           **runner_args(config.http))
     await runner.setup()
     http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port, shared_ports)
-    await web.SockSite(runner, http_sock, backlog=backlog).start()
+    # bounded apart from SMTP (and from the admin listener, which gets its own HttpGuard)
+    await GuardedSite(runner, http_sock, HttpGuard(config.http, "public"), backlog=backlog).start()
+    install_loop_guard(loop)
     background = [asyncio.create_task(runtime.retry_forever(retry_interval)),
                   asyncio.create_task(runtime.metrics.watch_loop_lag()),
                   asyncio.create_task(runtime.checkpoint_forever())]
@@ -126,6 +131,7 @@ def fix_malloc_threshold() -> bool:
 async def serve_until_signalled(config: Config, workers: int = 1) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
     fix_malloc_threshold()
+    raise_fd_limit()  # a flood must meet the connection limits, not the 1,024 descriptors of a login shell
     # to_thread / cpu_bound work runs on a pool started now (see thread_pool)
     asyncio.get_running_loop().set_default_executor(thread_pool(4, "cpu"))
     if os.environ.get("RELAY_SLOW_CALLBACK_MS"):

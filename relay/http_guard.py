@@ -1,0 +1,166 @@
+"""The HTTP listeners under abuse: connection limits, header and request timeouts, keep-alive limits, safe headers."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.http import HttpVersion10
+from aiohttp.web_protocol import RequestHandler
+
+from relay.windows import peer_key
+
+if TYPE_CHECKING:
+    from relay.config import HttpSection
+
+log = logging.getLogger("relay.http")
+
+# what a connection over the limit gets before it is closed: no parser, no task, no memory kept
+OVERLOADED = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+              b"Content-Length: 32\r\nRetry-After: 10\r\n\r\nToo many connections; try later\n")
+# every page: no framing (clickjacking the unsubscribe or sign-up button), no script, forms post here only
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class HttpGuard:
+    """One listener's connection counts (public and admin listeners each have their own)."""
+
+    def __init__(self, cfg: "HttpSection", name: str = "public"):
+        self.cfg, self.name = cfg, name
+        self.open_total = 0
+        self.by_peer: dict[str, int] = defaultdict(int)
+        self.refused = 0
+
+    def admit(self, ip: str) -> bool:
+        key = peer_key(ip)
+        if self.open_total >= self.cfg.max_connections or self.by_peer[key] >= self.cfg.max_connections_per_ip:
+            self.refused += 1
+            return False
+        self.open_total += 1
+        self.by_peer[key] += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        key = peer_key(ip)
+        self.open_total -= 1
+        self.by_peer[key] -= 1
+        if self.by_peer[key] <= 0:
+            del self.by_peer[key]
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's connection, counted in, and closed when its request head or its request takes too long.
+
+    aiohttp's keep-alive timer stops at the first byte of a request, so a client that trickles a
+    header (or never finishes a body) would hold the connection for ever; here a timer always runs:
+    `header_timeout` from the connection (or the last response) to a complete request head, then
+    `body_timeout` for the body and the answer.
+    """
+
+    def __init__(self, manager: Any, guard: HttpGuard, **kwargs: Any):
+        super().__init__(manager, **kwargs)
+        self.guard = guard
+        self.peer_ip = ""
+        self.admitted = False
+        self.served = 0
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.peer_ip = str(peer[0])
+        if not self.guard.admit(self.peer_ip):
+            transport.write(OVERLOADED)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self.admitted = True
+        super().connection_made(transport)
+        self.arm(self.guard.cfg.header_timeout)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.admitted:
+            return
+        self.admitted = False
+        self.guard.release(self.peer_ip)
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def arm(self, seconds: float) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self._loop.call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            log.info("HTTP connection from %s timed out", self.peer_ip)
+            self.transport.abort()
+
+
+class GuardedSite(web.SockSite):
+    """A SockSite whose connections are GuardedRequestHandlers of one HttpGuard."""
+
+    def __init__(self, runner: web.BaseRunner, sock: Any, guard: HttpGuard, **kwargs: Any):
+        super().__init__(runner, sock, **kwargs)
+        self._guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        kwargs = dict(getattr(server, "_kwargs", {}))
+
+        def factory() -> GuardedRequestHandler:
+            return GuardedRequestHandler(server, self._guard, loop=asyncio.get_running_loop(), **kwargs)
+
+        self._server = await asyncio.get_running_loop().create_server(
+            factory, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog)
+
+
+def runner_args(cfg: "HttpSection") -> dict[str, Any]:
+    """aiohttp's own limits for one listener (keep-alive idle time; header sizes stay aiohttp's)."""
+    return {"keepalive_timeout": cfg.keepalive_timeout}
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def guard_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """HTTP/1.0 and later only; the request timeout while it runs; a connection ends after so many requests."""
+    proto = request.protocol
+    guarded = isinstance(proto, GuardedRequestHandler)
+    if guarded:
+        proto.arm(proto.guard.cfg.body_timeout)
+    if request.version < HttpVersion10:
+        # HTTP/0.9 has no status line or headers: a reply it can read would be a bare page
+        log.info("HTTP/0.9 request from %s refused", request.remote)
+        response: web.StreamResponse = web.Response(status=505, text="HTTP/1.0 or later required\n")
+        response.force_close()
+        return response
+    response = None
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+        raise
+    finally:
+        if guarded:
+            proto.served += 1
+            proto.arm(proto.guard.cfg.header_timeout)  # the next request's head (or the end of keep-alive)
+            if proto.served >= proto.guard.cfg.max_requests_per_connection:
+                if isinstance(response, web.StreamResponse):
+                    response.force_close()
+    return response
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every page, errors included."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)

@@ -1,0 +1,198 @@
+"""SMTP under abuse: slots kept for clients that authenticate, commands without progress, AUTH concurrency, envelope syntax."""
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from functools import partial
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from relay import replies
+from relay.addresses import is_unsubscribe_address
+from relay.windows import peer_key
+
+if TYPE_CHECKING:
+    from relay.smtp import RelaySMTP
+
+log = logging.getLogger("relay.smtp")
+
+# How a connection holds its slot. "trusted": authenticated, or a peer inside a client's networks;
+# "open": an ordinary pre-AUTH slot; "probation": taken from the reserve while the ordinary pre-AUTH
+# slots are full, so it must authenticate (or write to an intake address) at once.
+TRUSTED, OPEN, PROBATION = "trusted", "open", "probation"
+# a connection on probation may send a few commands that lead nowhere (EHLO, EHLO again after
+# STARTTLS): more, and it was only holding the slot
+PROBATION_COMMANDS_WITHOUT_PROGRESS = 3
+PROBATION_TIMEOUT = 10.0
+
+
+def is_intake_address(address: str, hostname: str) -> bool:
+    """True for the relay's own addresses that anyone may write to without AUTH.
+
+    Today: unsubscribe+TOKEN@HOSTNAME (RFC 2369 mailto unsubscribe). The intake of postmaster@,
+    abuse@, fbl@ and bounce+TOKEN@ HOSTNAME belongs here too: a connection that names one makes
+    progress, and the reserved slots stay open to it.
+    """
+    return is_unsubscribe_address(address, hostname)
+
+
+class Slots:
+    """Connections in total and per peer address; pre-AUTH connections never take the last `reserved` slots.
+
+    When the ordinary pre-AUTH slots are full, a new connection may still take a reserved slot on
+    probation (at most `probation_per_ip` per address, IPv6 per /64): it gets a short timeout and
+    almost no commands without progress. Authenticating moves a connection out of the pre-AUTH
+    count, so clients that log in always find room, whoever holds the pre-AUTH slots.
+    """
+
+    def __init__(self, total: int, per_ip: int, reserved: int = 0, probation_per_ip: int = 2):
+        self.total, self.per_ip = total, per_ip
+        self.reserved = min(reserved, total // 5)  # a small test relay keeps most of its few slots
+        self.probation_per_ip = probation_per_ip
+        self.open_total = 0
+        self.open_by_ip: dict[str, int] = defaultdict(int)
+        self.pre_auth = 0
+        self.probation_by_peer: dict[str, int] = defaultdict(int)
+
+    def admit(self, ip: str, trusted: bool) -> tuple[str | None, str]:
+        """(None, kind of slot) for a connection let in, or (the 421 reply, "") for one refused."""
+        if self.open_total >= self.total:
+            return replies.TOO_MANY_CONNECTIONS, ""
+        if self.open_by_ip[ip] >= self.per_ip:
+            return replies.TOO_MANY_CONNECTIONS_FROM_IP, ""
+        if trusted:
+            kind = TRUSTED
+        elif self.pre_auth < self.total - self.reserved:
+            kind = OPEN
+            self.pre_auth += 1
+        elif self.probation_by_peer[peer_key(ip)] < self.probation_per_ip:
+            kind = PROBATION
+            self.probation_by_peer[peer_key(ip)] += 1
+        else:
+            return replies.TOO_MANY_CONNECTIONS, ""
+        self.open_total += 1
+        self.open_by_ip[ip] += 1
+        return None, kind
+
+    def _leave(self, ip: str, kind: str) -> None:
+        if kind == OPEN:
+            self.pre_auth -= 1
+        elif kind == PROBATION:
+            key = peer_key(ip)
+            self.probation_by_peer[key] -= 1
+            if self.probation_by_peer[key] <= 0:
+                del self.probation_by_peer[key]
+
+    def promote(self, ip: str, kind: str) -> str:
+        """The connection authenticated: it leaves the pre-AUTH count; returns its new kind."""
+        self._leave(ip, kind)
+        return TRUSTED
+
+    def release(self, ip: str, kind: str = OPEN) -> None:
+        self._leave(ip, kind)
+        self.open_total -= 1
+        self.open_by_ip[ip] -= 1
+        if self.open_by_ip[ip] <= 0:
+            del self.open_by_ip[ip]
+
+
+class AuthGate:
+    """At most `per_peer` AUTH verifications (scrypt and the failure delay) at once from one address."""
+
+    def __init__(self, per_peer: int):
+        self.per_peer = per_peer
+        self.busy: dict[str, int] = defaultdict(int)
+
+    def enter(self, ip: str) -> bool:
+        key = peer_key(ip)
+        if self.busy[key] >= self.per_peer:
+            return False
+        self.busy[key] += 1
+        return True
+
+    def leave(self, ip: str) -> None:
+        key = peer_key(ip)
+        self.busy[key] -= 1
+        if self.busy[key] <= 0:
+            del self.busy[key]
+
+
+def log_auth_failure(ip: str, user: bytes, mechanism: str, why: str = "invalid credentials") -> None:
+    """One WARNING line a fail2ban filter can match: address, user and mechanism, never the secret."""
+    name = replies.one_line(user.decode("utf-8", "replace"))[:100]
+    log.warning("AUTH failed from %s: user=%r mechanism=%s (%s)", ip, name, mechanism, why)
+
+
+# --- commands without progress ---
+
+def _progress(server: "RelaySMTP") -> tuple[int, ...]:
+    """A marker that only grows when the session gets somewhere (pre-AUTH, MAIL alone is not progress:
+    MAIL and RSET in turns would otherwise hold a slot for ever)."""
+    session, envelope = server.session, server.envelope
+    authenticated = bool(session is not None and session.authenticated) or server.slot_kind == TRUSTED
+    mail = int(authenticated and envelope is not None and envelope.mail_from is not None)
+    rcpts = len(envelope.rcpt_tos) if envelope is not None else 0
+    return (int(authenticated), int(server._tls_protocol is not None), server.messages_done, mail, rcpts)
+
+
+def _advanced(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
+    return any(b > a for a, b in zip(before, after))
+
+
+async def run_command(server: "RelaySMTP", command: str, method: Callable[[Any], Awaitable[None]] | None,
+                      arg: Any) -> None:
+    """Run one command and count it when it led nowhere; too many such in a row: 421 and close."""
+    before = _progress(server)
+    if method is None:
+        # never echo or log the line: after a refused AUTH a naive client sends base64(password) as a command
+        await server.push(replies.UNKNOWN_COMMAND)
+    else:
+        await method(arg)
+    if server.transport is None or server.transport.is_closing():
+        return
+    if _advanced(before, _progress(server)):
+        server.idle_commands = 0
+        return
+    server.idle_commands += 1
+    limit = (PROBATION_COMMANDS_WITHOUT_PROGRESS if server.slot_kind == PROBATION
+             else server.runtime.config.relay.max_commands_without_progress)
+    if server.idle_commands > limit:
+        log.info("closing %s: %d commands without progress", server.peer_ip, server.idle_commands)
+        await server.push(replies.NO_PROGRESS)
+        server.transport.close()
+
+
+class CommandTable(dict):
+    """aiosmtpd's command table, looked up once per command line: every command, known or not,
+    runs through `run_command`, so junk is answered without echoing it and counted."""
+
+    def __init__(self, methods: dict[str, Any], server: "RelaySMTP"):
+        super().__init__(methods)
+        self.server = server
+
+    def get(self, command: str, default: Any = None) -> Any:  # type: ignore[override]
+        method = super().get(command)
+        wrapped = partial(run_command, self.server, command, method)
+        for name in ("__smtp_syntax__", "__smtp_syntax_extended__", "__smtp_syntax_when__"):
+            if hasattr(method, name):  # HELP MAIL still finds the syntax text
+                setattr(wrapped, name, getattr(method, name))
+        return wrapped
+
+
+# --- envelope syntax the address parser would forgive ---
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def envelope_refusal(path: str, bad_syntax: str) -> str | None:
+    """The reply for a MAIL/RCPT path that must be refused before parsing, else None.
+
+    aiosmtpd's parser reads a control character as folding white space and drops it
+    (`<smug@exam\\x0bple.org>` became smug@example.org), and drops a source route
+    (`<@hop:user@host>`, RFC 5321 §4.1.2 obs) leaving user@host: neither is what was sent.
+    """
+    if _CONTROL.search(path):
+        return f"{bad_syntax}: control characters are not allowed in an address"
+    if path.lstrip().startswith("<@"):
+        return f"{bad_syntax}: source routes (<@host:user@domain>) are not accepted"
+    return None
