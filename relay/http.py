@@ -71,8 +71,9 @@ async def _one_click(request: web.Request) -> bool:
     """True when the body is RFC 8058's List-Unsubscribe=One-Click; any other body is the page's button."""
     try:
         form = await read_form(request)
-    except BadBody:
-        # the POST to the link is the request to unsubscribe: a body we cannot read only loses the channel
+    except (BadBody, web.HTTPRequestEntityTooLarge):
+        # the POST to the link is the request to unsubscribe (SPEC §6, whatever the body): a body we
+        # cannot read, or one too large, only loses the channel
         return False
     return form.get("List-Unsubscribe") == "One-Click"
 
