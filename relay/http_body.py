@@ -7,6 +7,11 @@ import urllib.parse
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestPayloadError
+
+# how aiohttp reports a body the client botched: bad gzip/deflate (RequestPayloadError), bad chunking,
+# a body cut short (the connection dropped)
+UNREADABLE = (BadHttpMessage, RequestPayloadError, ConnectionError)
 
 log = logging.getLogger("relay.http")
 
@@ -22,9 +27,16 @@ async def _raw(request: web.Request) -> bytes:
     and one INFO line: the client's mistake, not the relay's (413 passes through)."""
     try:
         return await request.read()
-    except (BadHttpMessage, ConnectionError) as exc:
-        log.info("unreadable request body from %s: %s", request.remote, type(exc).__name__)
+    except UNREADABLE as exc:
+        _mistake(request, exc)
         raise BadBody("the body could not be read") from None
+
+
+def _mistake(request: web.Request, exc: BaseException) -> None:
+    """One INFO line per botched body (aiohttp's own report of it, on the same connection, is dropped)."""
+    log.info("unreadable request body from %s: %s", request.remote, type(exc).__name__)
+    if hasattr(request.protocol, "mistake_logged"):
+        request.protocol.mistake_logged = True
 
 
 def _utf8(raw: bytes) -> str:
@@ -49,8 +61,8 @@ async def read_form(request: web.Request) -> dict[str, str]:
             form = await request.post()
         except (ValueError, LookupError, AssertionError):  # no or wrong boundary, broken parts, bad charset
             raise BadBody("the form could not be read") from None
-        except (BadHttpMessage, ConnectionError) as exc:
-            log.info("unreadable request body from %s: %s", request.remote, type(exc).__name__)
+        except UNREADABLE as exc:
+            _mistake(request, exc)
             raise BadBody("the body could not be read") from None
         for name, value in form.items():
             if isinstance(value, str):

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http import HttpVersion10
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from relay.windows import peer_key
 
@@ -70,6 +72,7 @@ class GuardedRequestHandler(RequestHandler):
         self.peer_ip = ""
         self.admitted = False
         self.served = 0
+        self.mistake_logged = False  # relay/http_body.py said it once: aiohttp need not say it again
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -92,6 +95,17 @@ class GuardedRequestHandler(RequestHandler):
             self._deadline.cancel()
         super().connection_lost(exc)
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp reads what is left of a body after the answer (lingering close) and logs its failure
+        at ERROR with a traceback; a body the client botched is its mistake: one INFO line, once."""
+        exc = sys.exc_info()[1]
+        if client_mistake(exc):
+            if not self.mistake_logged:
+                self.mistake_logged = True
+                log.info("unreadable request body from %s: %s", self.peer_ip, type(exc).__name__)
+            return
+        super().log_exception(*args, **kw)
+
     def arm(self, seconds: float) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
@@ -101,6 +115,15 @@ class GuardedRequestHandler(RequestHandler):
         if self.transport is not None and not self.transport.is_closing():
             log.info("HTTP connection from %s timed out", self.peer_ip)
             self.transport.abort()
+
+
+def client_mistake(exc: BaseException | None) -> bool:
+    """True for what a client's botched request raises in aiohttp (bad gzip, bad framing, a dropped body)."""
+    while exc is not None:
+        if isinstance(exc, (BadHttpMessage, RequestPayloadError, ConnectionError)):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 class GuardedSite(web.SockSite):

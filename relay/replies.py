@@ -32,6 +32,7 @@ NO_LIST = "550 5.7.1 Message names no list (List-Id) and client {client} has no 
 UNKNOWN_LIST = "550 5.7.1 Unknown list {list!r} for client {client}"
 NULL_SENDER = "550 5.7.1 Null sender <> not accepted from clients"
 MIME_TOO_DEEP = "554 5.6.0 MIME parts nested more than 100 levels deep; message refused"
+TLS_HANDSHAKE_FAILED = "421 4.7.0 TLS handshake failed; closing connection"
 UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"  # never the line itself: it may be a password
 NO_PROGRESS = "421 4.7.0 Too many commands without progress; closing connection"
 AUTH_BUSY = "454 4.7.0 Too many authentication attempts in progress from your address; try again later"

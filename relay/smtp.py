@@ -9,7 +9,7 @@ import re
 from base64 import b64decode
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, TLSSetupException, syntax
 
 from filters.sender_identity import aligned_domain
 from relay import replies
@@ -325,6 +325,7 @@ class RelaySMTP(SMTP):
             self.session.authenticated = True
             self.session.auth_data = client.name
             self.slot_kind = self.limits.promote(self.peer_ip, self.slot_kind)
+            self._reset_timeout()  # a client now: the longer command timeout from here on
             await self.push(replies.AUTH_SUCCESS)
             return True
         log_auth_failure(self.peer_ip, credentials.login, mechanism)
@@ -457,4 +458,8 @@ class RelayHandler:
             tls=server._tls_protocol is not None)
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # the client's handshake failed (aiosmtpd closes the connection): its mistake, one INFO line
+            log.info("TLS handshake failed: %s", type(error.__cause__ or error).__name__)
+            return replies.TLS_HANDSHAKE_FAILED
         return replies.exception_reply(error)

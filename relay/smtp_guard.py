@@ -141,25 +141,25 @@ def _advanced(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
 
 async def run_command(server: "RelaySMTP", command: str, method: Callable[[Any], Awaitable[None]] | None,
                       arg: Any) -> None:
-    """Run one command and count it when it led nowhere; too many such in a row: 421 and close."""
+    """Run one command and count it when it led nowhere; after too many such in a row, the next gets 421."""
+    limit = (PROBATION_COMMANDS_WITHOUT_PROGRESS if server.slot_kind == PROBATION
+             else server.runtime.config.relay.max_commands_without_progress)
+    if server.idle_commands >= limit and command != "QUIT":
+        log.info("closing %s: %d commands without progress", server.peer_ip, server.idle_commands)
+        await server.push(replies.NO_PROGRESS)
+        if server.transport is not None:
+            server.transport.close()
+        return
     before = _progress(server)
     if method is None:
         # never echo or log the line: after a refused AUTH a naive client sends base64(password) as a command
         await server.push(replies.UNKNOWN_COMMAND)
     else:
         await method(arg)
-    if server.transport is None or server.transport.is_closing():
-        return
     if _advanced(before, _progress(server)):
         server.idle_commands = 0
-        return
-    server.idle_commands += 1
-    limit = (PROBATION_COMMANDS_WITHOUT_PROGRESS if server.slot_kind == PROBATION
-             else server.runtime.config.relay.max_commands_without_progress)
-    if server.idle_commands > limit:
-        log.info("closing %s: %d commands without progress", server.peer_ip, server.idle_commands)
-        await server.push(replies.NO_PROGRESS)
-        server.transport.close()
+    else:
+        server.idle_commands += 1
 
 
 class CommandTable(dict):
