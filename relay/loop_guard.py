@@ -75,3 +75,17 @@ def raise_fd_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def fd_shortfall(soft_limit: int, smtp_connections: int, http_connections: int, spare: int = 256) -> str | None:
+    """A warning when the connection limits can use more descriptors than the process has, else None.
+
+    Within the limits a flood is turned away by the relay; beyond the descriptors accept() fails and
+    both listeners pause, SMTP with HTTP (issue 24's 46 s outage).
+    """
+    needed = smtp_connections + http_connections + spare
+    if soft_limit >= needed:
+        return None
+    return (f"the descriptor limit ({soft_limit}) is below what the connection limits can use ({smtp_connections} "
+            f"SMTP + {http_connections} HTTP + {spare} for files, database and upstream): raise it "
+            f"(LimitNOFILE=, ulimit -n) or lower [relay] / [http] max_connections")

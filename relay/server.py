@@ -16,7 +16,7 @@ from aiohttp import web
 from relay.config import Config
 from relay.http import make_app
 from relay.http_guard import GuardedSite, HttpGuard, runner_args
-from relay.loop_guard import install_loop_guard, raise_fd_limit
+from relay.loop_guard import fd_shortfall, install_loop_guard, raise_fd_limit
 from relay.offload import signing_threads, thread_pool
 from relay.runtime import Runtime
 from relay.smtp import RelayHandler, RelaySMTP
@@ -131,7 +131,10 @@ def fix_malloc_threshold() -> bool:
 async def serve_until_signalled(config: Config, workers: int = 1) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
     fix_malloc_threshold()
-    raise_fd_limit()  # a flood must meet the connection limits, not the 1,024 descriptors of a login shell
+    # a flood must meet the connection limits, not the 1,024 descriptors of a login shell
+    shortfall = fd_shortfall(raise_fd_limit(), config.relay.max_connections, config.http.max_connections)
+    if shortfall:
+        log.warning("%s", shortfall)
     # to_thread / cpu_bound work runs on a pool started now (see thread_pool)
     asyncio.get_running_loop().set_default_executor(thread_pool(4, "cpu"))
     if os.environ.get("RELAY_SLOW_CALLBACK_MS"):

@@ -303,8 +303,8 @@ class RelaySMTP(SMTP):
             if not result.handled:
                 await self.push(result.message or "501 5.7.0 Authentication aborted")
             return
-        # the throttle below is per attempt: without a cap, 100 parallel connections guess 100 at a time
-        if not self.limits.auth_gate.enter(self.peer_ip):
+        # the throttle below is per attempt: without a cap, 100 parallel connections would guess 100 at a time
+        if not await self.limits.auth_gate.enter(self.peer_ip):
             log_auth_failure(self.peer_ip, credentials.login, mechanism, "too many attempts at once")
             await self.push(replies.AUTH_BUSY)
             return

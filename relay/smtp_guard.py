@@ -1,6 +1,7 @@
 """SMTP under abuse: slots kept for clients that authenticate, commands without progress, AUTH concurrency, envelope syntax."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import defaultdict
@@ -97,24 +98,45 @@ class Slots:
 
 
 class AuthGate:
-    """At most `per_peer` AUTH verifications (scrypt and the failure delay) at once from one address."""
+    """At most `per_peer` AUTH verifications (scrypt and the failure delay) at once from one address.
 
-    def __init__(self, per_peer: int):
-        self.per_peer = per_peer
+    Over the cap an attempt waits its turn (up to `wait` seconds, then 454): a client's pool that logs
+    in all at once after a restart gets through, while 100 parallel connections guessing passwords
+    get no more verifications than one connection would.
+    """
+
+    def __init__(self, per_peer: int, wait: float = 10.0):
+        self.per_peer, self.wait = per_peer, wait
+        self.gates: dict[str, list] = {}  # peer → [semaphore, users]
         self.busy: dict[str, int] = defaultdict(int)
+        self.peak = 0  # the most verifications seen at once from one address
 
-    def enter(self, ip: str) -> bool:
+    async def enter(self, ip: str) -> bool:
         key = peer_key(ip)
-        if self.busy[key] >= self.per_peer:
+        gate = self.gates.setdefault(key, [asyncio.Semaphore(self.per_peer), 0])
+        gate[1] += 1
+        try:
+            await asyncio.wait_for(gate[0].acquire(), self.wait)
+        except TimeoutError:
+            self._drop(key, gate)
             return False
         self.busy[key] += 1
+        self.peak = max(self.peak, self.busy[key])
         return True
 
     def leave(self, ip: str) -> None:
         key = peer_key(ip)
+        gate = self.gates[key]
+        gate[0].release()
         self.busy[key] -= 1
         if self.busy[key] <= 0:
             del self.busy[key]
+        self._drop(key, gate)
+
+    def _drop(self, key: str, gate: list) -> None:
+        gate[1] -= 1
+        if gate[1] <= 0:
+            del self.gates[key]
 
 
 def log_auth_failure(ip: str, user: bytes, mechanism: str, why: str = "invalid credentials") -> None:
