@@ -1,4 +1,4 @@
-"""SMTP under abuse: slots kept for clients that authenticate, commands without progress, AUTH concurrency, envelope syntax."""
+"""SMTP under abuse: slots kept for clients that log in, commands without progress, AUTH concurrency, paths."""
 from __future__ import annotations
 
 import asyncio

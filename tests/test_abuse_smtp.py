@@ -219,14 +219,11 @@ def test_sender_path_with_control_characters_is_refused(relay):
 
 @pytest.mark.parametrize("field", ["Subject", "To", "Cc", "Date", "Message-ID", "From", "Sender", "Reply-To"])
 def test_a_one_per_message_field_twice_is_refused(relay, clean_sink, field):
-    extra = f"{field}: news@acme.example\r\n{field}: buy viagra online no prescription <x@acme.example>\r\n"
     c = logged_in(relay)
-    answer = send(c, message(subject_lines="Subject: hello\r\n" if field != "Subject" else "", sender="") if False
-                  else _with_twice(field))
+    answer = send(c, _with_twice(field))
     c.close()
     assert answer == replies.REPEATED_FIELD.format(field=field), answer
     assert clean_sink.messages == []
-    del extra
 
 
 def _with_twice(field: str) -> bytes:
