@@ -86,6 +86,10 @@ class GuardedRequestHandler(RequestHandler):
         super().connection_made(transport)
         self.arm(self.guard.cfg.header_timeout)
 
+    def data_received(self, data: bytes) -> None:
+        if self.admitted:  # a refused connection may still deliver what it sent before the close
+            super().data_received(data)
+
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self.admitted:
             return
