@@ -337,10 +337,10 @@ def main() -> int:
             rows = [row("baseline", pid, None, smtp_port, args.seconds / 2)]
             flood = multiprocessing.Process(target=http_flood,
                                             args=(http_port, args.http_connections, args.seconds + 2))
-            rows.append(row("http-flood", pid, flood, smtp_port, args.seconds, settle=5.0))
+            rows.append(row("http-flood", pid, flood, smtp_port, args.seconds, settle=12.0))
             holders = multiprocessing.Process(target=noop_holders,
                                               args=(smtp_port, args.noop_connections, args.seconds + 2))
-            rows.append(row("noop-hold", pid, holders, smtp_port, args.seconds, settle=5.0))
+            rows.append(row("noop-hold", pid, holders, smtp_port, args.seconds, settle=12.0))
             end_rss = rss_kib(pid)
             print(f"relay RSS after warm-up {start_rss / 1024:.1f} MiB, after both floods {end_rss / 1024:.1f} MiB "
                   f"({(end_rss - start_rss) / start_rss * 100:+.1f} %)", flush=True)

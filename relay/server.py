@@ -16,7 +16,7 @@ from aiohttp import web
 from relay.config import Config
 from relay.http import make_app
 from relay.http_guard import GuardedSite, HttpGuard, runner_args
-from relay.loop_guard import fd_shortfall, install_loop_guard, raise_fd_limit
+from relay.loop_guard import fd_shortfall, install_loop_guard, raise_fd_limit, trim_memory_forever
 from relay.offload import signing_threads, thread_pool
 from relay.runtime import Runtime
 from relay.smtp import RelayHandler, RelaySMTP
@@ -104,7 +104,8 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     install_loop_guard(loop)
     background = [asyncio.create_task(runtime.retry_forever(retry_interval)),
                   asyncio.create_task(runtime.metrics.watch_loop_lag()),
-                  asyncio.create_task(runtime.checkpoint_forever())]
+                  asyncio.create_task(runtime.checkpoint_forever()),
+                  asyncio.create_task(trim_memory_forever())]
     return RunningRelay(runtime, smtp_server, runner, background,
                         smtp_sock.getsockname()[1], http_sock.getsockname()[1])
 

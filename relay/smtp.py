@@ -6,6 +6,7 @@ import binascii
 import ipaddress
 import logging
 import re
+import time
 from base64 import b64decode
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,14 @@ class PeerLimits(Slots):
         super().__init__(total, per_ip, reserved)
         self.auth_failures = SlidingWindows(600.0)
         self.auth_gate = AuthGate(auth_per_ip)
+        self.last_login: dict[str, float] = {}  # peer → when it last logged in (clients: a bounded set)
+
+    def note_login(self, ip: str) -> None:
+        self.last_login[peer_key(ip)] = time.monotonic()
+
+    def logged_in_lately(self, ip: str, within: float = 3600.0) -> bool:
+        when = self.last_login.get(peer_key(ip))
+        return when is not None and time.monotonic() - when < within
 
     def recent_failures(self, ip: str) -> int:
         return self.auth_failures.count(peer_key(ip))
@@ -127,7 +136,8 @@ class RelaySMTP(SMTP):
             self._refusal = self.runtime.refusal_for_new_connection()
             if self._refusal is None:
                 trusted = self.runtime.config.client_for_peer(self.peer_ip) is not None
-                self._refusal, self.slot_kind = self.limits.admit(self.peer_ip, trusted)
+                self._refusal, self.slot_kind = self.limits.admit(
+                    self.peer_ip, trusted, self.limits.logged_in_lately(self.peer_ip))
             self._counted = self._refusal is None
             # AUTH in the clear is fine on loopback only (SPEC §2 auth_require_tls)
             relay_cfg = self.runtime.config.relay
@@ -325,6 +335,7 @@ class RelaySMTP(SMTP):
             self.session.authenticated = True
             self.session.auth_data = client.name
             self.slot_kind = self.limits.promote(self.peer_ip, self.slot_kind)
+            self.limits.note_login(self.peer_ip)
             self._reset_timeout()  # a client now: the longer command timeout from here on
             await self.push(replies.AUTH_SUCCESS)
             return True

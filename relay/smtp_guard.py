@@ -55,8 +55,12 @@ class Slots:
         self.pre_auth = 0
         self.probation_by_peer: dict[str, int] = defaultdict(int)
 
-    def admit(self, ip: str, trusted: bool) -> tuple[str | None, str]:
-        """(None, kind of slot) for a connection let in, or (the 421 reply, "") for one refused."""
+    def admit(self, ip: str, trusted: bool, known: bool = False) -> tuple[str | None, str]:
+        """(None, kind of slot) for a connection let in, or (the 421 reply, "") for one refused.
+
+        `known`: the address logged in lately; its connections may use the whole reserve on
+        probation (a client's pool connects several at once), a stranger's only `probation_per_ip`.
+        """
         if self.open_total >= self.total:
             return replies.TOO_MANY_CONNECTIONS, ""
         if self.open_by_ip[ip] >= self.per_ip:
@@ -66,7 +70,7 @@ class Slots:
         elif self.pre_auth < self.total - self.reserved:
             kind = OPEN
             self.pre_auth += 1
-        elif self.probation_by_peer[peer_key(ip)] < self.probation_per_ip:
+        elif self.probation_by_peer[peer_key(ip)] < (self.reserved if known else self.probation_per_ip):
             kind = PROBATION
             self.probation_by_peer[peer_key(ip)] += 1
         else:

@@ -16,8 +16,8 @@ from conftest import PASSWORD
 from relay import replies
 from smtp_client import RawSMTP
 
-GUARDED = """max_connections = 20
-reserved_connections = 4
+GUARDED = """max_connections = 25
+reserved_connections = 5
 max_commands_without_progress = 5
 pre_auth_timeout = 0.6
 command_timeout = 30
@@ -150,14 +150,21 @@ def hold(relay, count: int, source: str) -> list[RawSMTP]:
 
 
 def test_slots_are_kept_for_clients_that_log_in_and_for_intake_mail(relay, clean_sink):
-    held = hold(relay, 20, "127.0.0.3")  # 16 pre-AUTH slots, then 2 on probation; the rest refused
+    held = hold(relay, 25, "127.0.0.3")  # 20 pre-AUTH slots, then 2 on probation; the rest refused
     try:
-        assert len(held) == 18
-        assert relay.runtime.limits.pre_auth == 16
+        assert len(held) == 22
+        assert relay.runtime.limits.pre_auth == 20
         # a client still gets in, logs in and sends
         c = logged_in(relay, "127.0.0.4")
         assert send(c, message()).startswith("250")
         c.close()
+        # an address that logged in lately may open more than a stranger's two at once (a client's pool)
+        pool = [RawSMTP(relay.port, source="127.0.0.4") for _ in range(3)]
+        assert all(p.greeting.startswith("220") for p in pool), [p.greeting for p in pool]
+        for p in pool:
+            assert p.cmd("EHLO me").startswith("250")
+            assert p.cmd("AUTH PLAIN " + plain("", "acme", PASSWORD)).startswith("235")
+            p.close()
         # and mail to the relay's own intake address goes through without AUTH
         token = relay.runtime.tokens.issue("unsubscribe", "acme", "news", "intake@example.org",
                                            datetime.now(timezone.utc))
