@@ -20,6 +20,7 @@ from relay.loop_guard import fd_shortfall, install_loop_guard, raise_fd_limit, t
 from relay.offload import signing_threads, thread_pool
 from relay.runtime import Runtime
 from relay.smtp import RelayHandler, RelaySMTP
+from relay.smtp_guard import SmtpGate
 from storage import Store
 
 log = logging.getLogger("relay.server")
@@ -93,7 +94,10 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     # asyncio listens again on the socket it is given: without backlog= it would shrink to 100,
     # and a burst of connections beyond it would hang waiting for a banner
     backlog = max(1024, config.relay.max_connections)
-    smtp_server = await loop.create_server(lambda: RelaySMTP(handler, runtime, runtime.limits), sock=smtp_sock,
+    def session() -> RelaySMTP:
+        return RelaySMTP(handler, runtime, runtime.limits)
+
+    smtp_server = await loop.create_server(lambda: SmtpGate(session, runtime, runtime.limits), sock=smtp_sock,
                                            backlog=backlog)
     runner = web.AppRunner(make_app(runtime), access_log=None, handle_signals=False, shutdown_timeout=2.0,
                            **runner_args(config.http))

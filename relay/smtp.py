@@ -18,7 +18,7 @@ from relay.addresses import AddressError, is_unsubscribe_address, normalize_addr
 from relay.message import Message
 from relay.offload import BIG, cpu_bound
 from relay.smtp_data import read_data
-from relay.smtp_guard import (OPEN, PROBATION, PROBATION_TIMEOUT, TRUSTED, AuthGate, CommandTable, Slots,
+from relay.smtp_guard import (PROBATION, PROBATION_TIMEOUT, TRUSTED, AuthGate, CommandTable, Slots, admission,
                               envelope_refusal, log_auth_failure)
 from relay.windows import SlidingWindows, peer_key
 
@@ -131,13 +131,10 @@ class RelaySMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first_time = self.transport is None
         if first_time:
-            peer = transport.get_extra_info("peername") or ("", 0)
-            self.peer_ip = str(peer[0])
-            self._refusal = self.runtime.refusal_for_new_connection()
-            if self._refusal is None:
-                trusted = self.runtime.config.client_for_peer(self.peer_ip) is not None
-                self._refusal, self.slot_kind = self.limits.admit(
-                    self.peer_ip, trusted, self.limits.logged_in_lately(self.peer_ip))
+            if not self.slot_kind:  # else SmtpGate (relay/smtp_guard.py) admitted it already
+                peer = transport.get_extra_info("peername") or ("", 0)
+                self.peer_ip = str(peer[0])
+                self._refusal, self.slot_kind = admission(self.runtime, self.limits, self.peer_ip)
             self._counted = self._refusal is None
             # AUTH in the clear is fine on loopback only (SPEC §2 auth_require_tls)
             relay_cfg = self.runtime.config.relay

@@ -13,7 +13,8 @@ from relay.addresses import is_unsubscribe_address
 from relay.windows import peer_key
 
 if TYPE_CHECKING:
-    from relay.smtp import RelaySMTP
+    from relay.runtime import Runtime
+    from relay.smtp import PeerLimits, RelaySMTP
 
 log = logging.getLogger("relay.smtp")
 
@@ -99,6 +100,44 @@ class Slots:
         self.open_by_ip[ip] -= 1
         if self.open_by_ip[ip] <= 0:
             del self.open_by_ip[ip]
+
+
+def admission(runtime: "Runtime", limits: "PeerLimits", ip: str) -> tuple[str | None, str]:
+    """(None, kind of slot) or (the 421 reply, ""), for a new connection from `ip`."""
+    refusal = runtime.refusal_for_new_connection()
+    if refusal is not None:
+        return refusal, ""
+    trusted = runtime.config.client_for_peer(ip) is not None
+    return limits.admit(ip, trusted, limits.logged_in_lately(ip))
+
+
+class SmtpGate(asyncio.Protocol):
+    """What the SMTP listener makes for each new connection: admitted, it hands the transport to a new
+    session (`make()`); refused, it writes the 421 and closes. aiosmtpd's session costs about a
+    millisecond to make (it inspects its handler and methods), which a connection flood paid for every
+    connection it was refused."""
+
+    def __init__(self, make: Callable[[], "RelaySMTP"], runtime: "Runtime", limits: "PeerLimits"):
+        self.make, self.runtime, self.limits = make, runtime, limits
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername") or ("", 0)
+        ip = str(peer[0])
+        refusal, kind = admission(self.runtime, self.limits, ip)
+        if refusal is not None:
+            transport.write((refusal + "\r\n").encode("ascii"))  # type: ignore[attr-defined]
+            transport.close()
+            return
+        session = self.make()
+        session.peer_ip, session.slot_kind = ip, kind
+        transport.set_protocol(session)  # type: ignore[attr-defined]
+        session.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # what a refused connection sent before the close
+
+    def eof_received(self) -> bool:
+        return False
 
 
 class AuthGate:
