@@ -96,6 +96,12 @@ class RelaySection:
     data_timeout: float
     auth_max_failures: int
     auth_failure_delay: float
+    # docs/ABUSE.md: strangers (before AUTH) get shorter timeouts, fewer idle commands and never the reserve
+    pre_auth_timeout: float = 30.0
+    pre_auth_data_timeout: float = 120.0
+    reserved_connections: int = 50
+    max_commands_without_progress: int = 20
+    max_auth_per_ip: int = 3
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,13 @@ class HttpSection:
     listen_host: str
     listen_port: int
     public_url: str
+    # docs/ABUSE.md: the public listener faces the internet (unsubscribe links)
+    max_connections: int = 512
+    max_connections_per_ip: int = 64
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 15.0
+    max_requests_per_connection: int = 100
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,7 @@ class OptinSection:
     resend_window_hours: float      # at most one confirmation mail and one reminder per address+list in it
     rate_per_ip_per_hour: int       # hosted form and API submissions from one IP address
     rate_per_client_per_hour: int   # hosted form and API submissions for one client
+    api_rate_per_ip_per_hour: int = 3600  # the authenticated API's own budget, apart from the form's
 
 
 @dataclass(frozen=True)
@@ -424,6 +438,11 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         data_timeout=r.number("data_timeout", 600.0, 0.1, integer=False),
         auth_max_failures=r.number("auth_max_failures", 5, 1),
         auth_failure_delay=r.number("auth_failure_delay", 1.0, 0, integer=False),
+        pre_auth_timeout=r.number("pre_auth_timeout", 30.0, 0.1, integer=False),
+        pre_auth_data_timeout=r.number("pre_auth_data_timeout", 120.0, 0.1, integer=False),
+        reserved_connections=r.number("reserved_connections", 50, 0),
+        max_commands_without_progress=r.number("max_commands_without_progress", 20, 1),
+        max_auth_per_ip=r.number("max_auth_per_ip", 3, 1),
     )
     if not re.match(r"^[A-Za-z0-9.-]+$", relay.hostname):
         raise r.fail("hostname", f"{relay.hostname!r} is not a host name")
@@ -433,6 +452,14 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
     public_url = h.text("public_url", f"http://{http_host}:{http_port}").rstrip("/")
     if not re.match(r"^https?://[^\s/]+(/\S*)?$", public_url):
         raise h.fail("public_url", f"must be an http(s) URL, got {public_url!r}")
+    http = HttpSection(
+        http_host, http_port, public_url,
+        max_connections=h.number("max_connections", 512, 1),
+        max_connections_per_ip=h.number("max_connections_per_ip", 64, 1),
+        header_timeout=h.number("header_timeout", 10.0, 0.1, integer=False),
+        body_timeout=h.number("body_timeout", 30.0, 0.1, integer=False),
+        keepalive_timeout=h.number("keepalive_timeout", 15.0, 0.1, integer=False),
+        max_requests_per_connection=h.number("max_requests_per_connection", 100, 1))
     h.finish()
     s = root.table("storage")
     storage_url = _storage_url(s, base)
@@ -465,6 +492,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         resend_window_hours=o.number("resend_window_hours", 24.0, 0.01, integer=False),
         rate_per_ip_per_hour=o.number("rate_per_ip_per_hour", 20, 1),
         rate_per_client_per_hour=o.number("rate_per_client_per_hour", 10000, 1),
+        api_rate_per_ip_per_hour=o.number("api_rate_per_ip_per_hour", 3600, 1),
     )
     o.finish()
     clients_t = root.table("clients")
@@ -481,7 +509,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
                                   f"already belongs to client {owners[domain]}")
             owners[domain] = client.name
     return Config(
-        path=path, relay=relay, http=HttpSection(http_host, http_port, public_url),
+        path=path, relay=relay, http=http,
         storage_url=storage_url, upstream=upstream, token_key_file=token_key_file,
         token_max_age_days=token_max_age_days,
         create_missing_secrets=create_missing, stages=tuple(stages),

@@ -23,7 +23,6 @@ from relay.mail.message import Message, split_header_block
 from relay.base.metrics import Metrics
 from relay.crypto.passwords import verify_password
 from relay.pipeline import Decision, Pipeline
-from relay.peers import PeerLimits
 from relay.crypto.tokens import TokenCodec, TokenError
 from relay.base.writer import GroupWriter
 from relay.services.unsubscribe import unsubscribe
@@ -75,7 +74,6 @@ class Runtime:
                 footer_templates(template_dir)
         self.secrets = {name: load_client_secrets(c) for name, c in config.clients.items()}
         self.tls_context = self._tls_context()
-        self.limits = PeerLimits(config.relay.max_connections, config.relay.max_connections_per_ip)
         self.metrics = Metrics()
         # How long a retry worker holds a spooled copy: longer than one delivery can take (about ten
         # upstream steps, each bounded by the upstream timeout), so nobody else claims a copy mid-send.

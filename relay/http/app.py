@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from relay.http.body import BODY_LIMIT, BadBody, read_form
+from relay.http.guard import guard_requests, security_headers
 from relay.http.pages import RUNTIME, masked, page, plain_page
 from relay.crypto.tokens import TokenError
 from relay.services.unsubscribe import unsubscribe
@@ -45,8 +46,9 @@ async def _one_click(request: web.Request) -> bool:
     """True when the body is RFC 8058's List-Unsubscribe=One-Click; any other body is the page's button."""
     try:
         form = await read_form(request)
-    except BadBody:
-        # the POST to the link is the request to unsubscribe: a body we cannot read only loses the channel
+    except (BadBody, web.HTTPRequestEntityTooLarge):
+        # the POST to the link is the request to unsubscribe (SPEC §6, whatever the body): a body we
+        # cannot read, or one too large, only loses the channel
         return False
     return form.get("List-Unsubscribe") == "One-Click"
 
@@ -133,7 +135,8 @@ _NO_REQUEST_BYTES = _NoRequestBytes()
 
 def make_app(runtime: "Runtime") -> web.Application:
     logging.getLogger("aiohttp.server").addFilter(_NO_REQUEST_BYTES)  # once: addFilter skips a repeat
-    app = web.Application(middlewares=[no_tracebacks], client_max_size=BODY_LIMIT)
+    app = web.Application(middlewares=[guard_requests, no_tracebacks], client_max_size=BODY_LIMIT)
+    app.on_response_prepare.append(security_headers)
     app[RUNTIME] = runtime
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

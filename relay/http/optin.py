@@ -6,6 +6,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from yarl import URL
 
 from relay.http.pages import RUNTIME, masked, page, plain_page
 from relay.http.body import BadBody, read_form, read_json, unencodable
@@ -45,13 +46,34 @@ async def _api_client(runtime: "Runtime", request: web.Request) -> "ClientConfig
     if fingerprint in cache:
         return runtime.config.clients.get(cache[fingerprint])
     failures, peer = runtime.optin.api_failures, peer_key(request.remote or "")
-    if failures.count(peer) >= API_FAILURES_PER_IP:
+    if failures.count(peer) < API_FAILURES_PER_IP:
+        client = await _check_token(runtime, token, fingerprint)
+        if client is None:
+            failures.add(peer)
+        return client
+    # locked out: a refusal here would also refuse the right token, not yet cached, from the same
+    # address (everyone behind one proxy). So tokens are still checked, one at a time per address:
+    # wrong ones cost at most one scrypt thread per address, and each wrong one answers 429
+    locks = runtime.optin.api_locks
+    entry = locks.setdefault(peer, [asyncio.Lock(), 0])
+    entry[1] += 1
+    try:
+        async with entry[0]:
+            client = await _check_token(runtime, token, fingerprint)
+    finally:
+        entry[1] -= 1
+        if not entry[1]:
+            del locks[peer]
+    if client is None:
         raise TooManyFailures()
+    return client
+
+
+async def _check_token(runtime: "Runtime", token: str, fingerprint: bytes) -> "ClientConfig | None":
     for client in runtime.config.clients.values():
         if client.api_token_hash and await asyncio.to_thread(verify_password, token, client.api_token_hash):
-            cache[fingerprint] = client.name
+            runtime.optin.api_tokens[fingerprint] = client.name
             return client
-    failures.add(peer)
     return None
 
 
@@ -90,7 +112,7 @@ async def api_subscribers(request: web.Request) -> web.Response:
     if mailing is None:
         return _json_error(422, f"client {client.name} has no list {body['list']!r}", "list")
     try:
-        runtime.optin.check_rate(client, request.remote)
+        runtime.optin.check_rate(client, request.remote, "api")
         result = await runtime.optin.subscribe(
             client, mailing, body["email"], source=body["source"], ip=body.get("ip") or None,
             user_agent=request.headers.get("User-Agent", ""), channel="api", disclosure=body.get("disclosure"))
@@ -115,9 +137,36 @@ def _signups_closed(client, mailing) -> web.Response:  # type: ignore[no-untyped
 
 
 def _form_page(status: int, client, mailing, email: str = "", error: str = "") -> web.Response:  # type: ignore[no-untyped-def]
-    return page(status, "page_subscribe.html.j2", title=f"Subscribe to {mailing.name}", company=client.company,
+    response = page(status, "page_subscribe.html.j2", title=f"Subscribe to {mailing.name}", company=client.company,
                 list_name=mailing.name, disclosure=mailing.disclosure, postal_address=client.postal_address,
                 email=email, error=error)
+    # the browser then sends the page's own Origin with the POST (with no-referrer it sends "null"),
+    # which form_post checks; the form's URL holds no token, so nothing leaks
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def foreign_origin(request: web.Request, public_url: str) -> str | None:
+    """The origin of another site that made the browser post here, else None.
+
+    A third-party page could post the hosted form from each visitor's browser (subscription bombing
+    spread over many addresses). Browsers say where a POST comes from in Origin (else Referer);
+    a request with neither comes from no browser page, and meets the honeypot and rate limits.
+    """
+    seen = request.headers.get("Origin") or request.headers.get("Referer")
+    if not seen:
+        return None
+    ours = {_origin(public_url), f"{request.scheme}://{request.host}".lower()}
+    origin = _origin(seen)
+    return None if origin in ours else (origin or seen[:100])
+
+
+def _origin(url: str) -> str:
+    try:
+        parsed = URL(url.strip())
+        return str(parsed.origin()).lower() if parsed.absolute and parsed.scheme in ("http", "https") else ""
+    except (ValueError, TypeError):
+        return ""
 
 
 async def form_get(request: web.Request) -> web.Response:
@@ -137,6 +186,9 @@ async def form_post(request: web.Request) -> web.Response:
     client, mailing = _form_list(runtime, request)
     if client.suspended:
         return _signups_closed(client, mailing)
+    if foreign_origin(request, runtime.config.http.public_url) is not None:
+        return plain_page(403, "Sign up on the list's own page",
+                          "This form can only be sent from its own page. Open the sign-up page and try again.")
     try:
         form = await read_form(request)
     except BadBody as bad:

@@ -61,12 +61,16 @@ class Optin:
         # each unknown API token costs one scrypt per client (~40 ms, 16 MiB) on the shared thread pool:
         # a peer that keeps sending wrong ones is refused before hashing, as SMTP AUTH throttles repeats
         self.api_failures = SlidingWindows(API_FAILURE_WINDOW)
+        self.api_locks: dict[str, list] = {}  # peer → [lock, users]: locked-out peers' tokens, one at a time
 
-    def check_rate(self, client: "ClientConfig", ip: str | None) -> None:
+    def check_rate(self, client: "ClientConfig", ip: str | None, channel: str = "form") -> None:
+        """Sign-up budgets per address and per client, apart for the hosted form and the API: a visitor
+        (or everyone behind one proxy) filling the form must not use up a client's API."""
         optin = self.rt.config.optin
-        if ip and not self.by_ip.allow(peer_key(ip), optin.rate_per_ip_per_hour):
+        per_ip = optin.api_rate_per_ip_per_hour if channel == "api" else optin.rate_per_ip_per_hour
+        if ip and not self.by_ip.allow(f"{channel} {peer_key(ip)}", per_ip):
             raise SignupRefused("too many sign-ups from this address; try again later", "ip", 429)
-        if not self.by_client.allow(client.name, optin.rate_per_client_per_hour):
+        if not self.by_client.allow(f"{channel} {client.name}", optin.rate_per_client_per_hour):
             raise SignupRefused("too many sign-ups for this sender; try again later", "list", 429)
 
     async def subscribe(self, client: "ClientConfig", mailing: "ListConfig", email: str, *, source: str,

@@ -2,20 +2,23 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
 import ipaddress
 import logging
 import re
+from base64 import b64decode
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, TLSSetupException, syntax
 
 from filters.sender_identity import aligned_domain
 from relay import replies
 from relay.mail.addresses import AddressError, is_unsubscribe_address, normalize_address
 from relay.mail.message import Message
 from relay.base.offload import BIG, cpu_bound
-from relay.peers import PeerLimits
 from relay.smtp.data import read_data
+from relay.smtp.guard import (PROBATION, PROBATION_TIMEOUT, TRUSTED, CommandTable, PeerLimits, admission,
+                              envelope_refusal, log_auth_failure)
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig
@@ -84,22 +87,28 @@ class RelaySMTP(SMTP):
             handler, hostname=relay_cfg.hostname, data_size_limit=relay_cfg.max_message_size,
             enable_SMTPUTF8=True, decode_data=False, tls_context=runtime.tls_context,
             auth_require_tls=relay_cfg.auth_require_tls, auth_required=False,
-            timeout=relay_cfg.command_timeout, ident="consent-relay", **kwargs)
+            timeout=relay_cfg.command_timeout, ident="ESMTP consent-relay", **kwargs)
         self.runtime = runtime
         self.limits = limits
         self.peer_ip = ""
         self._counted = False
         self._refusal: str | None = None
         self._in_ehlo = False
+        self._ehlo_lines: list[bytes] = []
         self._auth_failures = 0
+        self.slot_kind = ""        # relay/smtp/guard.py: trusted, open or probation
+        self.idle_commands = 0     # commands in a row that led nowhere
+        self.messages_done = 0
+        self._smtp_methods = CommandTable(self._smtp_methods, self)
 
     # --- connection life ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first_time = self.transport is None
         if first_time:
-            peer = transport.get_extra_info("peername") or ("", 0)
-            self.peer_ip = str(peer[0])
-            self._refusal = self.runtime.refusal_for_new_connection() or self.limits.admit(self.peer_ip)
+            if not self.slot_kind:  # else SmtpGate (relay/smtp/guard.py) admitted it already
+                peer = transport.get_extra_info("peername") or ("", 0)
+                self.peer_ip = str(peer[0])
+                self._refusal, self.slot_kind = admission(self.runtime, self.limits, self.peer_ip)
             self._counted = self._refusal is None
             # AUTH in the clear is fine on loopback only (SPEC §2 auth_require_tls)
             relay_cfg = self.runtime.config.relay
@@ -112,7 +121,7 @@ class RelaySMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
             self._counted = False
-            self.limits.release(self.peer_ip)
+            self.limits.release(self.peer_ip, self.slot_kind)
             self.runtime.sessions.discard(self)
         super().connection_lost(error)
 
@@ -124,13 +133,33 @@ class RelaySMTP(SMTP):
             return
         await super()._handle_client()
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # before AUTH a connection is a stranger holding a slot: it gets a shorter command timeout
+        if duration is None:
+            relay_cfg = self.runtime.config.relay
+            duration = (relay_cfg.command_timeout if self.slot_kind == TRUSTED
+                        else PROBATION_TIMEOUT if self.slot_kind == PROBATION else relay_cfg.pre_auth_timeout)
+            duration = min(duration, relay_cfg.command_timeout)
+        super()._reset_timeout(duration)
+
+    def _data_timeout(self) -> float:
+        relay_cfg = self.runtime.config.relay
+        if self.slot_kind == TRUSTED:
+            return relay_cfg.data_timeout
+        return min(relay_cfg.pre_auth_data_timeout, relay_cfg.data_timeout)
+
     def _timeout_cb(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write((replies.TIMEOUT + "\r\n").encode("ascii"))
         super()._timeout_cb()
 
     async def push(self, status: Any) -> None:
-        if isinstance(status, str) and not self._in_ehlo:
+        if self._in_ehlo:
+            # the EHLO reply goes out in one write (one TCP segment), not a segment per line:
+            # some tools (nmap's smtp library) read only the first segment
+            self._ehlo_lines.append(status.encode("utf-8") if isinstance(status, str) else status)
+            return
+        if isinstance(status, str):
             status = replies.with_enhanced_code(status)
         await super().push(status)
 
@@ -140,6 +169,33 @@ class RelaySMTP(SMTP):
             await super().smtp_EHLO(hostname)
         finally:
             self._in_ehlo = False
+            lines, self._ehlo_lines = self._ehlo_lines, []
+        if lines:
+            self._writer.write(b"".join(line + b"\r\n" for line in lines))
+            await self._writer.drain()
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if not await self._envelope_syntax_refused(arg, "FROM:", replies.BAD_SENDER_SYNTAX):
+            await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if not await self._envelope_syntax_refused(arg, "TO:", replies.BAD_RECIPIENT_SYNTAX):
+            await super().smtp_RCPT(arg)
+
+    async def _envelope_syntax_refused(self, arg: str | None, keyword: str, bad_syntax: str) -> bool:
+        """501 for a path aiosmtpd would repair (control characters, source routes) or call malformed (553)."""
+        path = self._strip_command_keyword(keyword, arg or "")
+        if path is None or self.session is None or not self.session.host_name:
+            return False  # aiosmtpd's own syntax and HELO replies
+        refusal = envelope_refusal(path, bad_syntax)
+        if refusal is None and self._getaddr(path)[0] is None:
+            refusal = f"{bad_syntax}: not an address (a@b@c?)"
+        if refusal is not None:
+            await self.push(refusal)
+            return True
+        return False
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -167,7 +223,7 @@ class RelaySMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         # the whole DATA transfer and its processing get data_timeout, not the command timeout
-        self._reset_timeout(self.runtime.config.relay.data_timeout)
+        self._reset_timeout(self._data_timeout())
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
             content, error = await read_data(self._reader, self.data_size_limit)
@@ -185,6 +241,7 @@ class RelaySMTP(SMTP):
         del content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
+        self.messages_done += 1
         await self.push(status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
@@ -227,12 +284,33 @@ class RelaySMTP(SMTP):
             if not result.handled:
                 await self.push(result.message or "501 5.7.0 Authentication aborted")
             return
+        # the throttle below is per attempt: without a cap, 100 parallel connections would guess 100 at a time
+        if not await self.limits.auth_gate.enter(self.peer_ip):
+            log_auth_failure(self.peer_ip, credentials.login, mechanism, "too many attempts at once")
+            await self.push(replies.AUTH_BUSY)
+            return
+        try:
+            if await self._verify(credentials, mechanism):
+                return
+        finally:
+            self.limits.auth_gate.leave(self.peer_ip)
+        if self.transport is not None and not self.transport.is_closing() and \
+                self._auth_failures < self.runtime.config.relay.auth_max_failures:
+            await self.push(replies.AUTH_INVALID)
+
+    async def _verify(self, credentials: LoginPassword, mechanism: str) -> bool:
+        """True when logged in (235 sent); else counted, logged and delayed (the 421 sent when over the limit)."""
+        assert self.session is not None
         client = await self.runtime.authenticate(credentials.login, credentials.password)
         if client is not None:
             self.session.authenticated = True
             self.session.auth_data = client.name
+            self.slot_kind = self.limits.promote(self.peer_ip, self.slot_kind)
+            self.limits.note_login(self.peer_ip)
+            self._reset_timeout()  # a client now: the longer command timeout from here on
             await self.push(replies.AUTH_SUCCESS)
-            return
+            return True
+        log_auth_failure(self.peer_ip, credentials.login, mechanism)
         self._auth_failures += 1
         self.limits.note_failure(self.peer_ip)
         failures = max(self._auth_failures, self.limits.recent_failures(self.peer_ip))
@@ -243,8 +321,31 @@ class RelaySMTP(SMTP):
             await self.push(replies.AUTH_TOO_MANY_FAILURES)
             assert self.transport is not None
             self.transport.close()
-            return
-        await self.push(replies.AUTH_INVALID)
+        return False
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        """aiosmtpd's PLAIN, refusing an authorisation identity other than the user (RFC 4616 §2):
+        the relay has no "act as" rights, so ignoring it would log a client in as someone it did not ask to be."""
+        if len(args) == 1:
+            blob = await self.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False)
+        else:
+            try:
+                blob = b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = parts
+        if authzid and authzid != login:
+            log_auth_failure(self.peer_ip, login, "PLAIN", "authorization identity differs from the user")
+            await self.push(replies.AUTHZID_REFUSED)
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, auth_data=LoginPassword(login, password))
 
 
 class RelayHandler:
@@ -339,4 +440,8 @@ class RelayHandler:
             tls=server._tls_protocol is not None)
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # the client's handshake failed (aiosmtpd closes the connection): its mistake, one INFO line
+            log.info("TLS handshake failed: %s", type(error.__cause__ or error).__name__)
+            return replies.TLS_HANDSHAKE_FAILED
         return replies.exception_reply(error)
