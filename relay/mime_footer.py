@@ -62,7 +62,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from relay.footer_html import insertion_point
+from relay.footer_guard import Unplaceable, insertion
 from relay.offload import BIG, copy_range, slices
 
 MAX_DEPTH = 100       # SPEC §8: deeper nesting is refused by the core (554 5.6.0)
@@ -156,6 +156,8 @@ class _Entity:
         disposition = _field(self.fields, b"content-disposition")
         if disposition is not None:
             kind, dparams = _params(disposition)
+            if kind == "inline":
+                return False  # shown in the message, file name or not: it gets the footer
             if kind == "attachment" or any(k.startswith("filename") for k in dparams):
                 return True
         return any(k == "name" or k.startswith("name*") for k in self.params)
@@ -521,7 +523,7 @@ class FooterPlan:
             footer = encoded.get(key)
             if footer is None:
                 if slot.kind == "html":
-                    text = slot.nl + html_footer.replace("\n", slot.nl) + slot.nl
+                    text = slot.nl + slot.lead + html_footer.replace("\n", slot.nl) + slot.nl
                     footer = text.encode(slot.codec.name, "xmlcharrefreplace")
                 else:
                     text = slot.lead + text_footer.replace("\n", slot.nl) + slot.nl
@@ -606,12 +608,14 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
         raise _Malformed(f"text part does not decode as {charset}: {exc}") from None
     nl = "\r\n" if cte != "base64" or "\r\n" in text or "\n" not in text else "\n"
     idx = len(text)  # plain: the footer goes at the end (text may be only the last character)
+    closer = ""
     if kind == "html":
-        # a `</body>` in a comment, script or attribute value is not one: a footer there is unseen
-        found = insertion_point(text)
-        if found is None:
-            raise _Malformed("the HTML part ends inside a comment, tag or script, with no </body> before it")
-        idx = found
+        # a `</body>` in a comment, script or attribute value is not one: a footer there is unseen;
+        # a comment or raw text element left open at the end is closed first (relay.footer_guard)
+        try:
+            idx, closer = insertion(text)
+        except Unplaceable as exc:
+            raise _Malformed(str(exc)) from None
     if idx == len(text):
         cpre, csuf = content, b""
     else:
@@ -628,7 +632,7 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
     back = _shift_back(codec.name, cpre)
     if back:
         cpre += back
-    lead = ""
+    lead = closer  # html: end tags written before the footer (the footer-guard stage may add some)
     if kind == "plain":
         lead = ("" if not text or text.endswith("\n") else nl) + nl + "-- " + nl
     slot = _Slot(kind=kind, start=ent.bstart, end=ent.bend, cte=cte, codec=codec, nl=nl, lead=lead,
