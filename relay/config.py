@@ -344,13 +344,14 @@ def _check_footer_templates(t: _Table, client: ClientConfig) -> None:
     """A client's and its lists' footer templates, rendered with sample data (filters/footer_check.py)."""
     from filters.footer_check import TemplateProblem, check_templates
 
-    checks = [("footer_templates", (client.footer_templates,))] if client.footer_templates else []
-    checks += [(f"lists.{key}.footer_templates", (lst.footer_templates, *((client.footer_templates,)
-               if client.footer_templates else ())))
+    own = (client.footer_templates,) if client.footer_templates else ()
+    checks = [("footer_templates", own, frozenset(lst.kind for lst in client.lists.values()
+                                                 if lst.footer_templates is None))] if own else []
+    checks += [(f"lists.{key}.footer_templates", (lst.footer_templates, *own), frozenset({lst.kind}))
                for key, lst in client.lists.items() if lst.footer_templates is not None]
-    for key, dirs in checks:
+    for key, dirs, kinds in checks:
         try:
-            check_templates(dirs)
+            check_templates(dirs, kinds)
         except TemplateProblem as exc:
             raise t.fail(key, str(exc)) from None
 

@@ -52,7 +52,16 @@ def _style(*declarations: str, base: tuple[str, ...] = _COMMON) -> str:
     by_name = {d.split(":", 1)[0]: d for d in base}
     for d in declarations:
         by_name[d.split(":", 1)[0]] = d
-    return ";".join(f"{d}!important" for d in by_name.values())
+    # lines of at most ~200 characters: a 7bit or 8bit part may not hold lines over 998 (RFC 5322)
+    lines, line = [], ""
+    for d in by_name.values():
+        item = f"{d}!important;"
+        if line and len(line) + len(item) > 200:
+            lines.append(line)
+            line = ""
+        line += item
+    lines.append(line.rstrip(";"))
+    return "\n".join(lines)
 
 
 GUARD_STYLE = {
@@ -66,7 +75,7 @@ WRAPPER_STYLE = _style("display:block", "position:relative", "z-index:2147483647
                        "margin:24px 0 0", "padding:12px", "background:#ffffff",
                        "border:0", "border-top:1px solid #dddddd")
 WRAPPER_ATTR = "data-relay-footer"
-WRAPPER_OPEN = f'<div {WRAPPER_ATTR}="" style="{WRAPPER_STYLE}">'
+WRAPPER_OPEN = f'<div {WRAPPER_ATTR}=""\nstyle="{WRAPPER_STYLE}">'
 WRAPPER_CLOSE = "</div>"
 
 
