@@ -39,7 +39,7 @@ _COMMON = (
     "font-style:normal", "font-weight:normal", "letter-spacing:normal", "word-spacing:normal",
     "text-indent:0", "text-transform:none", "text-shadow:none", "color:#333333",
     "-webkit-text-fill-color:#333333", "background:transparent", "position:static", "float:none",
-    "transform:none", "translate:none", "scale:none", "rotate:none", "zoom:1", "clip-path:none",
+    "left:auto", "top:auto", "right:auto", "bottom:auto", "transform:none", "translate:none", "scale:none", "rotate:none", "zoom:1", "clip-path:none",
     "clip:auto", "mask:none", "-webkit-mask:none", "filter:none", "mix-blend-mode:normal",
     "height:auto", "max-height:none", "width:auto", "max-width:none", "overflow:visible",
     "content-visibility:visible", "animation:none", "outline:none", "border:0", "padding:0",

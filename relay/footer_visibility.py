@@ -62,8 +62,35 @@ def place(prefix: str, suffix: str, lead: str, footer: str) -> str:
         around = _ancestors(wrapper)
         if len(around) > 2:
             raise FooterHidden(f"the footer cannot be taken out of <{around[0].tag}>, which the HTML part leaves open")
+    if _foreign(wrapper):
+        # the parser re-opened formatting elements the sender left open (<a>, <font>, <b> ...)
+        # inside the footer: close them before it as well
+        lead += FORMATTING_CLOSERS
+        tree, wrapper = _parse(prefix, suffix, lead, footer)
+        if wrapper is None:
+            raise FooterHidden("the HTML part swallows the footer")
+        around = _ancestors(wrapper)
     check(tree, wrapper, around)
     return lead
+
+
+# end tags of the formatting elements, which the HTML5 parser re-opens in later blocks until closed
+FORMATTING_CLOSERS = "".join(f"</{name}>" for name in (
+    "a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"))
+
+
+def _foreign(wrapper: LexborNode) -> bool:
+    """An element in the footer that the footer's template did not write (every one it writes is
+    guarded, but <br>)."""
+    for node in wrapper.traverse():
+        if node is wrapper or node.mem_id == wrapper.mem_id:
+            continue
+        tag = node.tag or ""
+        if tag.startswith(("-", "#")) or tag == "br":
+            continue
+        if "!important" not in (node.attrs.get("style") or ""):
+            return True
+    return False
 
 
 def _parse(prefix: str, suffix: str, lead: str, footer: str) -> tuple[LexborHTMLParser, LexborNode | None]:
@@ -280,14 +307,16 @@ def _external(href: str) -> bool:
     return host not in FONT_HOSTS
 
 
-def _matches(node: LexborNode, selector: str) -> bool:
+def _matched(tree: LexborHTMLParser, ids: set[int], selector: str) -> set[int]:
+    """Which of the elements `ids` (mem_ids) the selector selects. (selectolax's css_matches is
+    true when any descendant matches, so the document is queried and the answer intersected.)"""
     plain = _PSEUDO_ELEMENT.sub("", selector).strip()
     if not plain:
-        return True
+        return set(ids)
     try:
-        return node.css_matches(plain)
+        return {node.mem_id for node in tree.css(plain)} & ids
     except (SelectolaxError, ValueError, TypeError):
-        return True  # a selector the parser cannot read may match: the safe side
+        return set(ids)  # a selector the parser cannot read may select them: the safe side
 
 
 def _style_sheets(tree: LexborHTMLParser, around: list[LexborNode]) -> None:
@@ -296,6 +325,7 @@ def _style_sheets(tree: LexborHTMLParser, around: list[LexborNode]) -> None:
         if "stylesheet" in (attrs.get("rel") or "").lower().split() and _external(attrs.get("href") or ""):
             raise FooterHidden(f"the HTML part loads a style sheet the relay cannot check ({attrs.get('href')})")
     collected: dict[int, dict[str, str]] = {}
+    ids = {node.mem_id for node in around}
     for node in around:  # the inline styles of <body> and <html> count too
         style = node.attrs.get("style")
         if style:
@@ -315,13 +345,12 @@ def _style_sheets(tree: LexborHTMLParser, around: list[LexborNode]) -> None:
             for selector in _split_top(selectors, ","):
                 if not selector.strip():
                     continue
-                for node in around:
-                    if _matches(node, selector.strip()):
-                        collected.setdefault(node.mem_id, {}).update(props)
-                        why = _hiding(props)
-                        if why is not None:
-                            raise FooterHidden(f"a style sheet rule hides what holds the footer: "
-                                               f"{' '.join(selector.split())[:80]} {{{why}}}")
+                for mem_id in _matched(tree, ids, selector.strip()):
+                    collected.setdefault(mem_id, {}).update(props)
+                    why = _hiding(props)
+                    if why is not None:
+                        raise FooterHidden(f"a style sheet rule hides what holds the footer: "
+                                           f"{' '.join(selector.split())[:80]} {{{why}}}")
     for node in around:
         why = _hiding(collected.get(node.mem_id, {}))
         if why is not None:
