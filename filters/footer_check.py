@@ -10,6 +10,7 @@ line naming the template file and what is missing (`TemplateProblem`).
 from __future__ import annotations
 
 import html as html_lib
+import re
 from pathlib import Path
 
 import jinja2
@@ -17,11 +18,11 @@ from selectolax.lexbor import LexborHTMLParser
 
 from filters.footer import (ConsentFacts, FooterValues, _context, _render, load_templates, reason_for,
                             template_names)
-from relay.footer_guard import WRAPPER_ATTR, TemplateMarkupError, wrap
+from relay.footer_guard import VOID_TAGS, WRAPPER_ATTR, TemplateMarkupError, wrap
 from relay.footer_lang import LANGUAGES
 from relay.footer_visibility import FooterHidden, place
 
-SAMPLE_PAGE = ("<!DOCTYPE html><html><head><title>sample</title></head><body><p>Sample newsletter text.</p>", 
+SAMPLE_PAGE = ("<!DOCTYPE html><html><head><title>sample</title></head><body><p>Sample newsletter text.</p>",
                "</body></html>")
 
 
@@ -85,8 +86,30 @@ def check_templates(dirs: tuple[Path, ...], kinds: frozenset[str] = frozenset({"
             _check_html(html_t, html, values, kind)
 
 
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*?(/?)>")
+
+
+def _balance(html: str) -> str | None:
+    """Why the footer's markup is not balanced (an element left open or one closed it did not open)."""
+    stack: list[str] = []
+    for slash, name, selfclosing in _TAG.findall(html):
+        name = name.lower()
+        if name in VOID_TAGS or selfclosing:
+            continue
+        if not slash:
+            stack.append(name)
+        elif not stack or stack[-1] != name:
+            return f"closes </{name}>, which it did not open"
+        else:
+            stack.pop()
+    return f"leaves <{stack[-1]}> open" if stack else None
+
+
 def _check_html(template: jinja2.Template, html: str, values: FooterValues, kind: str) -> None:
     where = _where(template)
+    unbalanced = _balance(html)
+    if unbalanced is not None:
+        raise TemplateProblem(f"{where}: the {kind} footer {unbalanced}: it leaves elements open or closes the page's")
     try:
         lead = place(SAMPLE_PAGE[0], SAMPLE_PAGE[1], "", html)
     except FooterHidden as exc:

@@ -88,6 +88,14 @@ def test_footer_attack_is_refused_or_shows_the_footer(name, relay, clean_sink, b
     link = links[-1]
     assert link.is_displayed(), f"{name}: the unsubscribe link is not displayed"
     assert link.size["width"] > 0 and link.size["height"] > 0, f"{name}: the unsubscribe link has no size"
+    # white on white is displayed for Selenium: the link's text colour must differ from what is behind it
+    colours = browser.execute_script("""
+        const a = arguments[0], s = getComputedStyle(a);
+        let n = a, bg = 'rgba(0, 0, 0, 0)';
+        while (n && (bg === 'rgba(0, 0, 0, 0)' || bg === 'transparent')) {
+            bg = getComputedStyle(n).backgroundColor; n = n.parentElement; }
+        return [s.webkitTextFillColor || s.color, bg];""", link)
+    assert colours[0] != colours[1], f"{name}: the unsubscribe link is {colours[0]} on {colours[1]}"
     shown = browser.execute_script("return document.body.innerText")
     assert POSTAL in " ".join(shown.split()), f"{name}: the postal address is not visible text"
     if name.startswith(("34-", "35-", "36-")):  # the sender's own content is still there
