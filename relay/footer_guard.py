@@ -35,17 +35,17 @@ ALLOWED_TAGS = BLOCK_TAGS | INLINE_TAGS | VOID_TAGS
 # Every property that can make text unseen, set to a value that shows it (fonts: a generic family,
 # which no @font-face can redefine; colours: dark on white, so no colour equals the background)
 _COMMON = (
-    "visibility:visible", "opacity:1", "font-size:13px", "line-height:1.5", "font-family:sans-serif",
-    "font-style:normal", "font-weight:normal", "letter-spacing:normal", "word-spacing:normal",
-    "text-indent:0", "text-transform:none", "text-shadow:none", "color:#333333",
-    "-webkit-text-fill-color:#333333", "background:transparent", "position:static", "float:none",
-    "left:auto", "top:auto", "right:auto", "bottom:auto", "transform:none", "translate:none", "scale:none", "rotate:none", "zoom:1", "clip-path:none",
-    "clip:auto", "mask:none", "-webkit-mask:none", "filter:none", "mix-blend-mode:normal",
-    "height:auto", "max-height:none", "width:auto", "max-width:none", "overflow:visible",
-    "content-visibility:visible", "animation:none", "outline:none", "border:0", "padding:0",
-    "direction:ltr", "unicode-bidi:normal", "writing-mode:horizontal-tb", "vertical-align:baseline",
-    "white-space:normal",
+    "display:block", "visibility:visible", "opacity:1", "font-size:13px", "line-height:1.5",
+    "font-family:sans-serif", "letter-spacing:normal", "word-spacing:normal", "text-indent:0",
+    "color:#333333", "-webkit-text-fill-color:#333333", "background:transparent", "text-shadow:none",
+    "box-shadow:none", "outline:none", "border:0", "padding:0", "margin:0", "position:static",
+    "left:auto", "top:auto", "right:auto", "bottom:auto", "transform:none", "translate:none",
+    "scale:none", "rotate:none", "zoom:1", "clip-path:none", "clip:auto", "mask:none", "-webkit-mask:none",
+    "filter:none", "mix-blend-mode:normal", "height:auto", "max-height:none", "width:auto",
+    "max-width:none", "overflow:visible", "content-visibility:visible", "direction:ltr",
+    "unicode-bidi:normal", "writing-mode:horizontal-tb", "vertical-align:baseline",
 )
+# (animations need no reset: an !important declaration wins over any CSS animation)
 
 
 def _style(*declarations: str, base: tuple[str, ...] = _COMMON) -> str:

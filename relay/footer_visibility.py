@@ -124,9 +124,27 @@ def check(tree: LexborHTMLParser, wrapper: LexborNode, around: list[LexborNode])
         if hides(node):
             raise FooterHidden(f"<{node.tag}> around the footer is hidden by its attributes")
     for node in wrapper.traverse():
-        if node.tag and not node.tag.startswith(("-", "#")) and hides(node):
+        if node.tag and not node.tag.startswith(("-", "#")) and _hides_cached(node):
             raise FooterHidden(f"an element of the footer is hidden (<{node.tag}>): fix the footer template")
     _style_sheets(tree, around)
+
+
+_HIDES: dict[str, bool] = {}
+
+
+def _hides_cached(node: LexborNode) -> bool:
+    """`hides(node)` for the footer's own elements: their styles are the template's and the guard's,
+    the same in every message, and HIDING_STYLE is slow on a long style (its `.*` alternatives)."""
+    attrs = node.attrs
+    if "hidden" in attrs:
+        return True
+    style = attrs.get("style") or ""
+    found = _HIDES.get(style)
+    if found is None:
+        found = hides(node, style)
+        if len(_HIDES) < 256:
+            _HIDES[style] = found
+    return found
 
 
 # -- style sheets ---------------------------------------------------------------------------
