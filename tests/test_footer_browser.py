@@ -27,16 +27,20 @@ CASES = sorted(p.name for p in CORPUS.glob("*.eml"))
 READER = "reader@example.org"
 POSTAL = "Acme Inc, 1 Main St, Springfield, IL 62701, USA"
 REFUSED = (554, "5.6.0")
-# outcomes that are not a matter of taste: these must go out (with a visible footer) ...
-MUST_DELIVER = {"04-malformed-inline-with-filename.eml", "34-ok-plain-newsletter.eml",
-                "35-ok-mobile-media-query.eml", "36-ok-alternative.eml", "07-unclosed-hidden-div.eml",
-                "01-malformed-unclosed-comment.eml", "06-style-border-top.eml", "17-unclosed-template.eml",
-                "18-unclosed-noscript.eml"}
-# ... and these can carry no footer anyone sees
-MUST_REFUSE = {"02-malformed-bad-base64.eml": "bad base64", "03-malformed-unknown-charset.eml": "charset",
-               "05-fake-multipart-signed.eml": "multipart/signed", "20-plaintext.eml": "plaintext",
-               "10-has-selector-body.eml": "style sheet rule", "30-body-inline-hidden.eml": "hidden",
-               "31-external-style-sheet.eml": "style sheet"}
+# outcomes that are not a matter of taste (by the name after the number): these must go out, with
+# a visible footer ...
+MUST_DELIVER = {"malformed-inline-with-filename", "ok-plain-newsletter", "ok-mobile-media-query", "ok-alternative",
+                "unclosed-hidden-div", "malformed-unclosed-comment", "style-border-top", "unclosed-template",
+                "unclosed-noscript", "has-selector-footer", "white-on-white", "zero-size-fonts"}
+# ... and these can carry no footer anyone sees: refused, the reason naming this
+MUST_REFUSE = {"malformed-bad-base64": "bad base64", "malformed-unknown-charset": "charset",
+               "fake-multipart-signed": "multipart/signed", "plaintext": "plaintext",
+               "has-selector-body": "style sheet rule", "has-selector-token": "style sheet rule",
+               "body-inline-hidden": "hidden", "external-style-sheet": "style sheet"}
+
+
+def slug(name: str) -> str:
+    return name.split("-", 1)[1].removesuffix(".eml")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,7 @@ def html_of(data: bytes) -> str:
 
 def test_corpus_is_there():
     assert len(CASES) >= 30
-    assert MUST_DELIVER | set(MUST_REFUSE) <= set(CASES)
+    assert MUST_DELIVER | set(MUST_REFUSE) <= {slug(name) for name in CASES}
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -72,12 +76,12 @@ def test_footer_attack_is_refused_or_shows_the_footer(name, relay, clean_sink, b
 
     code, text = send(relay, (CORPUS / name).read_bytes())
     if (code, text.split()[0]) == REFUSED:
-        assert name not in MUST_DELIVER, text
-        assert "No visible footer" in text and MUST_REFUSE.get(name, "") in text, text
+        assert slug(name) not in MUST_DELIVER, text
+        assert "No visible footer" in text and MUST_REFUSE.get(slug(name), "") in text, text
         assert clean_sink.messages == []
         return
     assert code == 250, text
-    assert name not in MUST_REFUSE, f"{name} went out: {text}"
+    assert slug(name) not in MUST_REFUSE, f"{name} went out: {text}"
     (got,) = clean_sink.wait_for(1)
     url = re.search(r"<(http[^>]+)>", email.message_from_bytes(got.data)["List-Unsubscribe"]).group(1)
     page = tmp_path / "copy.html"
@@ -98,5 +102,5 @@ def test_footer_attack_is_refused_or_shows_the_footer(name, relay, clean_sink, b
     assert colours[0] != colours[1], f"{name}: the unsubscribe link is {colours[0]} on {colours[1]}"
     shown = browser.execute_script("return document.body.innerText")
     assert POSTAL in " ".join(shown.split()), f"{name}: the postal address is not visible text"
-    if name.startswith(("34-", "35-", "36-")):  # the sender's own content is still there
+    if slug(name).startswith("ok-"):  # the sender's own content is still there
         assert "our spring offers are here" in shown

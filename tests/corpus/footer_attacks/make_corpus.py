@@ -45,6 +45,8 @@ CASES = {
         " position:absolute!important; left:-10000px!important } }\n</style>\n")))),
     "has-selector-body": ("body:has()", html_only(page(head_extra=(
         "<style>body:has(a[href*=\"/u/\"]) { display: none }</style>\n")))),
+    "has-selector-token": ("body:has() on one copy in 32", html_only(page(head_extra=(
+        "<style>body:has(a[href$=\"q\"]) { display: none }</style>\n")))),
     "has-selector-footer": ("div:has()", html_only(page(head_extra=(
         "<style>div:has(> a[href*=\"/u/\"]), div:has(a[href^=mailto]) { display: none !important }</style>\n")))),
     "zero-size-fonts": ("Zero-size fonts", html_only(page(head_extra=(
