@@ -11,7 +11,10 @@ carries the sender's identity). The plan, with the end tags the check found nece
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
+from collections import OrderedDict
 
 from filters.context import CopyContext, MessageContext
 from filters.footer import LANG_FACT, PLAN_FACT, footer_values, render_footer, template_dirs
@@ -43,15 +46,60 @@ def _texts(plan: FooterPlan) -> list[tuple[str, bool]]:
     return out
 
 
-def place_all(plan: FooterPlan, html_footer: str) -> None:
-    """Check the footer in every HTML part; keep the end tags each needs before it (FooterHidden)."""
+# Verdicts of the check by (HTML parts, footer markup): a campaign sent one recipient per
+# transaction repeats the same body, and the answer depends on nothing else (the footer's values
+# are escaped text and URLs; relay.footer_visibility). Per process, bounded.
+CACHE_SIZE = 1024
+_VERDICTS: "OrderedDict[bytes, tuple[str, ...] | str]" = OrderedDict()
+_TAGS = re.compile(r"<[^>]*>")
+
+
+def _key(plan: FooterPlan, html_footer: str, urls: tuple[str | None, ...]) -> bytes:
+    """A digest of the HTML parts as planned and of the footer's markup (its tags, the copy's own
+    URLs blanked: they differ per recipient)."""
+    skeleton = "".join(_TAGS.findall(html_footer))
+    for url in urls:
+        if url:
+            skeleton = skeleton.replace(url, "\x00")
+    digest = hashlib.blake2b(skeleton.encode("utf-8", "surrogatepass"), digest_size=20)
     for slot in plan.slots:
-        if slot.kind != "html":
-            continue
-        name = slot.codec.name
-        prefix = slot.content_prefix.decode(name, "surrogateescape")
-        suffix = slot.content_suffix.decode(name, "surrogateescape")
-        slot.lead = place(prefix, suffix, slot.lead, html_footer)
+        if slot.kind == "html":
+            digest.update(b"\x00%d\x00%d\x00%s\x00" % (len(slot.content_prefix), len(slot.content_suffix),
+                                                      slot.lead.encode()))
+            digest.update(slot.content_prefix)
+            digest.update(slot.content_suffix)
+            digest.update(slot.codec.name.encode())
+    return digest.digest()
+
+
+def place_all(plan: FooterPlan, html_footer: str, urls: tuple[str | None, ...] = ()) -> None:
+    """Check the footer in every HTML part; keep the end tags each needs before it (FooterHidden)."""
+    key = _key(plan, html_footer, urls)
+    known = _VERDICTS.get(key)
+    slots = [slot for slot in plan.slots if slot.kind == "html"]
+    if known is not None:
+        _VERDICTS.move_to_end(key)
+        if isinstance(known, str):
+            raise FooterHidden(known)
+        for slot, lead in zip(slots, known):
+            slot.lead = lead
+        return
+    try:
+        for slot in slots:
+            name = slot.codec.name
+            prefix = slot.content_prefix.decode(name, "surrogateescape")
+            suffix = slot.content_suffix.decode(name, "surrogateescape")
+            slot.lead = place(prefix, suffix, slot.lead, html_footer)
+    except FooterHidden as exc:
+        _remember(key, str(exc))
+        raise
+    _remember(key, tuple(slot.lead for slot in slots))
+
+
+def _remember(key: bytes, verdict: "tuple[str, ...] | str") -> None:
+    _VERDICTS[key] = verdict
+    if len(_VERDICTS) > CACHE_SIZE:
+        _VERDICTS.popitem(last=False)
 
 
 async def check(ctx: MessageContext) -> Verdict:
@@ -68,9 +116,10 @@ async def check(ctx: MessageContext) -> Verdict:
         return CONTINUE
     first = CopyContext(ctx.config, ctx.client, ctx.list, ctx.mail_from, ctx.recipients[0], ctx.message,
                         None, ctx.services, ctx.queue_id, ctx.facts)  # type: ignore[arg-type]
-    _, html = render_footer(footer_values(first, lang), template_dirs(first), text=False, html=True, lang=lang)
+    values = footer_values(first, lang)
+    _, html = render_footer(values, template_dirs(first), text=False, html=True, lang=lang)
     try:
-        await cpu_bound(len(body), place_all, plan, html)
+        await cpu_bound(len(body), place_all, plan, html, (values.unsubscribe_url, values.unsubscribe_mailto))
     except FooterHidden as exc:
         log.info("queue %s: refused: footer not visible: %s", ctx.queue_id, exc)
         return refusal(str(exc))
