@@ -13,8 +13,8 @@ The work is split so that a fan-out to many recipients pays for MIME only once:
 
 Which parts get a footer (the parts a reader sees as "the message"):
 
-* text/plain and text/html that are not attachments (no `Content-Disposition: attachment`, no
-  file name in `filename=` or `name=`);
+* text/plain and text/html that are not attachments (`Content-Disposition: inline`, with a file
+  name or not; else no `Content-Disposition: attachment` and no file name in `filename=` or `name=`);
 * multipart/alternative: every alternative (both sides stay in step); other alternatives such
   as text/calendar are left alone;
 * multipart/related: its root (the `start` part, else the first part);
@@ -36,19 +36,20 @@ mojibake. A 7bit part whose footer needs 8-bit bytes (a UTF-8 part, say) is swit
 quoted-printable and its Content-Transfer-Encoding header updated; a top-level part reports the
 new encoding to the caller, which updates the copy's header.
 
-What gets no footer at all (`plan_footer` returns None and the copy keeps its body byte for byte;
-it still carries the List-Unsubscribe headers, which other stages add):
+What cannot get a footer (`plan_footer` returns None, and `plan_footer_explained` says why; the
+footer-guard stage, `filters/footer_guard.py`, then refuses the message 554 5.6.0 naming it, SPEC §8):
 
 * `multipart/signed`, `multipart/encrypted`, `application/(x-)pkcs7-mime` where the footer
   would have to go: changing them breaks the signature or cannot be done;
 * malformed MIME: a multipart without a boundary, unterminated, or with a base64 or
   quoted-printable transfer encoding; a part without a header/body separator; a chosen text part
   with bad base64, an unknown or non-ASCII-compatible charset (UTF-16, UTF-7) or an unknown
-  transfer encoding; an HTML part that ends inside a comment, tag or script with no `</body>` or
-  `</html>` tag before (a footer at its end would not be seen); nesting deeper than `MAX_DEPTH`; more than `MAX_PARTS` parts. Guessing at a
-  broken structure risks corrupting what the recipient sees, so the rule is "send it as it came,
-  with header unsubscribe only" (SPEC §8 allows either this or `554 5.6.0`; the relay core refuses
-  nesting deeper than 100 with `554 5.6.0` using `mime_structure` (its depth) before any of this runs).
+  transfer encoding; an HTML part that ends inside a tag or attribute value, or holds
+  `<plaintext>`, with no `</body>` or `</html>` tag before (a comment or raw text element left open
+  at the end is closed instead: `relay.footer_guard.insertion`); nesting deeper than `MAX_DEPTH`;
+  more than `MAX_PARTS` parts; a message with no text part a reader sees. Guessing at a broken
+  structure risks corrupting what the recipient sees (the relay core refuses nesting deeper than
+  100 with `554 5.6.0` using `mime_structure` (its depth) before any of this runs).
 
 Nothing in this module raises on bad input: the planner turns every problem into None.
 """
