@@ -297,17 +297,30 @@ def _hiding(props: dict[str, str]) -> str | None:
     zoom = _number(get("zoom", "1"))
     if zoom is not None and zoom[0] / (100 if zoom[1] == "%" else 1) < 0.5:
         return f"zoom:{get('zoom')}"
+    # clipping: the footer comes last, below the sender's content, so any height limit with the
+    # overflow hidden cuts it off; a width limit only when it leaves no room to read (a newsletter's
+    # `body{width:100%;overflow-x:hidden}` is common and harmless)
     clipping = [n for n in ("overflow", "overflow-x", "overflow-y", "overflow-block", "overflow-inline")
                 if any(w in ("hidden", "clip") for w in get(n, "").split())]
     contain = get("contain", "")
     if contain and any(w in ("paint", "strict", "content", "size") for w in contain.split()):
         clipping.append("contain")
     if clipping:
-        for name in ("height", "max-height", "block-size", "max-block-size", "width", "max-width"):
+        vertical = [n for n in clipping if n not in ("overflow-x", "overflow-inline")] or \
+            [n for n in clipping if any(w in ("hidden", "clip") for w in get(n, "").split()[1:2])]
+        names = ("width", "max-width") + (("height", "max-height", "block-size", "max-block-size")
+                                          if vertical or "overflow" in clipping else ())
+        for name in names:
             value = get(name)
-            if value is not None and value not in ("auto", "none", "initial", "unset", "revert", "inherit",
-                                                   "fit-content", "max-content", "min-content"):
-                return f"{clipping[0]}:{get(clipping[0], contain)} with {name}:{value}"
+            if value is None or value in ("auto", "none", "initial", "unset", "revert", "inherit",
+                                          "fit-content", "max-content", "min-content"):
+                continue
+            if name in ("width", "max-width"):
+                size = _number(value)
+                if size is None or size[1] == "%" and size[0] >= 50 or size[1] in ("px", "pt") and size[0] >= 100 \
+                        or size[1] in ("em", "rem", "vw", "ch") and size[0] >= 10:
+                    continue  # room enough to read the footer (or a calc() we do not judge)
+            return f"{clipping[0]}:{get(clipping[0], contain)} with {name}:{value}"
     for name in ("left", "top", "right", "bottom", "inset", "margin", "margin-left", "margin-top",
                  "margin-right", "margin-bottom", "inset-inline-start", "inset-block-start"):
         value = get(name, "")

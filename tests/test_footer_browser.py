@@ -30,6 +30,7 @@ REFUSED = (554, "5.6.0")
 # outcomes that are not a matter of taste (by the name after the number): these must go out, with
 # a visible footer ...
 MUST_DELIVER = {"malformed-inline-with-filename", "ok-plain-newsletter", "ok-mobile-media-query", "ok-alternative",
+                "ok-common-resets",
                 "unclosed-hidden-div", "malformed-unclosed-comment", "style-border-top", "unclosed-template",
                 "unclosed-noscript", "has-selector-footer", "white-on-white", "zero-size-fonts"}
 # ... and these can carry no footer anyone sees: refused, the reason naming this

@@ -93,6 +93,12 @@ CASES = {
         "  .mobile-only { display: block !important } .desktop-only { display: none !important }\n}\n"
         "body { margin: 0; padding: 0; background: #f4f4f4 } a { color: #0066cc }\n</style>\n"),
         before='<div class="mobile-only">Mobile view</div>\n<div class="desktop-only">Desktop view</div>\n'))),
+    "ok-common-resets": ("A newsletter with the usual resets", html_only(page(head_extra=(
+        "<style>\nhtml, body { margin: 0 auto !important; padding: 0 !important; height: 100% !important;"
+        " width: 100% !important }\nbody { overflow-x: hidden; -webkit-text-size-adjust: 100%; }\n"
+        "u + .body .gmail-hide, .preheader { display: none !important; max-height: 0; overflow: hidden }\n"
+        "*[x-apple-data-detectors] { color: inherit !important }\n</style>\n"),
+        before='<div class="preheader" style="display:none;max-height:0;overflow:hidden">Spring offers inside</div>\n'))),
     "ok-alternative": ("Alternative with text and HTML", 'Content-Type: multipart/alternative; boundary="alt"\n\n'
         "--alt\nContent-Type: text/plain; charset=utf-8\n\nDear reader, our spring offers are here.\n"
         "--alt\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64\n\n"
