@@ -105,3 +105,19 @@ def test_footer_attack_is_refused_or_shows_the_footer(name, relay, clean_sink, b
     assert POSTAL in " ".join(shown.split()), f"{name}: the postal address is not visible text"
     if slug(name).startswith("ok-"):  # the sender's own content is still there
         assert "our spring offers are here" in shown
+
+
+def test_a_refused_fan_out_sends_nothing_and_audits_the_rule(relay, clean_sink):
+    """Every recipient of a message whose footer would be hidden is refused, with the rule in the audit log."""
+    relay.store.consent_import("acme", "news", [consent("second@example.org")], NOW, "test")
+    raw = next(CORPUS.glob("*-has-selector-token.eml")).read_bytes()
+    with login(relay.port) as s:
+        s.mail("bounce@acme.example")
+        for rcpt in (READER, "second@example.org"):
+            assert s.rcpt(rcpt)[0] == 250
+        code, text = s.data(raw)
+    assert (code, text.decode().split()[0]) == REFUSED, text
+    assert clean_sink.messages == []
+    rows = [r for r in relay.store.audit_rows(client="acme") if r.rule == "footer.not-visible"]
+    assert {r.recipient for r in rows} >= {READER, "second@example.org"}
+    assert all(r.code == 554 and r.status == "5.6.0" for r in rows)
