@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from relay.footer_guard import SWALLOWERS, WRAPPER_ATTR, closers_for
-from relay.textview_html import _SKIPPED, hides
+from relay.textview_html import _SKIPPED, SAFE_TAGS, WORK_LIMIT, hides, nesting_work
 
 # style sheets that only declare web fonts: loading them cannot hide anything
 FONT_HOSTS = frozenset({"fonts.googleapis.com", "use.typekit.net", "fonts.bunny.net", "use.fontawesome.com"})
@@ -99,6 +99,10 @@ def _parse(prefix: str, suffix: str, lead: str, footer: str) -> tuple[LexborHTML
         data = text.encode()
     except UnicodeEncodeError:  # lone surrogates (undecodable bytes kept): the parser reads U+FFFD
         data = text.encode("utf-8", "surrogatepass")
+    if data.count(b"<") > SAFE_TAGS and nesting_work(data) > WORK_LIMIT:
+        # the tree builder's cost grows with tags times depth (100,000 nested <div> take a minute);
+        # the text view reads such a part in pieces, which cannot say where the footer lands
+        raise FooterHidden("the HTML part nests elements too deeply to check where the footer would be")
     tree = LexborHTMLParser(data)
     found = tree.css(_SELECTOR)
     return tree, (found[-1] if found else None)
