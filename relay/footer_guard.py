@@ -39,13 +39,14 @@ _COMMON = (
     "font-family:sans-serif", "letter-spacing:normal", "word-spacing:normal", "text-indent:0",
     "color:#333333", "-webkit-text-fill-color:#333333", "background:transparent", "text-shadow:none",
     "box-shadow:none", "outline:none", "border:0", "padding:0", "margin:0", "position:static",
-    "left:auto", "top:auto", "right:auto", "bottom:auto", "transform:none", "translate:none",
-    "scale:none", "rotate:none", "zoom:1", "clip-path:none", "clip:auto", "mask:none", "-webkit-mask:none",
+    "transform:none", "translate:none",
+    "scale:none", "rotate:none", "zoom:1", "clip-path:none", "mask:none", "-webkit-mask:none",
     "filter:none", "mix-blend-mode:normal", "height:auto", "max-height:none", "width:auto",
     "max-width:none", "overflow:visible", "content-visibility:visible", "direction:ltr",
     "unicode-bidi:normal", "writing-mode:horizontal-tb", "vertical-align:baseline",
 )
-# (animations need no reset: an !important declaration wins over any CSS animation)
+# (animations need no reset: an !important declaration wins over any CSS animation; offsets and
+# clip do nothing to a static element: only the wrapper, which is relative, resets them)
 
 
 def _style(*declarations: str, base: tuple[str, ...] = _COMMON) -> str:
@@ -71,7 +72,8 @@ GUARD_STYLE = {
                 "text-decoration:underline"),
 }
 # the wrapper: its own stacking context above the sender's positioned elements, on white
-WRAPPER_STYLE = _style("display:block", "position:relative", "z-index:2147483647", "clear:both",
+WRAPPER_STYLE = _style("display:block", "position:relative", "left:auto", "top:auto", "right:auto", "bottom:auto",
+                       "z-index:2147483647", "clear:both",
                        "margin:24px 0 0", "padding:12px", "background:#ffffff",
                        "border:0", "border-top:1px solid #dddddd")
 WRAPPER_ATTR = "data-relay-footer"
