@@ -3,7 +3,7 @@
 For every language with a template (`relay.footer_lang.LANGUAGES`) and both kinds of list, the
 text and the HTML variant are rendered with sample values; each must hold the postal address, the
 contact email and the reason line, and on a marketing list the unsubscribe URL. The HTML variant
-must also be visible text when placed in a plain page (`relay.footer_visibility`: no element of it
+must also be visible text when placed in a plain page (`filters.footer_visibility`: no element of it
 hidden, nothing it swallows) and carry the unsubscribe URL as a link. The first problem is one
 line naming the template file and what is missing (`TemplateProblem`).
 """
@@ -20,7 +20,7 @@ from filters.footer import (ConsentFacts, FooterValues, _context, _render, load_
                             template_names)
 from relay.footer_guard import VOID_TAGS, WRAPPER_ATTR, TemplateMarkupError, wrap
 from relay.footer_lang import LANGUAGES
-from relay.footer_visibility import FooterHidden, place
+from filters.footer_visibility import FooterHidden, place
 
 SAMPLE_PAGE = ("<!DOCTYPE html><html><head><title>sample</title></head><body><p>Sample newsletter text.</p>",
                "</body></html>")

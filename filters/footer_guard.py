@@ -3,7 +3,7 @@
 The rule half of the footer (the `footer` stage is the handler that writes it). Once per message,
 before any copy is made, it plans the footer (`relay.mime_footer`), chooses its language
 (`relay.footer_lang`), renders the first recipient's footer and checks, after insertion, that it
-is visible text of every HTML part (`relay.footer_visibility`). Signed or encrypted bodies,
+is visible text of every HTML part (`filters.footer_visibility`). Signed or encrypted bodies,
 malformed MIME, a message with no text part a reader sees, and HTML that hides or swallows the
 footer are refused, naming why: marketing and transactional lists alike (a transactional footer
 carries the sender's identity). The plan, with the end tags the check found necessary, is kept in
@@ -20,7 +20,7 @@ from filters.context import CopyContext, MessageContext
 from filters.footer import LANG_FACT, PLAN_FACT, footer_values, render_footer, template_dirs
 from filters.verdict import CONTINUE, Verdict
 from relay.footer_lang import SAMPLE, language_for
-from relay.footer_visibility import FooterHidden, place
+from filters.footer_visibility import FooterHidden, place
 from relay.mime_footer import STRUCTURE_FACT, FooterPlan, plan_footer_explained
 from relay.offload import cpu_bound
 
@@ -48,7 +48,7 @@ def _texts(plan: FooterPlan) -> list[tuple[str, bool]]:
 
 # Verdicts of the check by (HTML parts, footer markup): a campaign sent one recipient per
 # transaction repeats the same body, and the answer depends on nothing else (the footer's values
-# are escaped text and URLs; relay.footer_visibility). Per process, bounded.
+# are escaped text and URLs; filters.footer_visibility). Per process, bounded.
 CACHE_SIZE = 1024
 _VERDICTS: "OrderedDict[bytes, tuple[str, ...] | str]" = OrderedDict()
 _TAGS = re.compile(r"<[^>]*>")

@@ -9,7 +9,7 @@ Three parts, each used once per message or once per template, never per copy:
   sheets of the same origin and importance), so `<style>a{display:none!important}</style>`,
   `div[style*='border-top']{...}` or `:has()` selectors cannot hide the footer's own elements.
 * `WRAPPER_OPEN` / `WRAPPER_CLOSE`: every HTML footer sits in one guarded `<div>` that the
-  visibility check (`relay.footer_visibility`) finds by its `data-relay-footer` attribute.
+  visibility check (`filters.footer_visibility`) finds by its `data-relay-footer` attribute.
 * `insertion(text)`: where the footer goes (`relay.footer_html.insertion_point`: before the last
   `</body>` a browser reads as a tag) and what must be written before it so that nothing the
   sender left open swallows it: an unclosed comment gets `-->`, an unclosed raw-text element
