@@ -70,8 +70,13 @@ class Runtime:
             check_content_rules(config)
         if "footer" in config.stages:
             # compiled now, not by the first message (10 ms on the event loop)
-            for template_dir in {None, *(c.footer_templates for c in config.clients.values())}:
-                footer_templates(template_dir)
+            from relay.mail.footer_lang import LANGUAGES
+
+            dirs = {()} | {tuple(d for d in (getattr(lst, "footer_templates", None), c.footer_templates) if d)
+                           for c in config.clients.values() for lst in (None, *c.lists.values())}
+            for template_dirs in dirs:  # (every language: the footer speaks the message's)
+                for lang in LANGUAGES:
+                    footer_templates(template_dirs, lang)
         self.secrets = {name: load_client_secrets(c) for name, c in config.clients.items()}
         self.tls_context = self._tls_context()
         self.metrics = Metrics()

@@ -147,14 +147,15 @@ def _with_policy(text: str, policy: str) -> str:
     return text[:start] + policy + "\n" + text[end:]
 
 
+# (the footer brings its rule half, footer-guard: a copy without a visible footer is refused)
 @pytest.mark.parametrize("policy, stages, left_out", [
-    ("", "suppression, sender-identity, consent, content, unsubscribe, footer", None),
+    ("", "suppression, sender-identity, consent, content, unsubscribe, footer, footer-guard", None),
     ('[policy]\nstages = ["suppression", "consent", "content", "sender-identity", "unsubscribe"]\n',
-     "suppression, consent, content, sender-identity, unsubscribe, footer", None),
-    ('[policy]\nstages = ["sender-identity"]\n', "sender-identity, footer",
+     "suppression, consent, content, sender-identity, unsubscribe, footer, footer-guard", None),
+    ('[policy]\nstages = ["sender-identity"]\n', "sender-identity, footer, footer-guard",
      "policy.stages leaves out suppression, consent, content, unsubscribe"),
     ('[policy]\nstages = ["footer", "suppression", "consent", "content", "sender-identity", "unsubscribe"]\n',
-     "footer, suppression, consent, content, sender-identity, unsubscribe", None),
+     "footer, suppression, consent, content, sender-identity, unsubscribe, footer-guard", None),
 ])
 def test_policy_stages_default_to_all_and_the_spec_names_bring_the_footer(tmp_path, policy, stages, left_out):
     """No [policy] means every stage; SPEC §2's list (no `footer`) still footers every copy (§5);

@@ -13,8 +13,8 @@ The work is split so that a fan-out to many recipients pays for MIME only once:
 
 Which parts get a footer (the parts a reader sees as "the message"):
 
-* text/plain and text/html that are not attachments (no `Content-Disposition: attachment`, no
-  file name in `filename=` or `name=`);
+* text/plain and text/html that are not attachments (`Content-Disposition: inline`, with a file
+  name or not; else no `Content-Disposition: attachment` and no file name in `filename=` or `name=`);
 * multipart/alternative: every alternative (both sides stay in step); other alternatives such
   as text/calendar are left alone;
 * multipart/related: its root (the `start` part, else the first part);
@@ -36,19 +36,20 @@ mojibake. A 7bit part whose footer needs 8-bit bytes (a UTF-8 part, say) is swit
 quoted-printable and its Content-Transfer-Encoding header updated; a top-level part reports the
 new encoding to the caller, which updates the copy's header.
 
-What gets no footer at all (`plan_footer` returns None and the copy keeps its body byte for byte;
-it still carries the List-Unsubscribe headers, which other stages add):
+What cannot get a footer (`plan_footer` returns None, and `plan_footer_explained` says why; the
+footer-guard stage, `filters/footer_guard.py`, then refuses the message 554 5.6.0 naming it, SPEC §8):
 
 * `multipart/signed`, `multipart/encrypted`, `application/(x-)pkcs7-mime` where the footer
   would have to go: changing them breaks the signature or cannot be done;
 * malformed MIME: a multipart without a boundary, unterminated, or with a base64 or
   quoted-printable transfer encoding; a part without a header/body separator; a chosen text part
   with bad base64, an unknown or non-ASCII-compatible charset (UTF-16, UTF-7) or an unknown
-  transfer encoding; an HTML part that ends inside a comment, tag or script with no `</body>` or
-  `</html>` tag before (a footer at its end would not be seen); nesting deeper than `MAX_DEPTH`; more than `MAX_PARTS` parts. Guessing at a
-  broken structure risks corrupting what the recipient sees, so the rule is "send it as it came,
-  with header unsubscribe only" (SPEC §8 allows either this or `554 5.6.0`; the relay core refuses
-  nesting deeper than 100 with `554 5.6.0` using `mime_structure` (its depth) before any of this runs).
+  transfer encoding; an HTML part that ends inside a tag or attribute value, or holds
+  `<plaintext>`, with no `</body>` or `</html>` tag before (a comment or raw text element left open
+  at the end is closed instead: `relay.footer_guard.insertion`); nesting deeper than `MAX_DEPTH`;
+  more than `MAX_PARTS` parts; a message with no text part a reader sees. Guessing at a broken
+  structure risks corrupting what the recipient sees (the relay core refuses nesting deeper than
+  100 with `554 5.6.0` using `mime_structure` (its depth) before any of this runs).
 
 Nothing in this module raises on bad input: the planner turns every problem into None.
 """
@@ -62,7 +63,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from relay.mail.footer_html import insertion_point
+from relay.mail.footer_guard import Unplaceable, insertion
 from relay.base.offload import BIG, copy_range, slices
 
 MAX_DEPTH = 100       # SPEC §8: deeper nesting is refused by the core (554 5.6.0)
@@ -156,6 +157,8 @@ class _Entity:
         disposition = _field(self.fields, b"content-disposition")
         if disposition is not None:
             kind, dparams = _params(disposition)
+            if kind == "inline":
+                return False  # shown in the message, file name or not: it gets the footer
             if kind == "attachment" or any(k.startswith("filename") for k in dparams):
                 return True
         return any(k == "name" or k.startswith("name*") for k in self.params)
@@ -398,7 +401,12 @@ def _qp(data: bytes) -> bytes:
 
 
 def _b64lines(data: bytes) -> bytes:
-    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+    """Base64 in CRLF-ended lines of 76 characters (base64.encodebytes, without its Python call per
+    57 bytes: the guarded HTML footer is a few KB and is encoded per copy)."""
+    if not data:
+        return b""
+    encoded = base64.b64encode(data)
+    return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)] + [b""])
 
 
 def _strict_b64decode(raw: bytes) -> bytes:
@@ -521,7 +529,7 @@ class FooterPlan:
             footer = encoded.get(key)
             if footer is None:
                 if slot.kind == "html":
-                    text = slot.nl + html_footer.replace("\n", slot.nl) + slot.nl
+                    text = slot.nl + slot.lead + html_footer.replace("\n", slot.nl) + slot.nl
                     footer = text.encode(slot.codec.name, "xmlcharrefreplace")
                 else:
                     text = slot.lead + text_footer.replace("\n", slot.nl) + slot.nl
@@ -606,12 +614,14 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
         raise _Malformed(f"text part does not decode as {charset}: {exc}") from None
     nl = "\r\n" if cte != "base64" or "\r\n" in text or "\n" not in text else "\n"
     idx = len(text)  # plain: the footer goes at the end (text may be only the last character)
+    closer = ""
     if kind == "html":
-        # a `</body>` in a comment, script or attribute value is not one: a footer there is unseen
-        found = insertion_point(text)
-        if found is None:
-            raise _Malformed("the HTML part ends inside a comment, tag or script, with no </body> before it")
-        idx = found
+        # a `</body>` in a comment, script or attribute value is not one: a footer there is unseen;
+        # a comment or raw text element left open at the end is closed first (relay.footer_guard)
+        try:
+            idx, closer = insertion(text)
+        except Unplaceable as exc:
+            raise _Malformed(str(exc)) from None
     if idx == len(text):
         cpre, csuf = content, b""
     else:
@@ -628,7 +638,7 @@ def _slot(ent: _Entity, body: bytes, top: bool) -> _Slot:
     back = _shift_back(codec.name, cpre)
     if back:
         cpre += back
-    lead = ""
+    lead = closer  # html: end tags written before the footer (the footer-guard stage may add some)
     if kind == "plain":
         lead = ("" if not text or text.endswith("\n") else nl) + nl + "-- " + nl
     slot = _Slot(kind=kind, start=ent.bstart, end=ent.bend, cte=cte, codec=codec, nl=nl, lead=lead,
