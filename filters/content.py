@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from filters.content_fuzzy import Misspellings
 from filters.content_links import (Hit, base_domain, check_headers, check_links, check_operator_text,  # noqa: F401
                                    ip_literal, looks_like_domain, senders, under, _host_of)
 from filters.content_rules import SHORTENERS_FILE, default_rule_files
@@ -80,6 +81,7 @@ class RuleSet:
     _keep: list[Any] = field(default_factory=list)   # keeps the steps alive that `literals` keys by id
     normaliser: _Normaliser | None = None
     index: WordIndex | None = None   # every plain word of every phrase, to find where they occur
+    misspellings: Misspellings | None = None  # misspelt rule words read as the rule word
 
     def scan(self, text: str | list[str], limit_hits: int = 50) -> list[tuple[Rule, str]]:
         """Each rule that matches the text (or blocks of text) once, with the normalised words that matched.
@@ -90,6 +92,8 @@ class RuleSet:
         """
         assert self.normaliser is not None and self.index is not None
         stream = self.normaliser.stream([text] if isinstance(text, str) else list(text))
+        if self.misspellings is not None:
+            stream = self.misspellings.correct(stream)
         occurrences = self.index.offsets(stream)
         vocabulary = set(occurrences)  # the rule words that occur
         present = self.anchors.keys() & vocabulary
@@ -292,6 +296,8 @@ def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE) -> Rul
                     vocabulary.update(w for w in arg if w.isascii() and w.isalpha() and len(w) >= 3)
     ruleset.vocabulary = frozenset(vocabulary)
     ruleset.normaliser = _Normaliser(ruleset.vocabulary)
+    words = {w for steps in ruleset.literals.values() for lit in steps for w in lit}
+    ruleset.misspellings = Misspellings(words, words)
     ruleset.index = WordIndex((w for steps in ruleset.literals.values() for words in steps for w in words),
                               (w for phrase in ruleset.phrases.values() for w in phrase.steps[phrase.pivot][1]))
     return ruleset

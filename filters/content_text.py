@@ -5,6 +5,8 @@ import re
 import unicodedata
 from typing import Any, Iterable
 
+from filters.content_fuzzy import confusable_map
+
 try:  # the C word finder (filters/_wordscan.c), built by `pip install`; without it, the Python paths below
     from filters import _wordscan
 except ImportError:  # pragma: no cover  (built without a C compiler)
@@ -30,7 +32,9 @@ _HOMOGLYPHS = {
     # Latin look-alikes that NFKD does not take apart, Armenian
     "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŀ": "l", "ƅ": "b", "օ": "o", "ս": "u", "ց": "g",
 }
-_FOLD = {**_INVISIBLE, **{ord(k): v for k, v in _HOMOGLYPHS.items()},
+# the table above first; then every other letter or digit TR39 says looks like an ASCII one
+_FOLD = {**{ord(k): v for k, v in confusable_map().items()}, **_INVISIBLE,
+         **{ord(k): v for k, v in _HOMOGLYPHS.items()},
          ord("’"): "'", ord("‘"): "'", ord("`"): "'"}
 
 

@@ -28,6 +28,10 @@ def _reference_scan(rules: content.RuleSet, blocks: list[str], limit: int = 50) 
     """The scan as a walk over every token: try each candidate phrase at each of its anchor words."""
     assert rules.normaliser is not None
     tokens = rules.normaliser.tokens(f"\n{ct.SEP}\n".join(ct.fold(b) for b in blocks))
+    fuzzy = rules.misspellings
+    if fuzzy is not None:  # each misspelt rule word read as the rule word (filters/content_fuzzy.py)
+        tokens = [(fuzzy.correction(t) or t) if t.isascii() and t.isalpha() and t not in fuzzy.excluded
+                  and fuzzy.lo <= len(t) <= fuzzy.hi else t for t in tokens]
     vocabulary = set(tokens)
     candidates = {}
     for word in rules.anchors.keys() & vocabulary:
