@@ -45,6 +45,10 @@ FACTS_KEY = "content_tags"
 TAG_HEADER = "X-Consent-Relay-Content"
 
 # categories whose rules are code (links and headers), not phrase lists
+# rules of this category describe a context (a fraud warning, a security report): they never refuse
+# or tag; a rule that names one under `unless` does not count in a message where it matches
+CONTEXT = "context"
+
 BUILTIN_CATEGORIES = {
     "links": "deceptive or disallowed links",
     "headers": "deceptive headers",
@@ -65,6 +69,7 @@ class Rule:
     id: str              # "pharmacy.online-pharmacy"
     description: str
     phrases: tuple[str, ...]
+    unless: tuple[str, ...] = ()   # context rule ids: when one matches the message, this rule does not
 
 
 @dataclass
@@ -253,10 +258,14 @@ def _read_rule_file(path: Path, ruleset: RuleSet) -> None:
         phrases = raw.get("phrases")
         if not isinstance(phrases, list) or not phrases or not all(isinstance(p, str) for p in phrases):
             raise RuleError(f"{here}: phrases must be a non-empty list of strings")
-        extra = set(raw) - {"id", "category", "description", "phrases"}
+        unless = raw.get("unless", [])
+        if not isinstance(unless, list) or not all(isinstance(u, str) and u.startswith(CONTEXT + ".")
+                                                   for u in unless):
+            raise RuleError(f"{here}: unless must be a list of context rule ids ({CONTEXT}.NAME)")
+        extra = set(raw) - {"id", "category", "description", "phrases", "unless"}
         if extra:
             raise RuleError(f"{here}: unknown key {sorted(extra)[0]!r}")
-        rule = Rule(cat, rule_id, str(raw.get("description", "")), tuple(phrases))
+        rule = Rule(cat, rule_id, str(raw.get("description", "")), tuple(phrases), tuple(unless))
         ruleset.rules[rule_id] = rule
         for phrase in phrases:
             for expanded in _expand(phrase):
@@ -287,6 +296,10 @@ def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE) -> Rul
     for path in paths:
         _read_rule_file(Path(path), ruleset)
     ruleset.sources = tuple(str(p) for p in paths)
+    for rule in ruleset.rules.values():
+        missing = [u for u in rule.unless if u not in ruleset.rules]
+        if missing:
+            raise RuleError(f"rule {rule.id}: unless names an unknown context rule {missing[0]!r}")
     ruleset.shorteners = _read_shorteners(shorteners)
     vocabulary = {w for words in ruleset.anchors for w in [words] if w.isalpha() and len(w) >= 3 and w.isascii()}
     for entries in ruleset.anchors.values():
@@ -472,12 +485,18 @@ def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> lis
         hits += check_operator_text("\n".join(visible + view.hidden), settings, rules, public_url)
     active = any(settings.action(c) != "off" for c in rules.categories)
     if active:
-        for rule, words in rules.scan(visible):
-            if settings.action(rule.category) != "off":
+        found = rules.scan(visible)
+        contexts = {rule.id for rule, _ in found if rule.category == CONTEXT}
+
+        def counts(rule: Rule) -> bool:
+            return (rule.category != CONTEXT and settings.action(rule.category) != "off"
+                    and not contexts.intersection(rule.unless))
+        for rule, words in found:
+            if counts(rule):
                 hits.append(Hit(rule.id, rule.category, rules.categories[rule.category], words))
         if view.hidden:
             for rule, words in rules.scan(view.hidden):
-                if settings.action(rule.category) != "off" and all(h.rule_id != rule.id for h in hits):
+                if counts(rule) and all(h.rule_id != rule.id for h in hits):
                     hits.append(Hit(rule.id, rule.category, rules.categories[rule.category],
                                     words + " (hidden text)"))
     return hits
