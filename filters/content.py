@@ -53,6 +53,7 @@ BUILTIN_CATEGORIES = {
     "links": "deceptive or disallowed links",
     "headers": "deceptive headers",
     "operator": "operator domain or address in client mail",
+    "images": "image-only mail",
 }
 
 
@@ -474,9 +475,10 @@ def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> lis
         hits += check_headers(ctx, view.subject, rules, froms)
     public_url = getattr(getattr(ctx.config, "http", None), "public_url", None)
     public_host = (_host_of(public_url) or ("", False))[0] if public_url else None
-    wants_links = settings.action("links") != "off" or (
-        settings.action("operator") != "off" and settings.operator_domains)
-    if wants_links:
+    if view.image_only and settings.action("images") != "off":
+        hits.append(Hit("images.image-only", "images", rules.categories["images"],
+                        "images without alt text and next to no text"))
+    if view.links:  # link rules of several categories (links, affiliate, gambling.link ...): filtered by action
         hits += [h for h in check_links(view, settings, rules, tuple(ctx.client.sender_domains), public_host)
                  if settings.action(h.category) != "off"]
     names = " ".join(name for name, _ in froms if name)
