@@ -86,6 +86,9 @@ class RuleSet:
     vocabulary: frozenset[str] = frozenset()
     _keep: list[Any] = field(default_factory=list)   # keeps the steps alive that `literals` keys by id
     normaliser: _Normaliser | None = None
+    by_pivot: dict[str, list[int]] = field(default_factory=dict)       # pivot word -> id(steps) of its phrases
+    rule_of: dict[int, Rule] = field(default_factory=dict)             # id(steps) -> its rule
+    rank: dict[tuple[str, int], int] = field(default_factory=dict)     # (anchor word, id(steps)) -> place in anchors
     index: WordIndex | None = None   # every plain word of every phrase, to find where they occur
     misspellings: Misspellings | None = None  # misspelt rule words read as the rule word
 
@@ -102,25 +105,24 @@ class RuleSet:
             stream = self.misspellings.correct(stream)
         occurrences = self.index.offsets(stream)
         vocabulary = set(occurrences)  # the rule words that occur
-        present = self.anchors.keys() & vocabulary
+        # a phrase can match only where its rarest plain word (its pivot) occurs: start from those
+        present = self.by_pivot.keys() & vocabulary
         if not present:
             return []
         live: dict[int, tuple[Phrase, Rule]] = {}
-        rank: dict[tuple[str, int], int] = {}   # (anchor word, phrase) -> place in anchors[word]
-        possible: dict[int, bool] = {}
+        dead: set[int] = set()
         for word in present:
-            for n, (_, steps, rule) in enumerate(self.anchors[word]):
-                key = id(steps)
-                ok = possible.get(key)
-                if ok is None:
-                    phrase = self.phrases[key]
-                    ok = possible[key] = phrase.possible(vocabulary)
-                    if ok:
-                        live[key] = (phrase, rule)
-                if ok:
-                    rank.setdefault((word, key), n)
+            for key in self.by_pivot[word]:
+                if key in live or key in dead:
+                    continue
+                phrase = self.phrases[key]
+                if phrase.possible(vocabulary):
+                    live[key] = (phrase, self.rule_of[key])
+                else:
+                    dead.add(key)
         if not live:
             return []
+        rank = self.rank
         keys = list(live)
         firsts = first_hits(stream, [live[key][0] for key in keys], occurrences)
         hits = sorted(((index, rank[(word, keys[n])], live[keys[n]][1], words)
@@ -310,6 +312,13 @@ def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE) -> Rul
                     vocabulary.update(w for w in arg if w.isascii() and w.isalpha() and len(w) >= 3)
     ruleset.vocabulary = frozenset(vocabulary)
     ruleset.normaliser = _Normaliser(ruleset.vocabulary)
+    for word, entries in ruleset.anchors.items():
+        for n, (_, steps, rule) in enumerate(entries):
+            ruleset.rank.setdefault((word, id(steps)), n)
+            ruleset.rule_of[id(steps)] = rule
+    for key, phrase in ruleset.phrases.items():
+        for word in phrase.steps[phrase.pivot][1]:
+            ruleset.by_pivot.setdefault(word, []).append(key)
     words = {w for steps in ruleset.literals.values() for lit in steps for w in lit}
     ruleset.misspellings = Misspellings(words, words)
     ruleset.index = WordIndex((w for steps in ruleset.literals.values() for words in steps for w in words),
