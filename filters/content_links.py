@@ -8,8 +8,8 @@ from email.utils import getaddresses
 from typing import TYPE_CHECKING, Iterable
 
 from filters.content_text import fold
-from filters.content_urls import (affiliate_link, brand_subdomain, embedded_urls, executable, host_category,
-                                  lookalike, script_url)
+from filters.content_urls import (affiliate_link, brand_subdomain, carries_url, embedded_urls, executable,
+                                  host_category, lookalike, script_url)
 from filters.context import MessageContext
 from relay.textview import TextView
 
@@ -188,7 +188,8 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
             host_rules(host, host)
         # a redirect is judged by where it leads (filters/content_urls.py)
         lands = host
-        for target in embedded_urls(url) if "/" in url[8:] else ():
+        low = url.lower()
+        for target in embedded_urls(url) if carries_url(low) else ():
             found_target = _host_of(target)
             if found_target is None or not found_target[0]:
                 break
@@ -202,7 +203,7 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
                 hit("executable", f"{host} -> {target[:60]}")
         if executable(url) and not under(host, allowed):
             hit("executable", url[:80])
-        if "=" in url and "affiliate" in rules.categories and affiliate_link(url, host, under):
+        if "=" in low and "affiliate" in rules.categories and affiliate_link(low, host, under):
             hit("tracking-link", url[:80], "affiliate", rules.categories["affiliate"])
         if shows:
             shown_text = fold(text)

@@ -362,10 +362,11 @@ your""".split())
 def pivot(steps: tuple[Step, ...]) -> tuple[int, int, int, int]:
     """(k, least, most, reach): the plain-word step to look for first (its words the least common),
     how many tokens the phrase can hold before it, and how many it can read in all."""
-    best_k, best_score = -1, (2.0, 0)
+    best_k, best_score = -1, (2.0, 0, 0)
     for k, (kind, arg) in enumerate(steps):
         if kind == "lit":
-            score = (sum(w in _COMMON for w in arg) / len(arg), len(arg))
+            # the least common words; among equally common ones the longest ("home", not "a")
+            score = (sum(w in _COMMON for w in arg) / len(arg), -min(map(len, arg)), len(arg))
             if score < best_score:
                 best_k, best_score = k, score
     least = sum(1 for kind, _ in steps[:best_k] if kind in ("lit", "pre", "num"))

@@ -32,9 +32,11 @@ _SCHEME_CLEAN = re.compile(r"[\x00-\x20]+")
 _EMBEDDED = re.compile(r"(?:https?|ftp)(?::|%3a)(?://|%2f%2f)|(?<=[=?;&])www\.", re.I)
 _EXECUTABLE = re.compile(r"\.(?:exe|scr|msi|bat|cmd|com|pif|vbs|vbe|js|jse|wsf|wsh|hta|jar|apk|ps1|lnk|dll|cpl|"
                          r"iso|img|dmg|appx|msix|reg)$", re.I)
+# (on the lowercased URL: a case-blind regex is several times slower)
 _AFFILIATE_PARAMS = re.compile(r"[?&](?:aff|aff_id|affid|affiliate|affiliate_id|aff_sub|a_aid|hop|clickref|"
-                               r"irclickid|cjevent|awc|sscid|ranmid|raneaid|ransiteid|afftrack|affiliateid)=", re.I)
-_AMAZON_TAG = re.compile(r"[?&]tag=[\w.-]+-2[01]\b", re.I)
+                               r"irclickid|cjevent|awc|sscid|ranmid|raneaid|ransiteid|afftrack|affiliateid)=")
+_AFFILIATE_HINTS = ("aff", "hop=", "clickref", "irclickid", "cjevent", "awc=", "sscid", "ran", "tag=")
+_AMAZON_TAG = re.compile(r"[?&]tag=[\w.-]+-2[01]\b")
 
 
 def _lines(name: str) -> list[str]:
@@ -74,8 +76,10 @@ def _name(domain: str) -> str:
 
 
 def script_url(url: str) -> bool:
-    head = _SCHEME_CLEAN.sub("", url[:24]).lower()
-    return head.startswith(SCRIPT_SCHEMES)
+    head = url[:12].lower()
+    if head.startswith(("http", "www.", "mailto:")):
+        return False
+    return _SCHEME_CLEAN.sub("", url[:24]).lower().startswith(SCRIPT_SCHEMES)
 
 
 def _unicode_host(host: str) -> str:
@@ -114,6 +118,11 @@ def brand_subdomain(host: str, base: Callable[[str], str]) -> str | None:
     return None
 
 
+def carries_url(low: str) -> bool:
+    """A quick test on the lowercased URL: it may carry another (two C finds; most links do not)."""
+    return low.find("http", 8) >= 0 or low.find("www.", 12) >= 0
+
+
 def embedded_urls(url: str, limit: int = 3) -> Iterator[str]:
     """The URLs a redirect URL carries (each hop's target, outermost first)."""
     for _ in range(limit):
@@ -135,15 +144,18 @@ def embedded_urls(url: str, limit: int = 3) -> Iterator[str]:
 
 
 def affiliate_link(url: str, host: str, under: Callable[[str, frozenset[str]], bool]) -> bool:
-    if under(host, affiliate_hosts()):
+    """An affiliate network's host, or (`url` lowercased) an affiliate parameter in the query."""
+    if host and under(host, affiliate_hosts()):
         return True
-    if "=" not in url:
+    if "=" not in url or not any(hint in url for hint in _AFFILIATE_HINTS):
         return False
     return bool(_AFFILIATE_PARAMS.search(url) or ("amazon." in host and _AMAZON_TAG.search(url)))
 
 
 def executable(url: str) -> bool:
     path = url.split("#", 1)[0].split("?", 1)[0]
+    if "." not in path[-6:]:
+        return False
     after = path.find("//")
     path = path[path.find("/", after + 2):] if after >= 0 and path.find("/", after + 2) >= 0 else ""
     return bool(path) and _EXECUTABLE.search(path) is not None

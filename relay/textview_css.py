@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 
-_STYLE_BLOCK = re.compile(rb"<style\b[^>]*>(.*?)(?:</style\s*>|\Z)", re.I | re.S)
 _CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.S)
 _BRACE = re.compile(r"[{}]")
 _RULE = re.compile(r"([^{}]*)\{([^{}]*)\}")
@@ -25,10 +24,22 @@ _CACHE: dict[bytes, tuple[str, ...]] = {}
 def hidden_selectors(data: bytes, hiding: re.Pattern[str]) -> tuple[str, ...]:
     """The selectors whose elements the document's stylesheets always hide (usually none); `hiding`
     finds a declaration that hides (relay/textview_html.py HIDING_STYLE)."""
-    if data.find(b"<style") < 0 and data.find(b"<STYLE") < 0 and data.find(b"<Style") < 0:
+    lowered = data.lower() if data.find(b"<style") < 0 else data  # (mixed case: rare, then one copy)
+    start = lowered.find(b"<style")
+    if start < 0:
         return ()
-    sheets = b"\n".join(m.group(1) for m in _STYLE_BLOCK.finditer(data))
-    if not sheets:
+    blocks = []
+    while start >= 0:  # bytes.find: C speed, where a case-blind regex would try every position
+        open_end = lowered.find(b">", start)
+        if open_end < 0:
+            break
+        close = lowered.find(b"</style", open_end)
+        blocks.append(data[open_end + 1:close if close >= 0 else len(data)])
+        if close < 0:
+            break
+        start = lowered.find(b"<style", close)
+    sheets = b"\n".join(blocks)
+    if not sheets.strip():
         return ()
     found = _CACHE.get(sheets)
     if found is None:

@@ -170,7 +170,7 @@ def _links_reference(view, settings, rules, own, public_host):
                 hit("executable", f"{host} -> {target[:60]}")
         if cu.executable(url) and not cl.under(host, allowed):
             hit("executable", url[:80])
-        if cu.affiliate_link(url, host, cl.under):
+        if cu.affiliate_link(url.lower(), host, cl.under):
             hit("tracking-link", url[:80], "affiliate")
         if link.source == "html" and link.text:
             m = cl._SHOWN_URL.match(cl.fold(link.text)) or cl._SHOWN_URL_ANYWHERE.search(cl.fold(link.text))
