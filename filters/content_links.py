@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import TYPE_CHECKING, Iterable
 
+from filters.content_subjects import money_subject, urgent_subject
 from filters.content_text import fold
 from filters.content_urls import (affiliate_link, brand_subdomain, carries_url, embedded_urls, executable,
                                   host_category, lookalike, script_url)
@@ -246,6 +247,12 @@ def check_headers(ctx: MessageContext, subject: str, rules: RuleSet,
     if _REPLY_PREFIX.match(fold(subject)) and not message.has("in-reply-to") and not message.has("references"):
         hits.append(Hit("headers.deceptive-subject", "headers", title,
                         f"Subject {subject[:40]!r} without In-Reply-To or References"))
+    mailing = ctx.list
+    if not (mailing is not None and getattr(mailing, "transactional", False)) and urgent_subject(subject):
+        hits.append(Hit("headers.urgent-subject", "headers", title,
+                        f"Subject {subject[:50]!r} threatens an account on a marketing list"))
+    if money_subject(subject):
+        hits.append(Hit("headers.money-subject", "headers", title, f"Subject {subject[:50]!r} shouts about money"))
     for name, address in senders(ctx) if froms is None else froms:
         if not name:
             continue
