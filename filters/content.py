@@ -491,7 +491,7 @@ def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> lis
         hits += [h for h in check_links(view, settings, rules, tuple(ctx.client.sender_domains), public_host)
                  if settings.action(h.category) != "off"]
     names = " ".join(name for name, _ in froms if name)
-    visible = [view.subject, names, *view.visible]
+    visible = [view.subject, *view.visible, names]  # (the sender's name last: not read into the subject or text)
     if settings.action("operator") != "off" and (settings.operator_domains or settings.operator_addresses):
         hits += check_operator_text("\n".join(visible + view.hidden), settings, rules, public_url)
     active = any(settings.action(c) != "off" for c in rules.categories)

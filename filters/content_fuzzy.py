@@ -161,9 +161,9 @@ class Misspellings:
         for word in found:
             distance = osa_distance(token, word)
             if 0 < distance <= allowed_edits(word):
-                best.append((distance, word))
+                best.append((distance, abs(len(word) - len(token)), word))  # then a same-length word
         best.sort()
-        result = best[0][1] if best and (len(best) == 1 or best[0][0] < best[1][0]) else None
+        result = best[0][2] if best and (len(best) == 1 or best[0][:2] < best[1][:2]) else None
         if len(self._known) < 65536:
             self._known[token] = result
         return result
