@@ -70,6 +70,7 @@ class ClientConfig:
     footer_templates: Path | None = None  # a directory whose templates override footer_templates/
     confirm_from: str = ""  # From: of confirmation mails; must be in a sender domain
     content: dict[str, Any] = field(default_factory=dict)  # [clients.X.content]: overrides of [policy.content]
+    spam_score: dict[str, Any] = field(default_factory=dict)  # [clients.X.spam_score]: filters.spam_score
 
     def owns_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.sender_domains
@@ -141,6 +142,7 @@ class Config:
     optin: OptinSection
     clients: dict[str, ClientConfig] = field(default_factory=dict)
     content: dict[str, Any] = field(default_factory=dict)  # [policy.content], checked by filters.content
+    spam_score: dict[str, Any] = field(default_factory=dict)  # [policy.spam_score], checked by filters.spam_score
 
     @property
     def stages_off(self) -> list[str]:
@@ -322,6 +324,20 @@ def _content_table(t: _Table, key: str, where: str, client: bool = False) -> dic
     return data
 
 
+def _spam_score_table(t: _Table, key: str, where: str, client: bool = False) -> dict[str, Any]:
+    """The spam-score stage's table, checked by the stage's own validator."""
+    data = t.get(key, dict, {})
+    if not data:
+        return {}
+    from filters.spam_score import SpamScoreError, validate_table
+
+    try:
+        validate_table(data, where, client=client)
+    except SpamScoreError as exc:
+        raise ConfigError(f"{t.file}: {exc}") from None
+    return data
+
+
 def _confirm_from(t: _Table, contact: str, domains: tuple[str, ...]) -> str:
     """Confirmation mail must be DKIM-aligned: the contact address if it is ours, else subscriptions@."""
     def aligned(address: str) -> bool:
@@ -392,6 +408,7 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
         lists=lists, footer_templates=_path(base, t.text("footer_templates", None)),
         confirm_from=_confirm_from(t, contact, domains),
         content=_content_table(t, "content", f"clients.{name}.content", client=True),
+        spam_score=_spam_score_table(t, "spam_score", f"clients.{name}.spam_score", client=True),
     )
     t.finish()
     if password_hash is None and password_file is None and not networks:
@@ -458,6 +475,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         stages.append("footer")
     roles = p.get("role_addresses", list, list(DEFAULT_ROLE_ADDRESSES))
     content = _content_table(p, "content", "policy.content")
+    spam_score = _spam_score_table(p, "spam_score", "policy.spam_score")
     p.finish()
     o = root.table("optin")
     optin = OptinSection(
@@ -486,7 +504,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         token_max_age_days=token_max_age_days,
         create_missing_secrets=create_missing, stages=tuple(stages),
         role_addresses=frozenset(str(x).lower() for x in roles), optin=optin, clients=clients,
-        content=content,
+        content=content, spam_score=spam_score,
     )
 
 
