@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterable
 from filters.content_subjects import money_subject, urgent_subject
 from filters.content_text import fold
 from filters.content_urls import (affiliate_link, brand_subdomain, carries_url, embedded_urls, executable,
-                                  host_category, lookalike, script_url)
+                                  host_category, lookalike, script_url, suspect)
 from filters.context import MessageContext
 from relay.textview import TextView
 
@@ -190,7 +190,8 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
         # a redirect is judged by where it leads (filters/content_urls.py)
         lands = host
         low = url.lower()
-        for target in embedded_urls(url) if carries_url(low) else ():
+        odd = suspect(low)
+        for target in embedded_urls(url) if odd and carries_url(low) else ():
             found_target = _host_of(target)
             if found_target is None or not found_target[0]:
                 break
@@ -202,9 +203,9 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
                 host_rules(lands, f"{host} -> {lands}")
             if executable(target) and not under(lands, allowed):
                 hit("executable", f"{host} -> {target[:60]}")
-        if executable(url) and not under(host, allowed):
+        if odd and executable(url) and not under(host, allowed):
             hit("executable", url[:80])
-        if "=" in low and "affiliate" in rules.categories and affiliate_link(low, host, under):
+        if odd and "=" in low and "affiliate" in rules.categories and affiliate_link(low, host, under):
             hit("tracking-link", url[:80], "affiliate", rules.categories["affiliate"])
         if shows:
             shown_text = fold(text)

@@ -359,6 +359,19 @@ or order our out over sale save shop so that the this to today top up us we what
 your""".split())
 
 
+def _frequent_words() -> frozenset[str]:
+    """The words of content_rules/common-words.txt: frequent in ordinary mail (see `pivot`)."""
+    from filters.content_rules import RULES_DIR
+    try:
+        text = (RULES_DIR / "common-words.txt").read_text("utf-8")
+    except OSError:
+        return frozenset()
+    return frozenset(w for line in text.splitlines() if not line.startswith("#") for w in line.split())
+
+
+_COMMON = _COMMON | _frequent_words()
+
+
 def pivot(steps: tuple[Step, ...]) -> tuple[int, int, int, int]:
     """(k, least, most, reach): the plain-word step to look for first (its words the least common),
     how many tokens the phrase can hold before it, and how many it can read in all."""

@@ -35,7 +35,6 @@ _EXECUTABLE = re.compile(r"\.(?:exe|scr|msi|bat|cmd|com|pif|vbs|vbe|js|jse|wsf|w
 # (on the lowercased URL: a case-blind regex is several times slower)
 _AFFILIATE_PARAMS = re.compile(r"[?&](?:aff|aff_id|affid|affiliate|affiliate_id|aff_sub|a_aid|hop|clickref|"
                                r"irclickid|cjevent|awc|sscid|ranmid|raneaid|ransiteid|afftrack|affiliateid)=")
-_AFFILIATE_HINTS = ("aff", "hop=", "clickref", "irclickid", "cjevent", "awc=", "sscid", "ran", "tag=")
 _AMAZON_TAG = re.compile(r"[?&]tag=[\w.-]+-2[01]\b")
 
 
@@ -118,6 +117,18 @@ def brand_subdomain(host: str, base: Callable[[str], str]) -> str | None:
     return None
 
 
+# a link that may carry another URL, point to an executable or carry an affiliate parameter: one
+# search of the lowercased URL (most links are none of these; the detailed checks run on the rest)
+_SUSPECT = re.compile(r"http|www\.|\.(?:exe|scr|msi|bat|cmd|com|pif|vbs|vbe|js|jse|wsf|wsh|hta|jar|apk|"
+                      r"ps1|lnk|dll|cpl|iso|img|dmg|appx|msix|reg)(?:$|[?#])|[?&](?:aff|aff_id|affid|affiliate|"
+                      r"affiliate_id|aff_sub|a_aid|hop|clickref|irclickid|cjevent|awc|sscid|ranmid|raneaid|ransiteid|"
+                      r"afftrack|affiliateid|tag)=")
+
+
+def suspect(low: str) -> bool:
+    return _SUSPECT.search(low, 12) is not None  # (past "https://www.": the link's own scheme and host)
+
+
 def carries_url(low: str) -> bool:
     """A quick test on the lowercased URL: it may carry another (two C finds; most links do not)."""
     return low.find("http", 8) >= 0 or low.find("www.", 12) >= 0
@@ -144,12 +155,12 @@ def embedded_urls(url: str, limit: int = 3) -> Iterator[str]:
 
 
 def affiliate_link(url: str, host: str, under: Callable[[str, frozenset[str]], bool]) -> bool:
-    """An affiliate network's host, or (`url` lowercased) an affiliate parameter in the query."""
-    if host and under(host, affiliate_hosts()):
+    """An affiliate network's host (`host` given), or (`url` given, lowercased) an affiliate parameter."""
+    if host and not url:
+        return under(host, affiliate_hosts())
+    if _AFFILIATE_PARAMS.search(url) is not None:
         return True
-    if "=" not in url or not any(hint in url for hint in _AFFILIATE_HINTS):
-        return False
-    return bool(_AFFILIATE_PARAMS.search(url) or ("amazon." in host and _AMAZON_TAG.search(url)))
+    return "amazon." in host and _AMAZON_TAG.search(url) is not None
 
 
 def executable(url: str) -> bool:
