@@ -4,9 +4,9 @@
 
 The content stage reads a token within one or two edits of a rule word as that rule word
 (filters/content_fuzzy.py), except the tokens in near-words.txt: real words ("casing" is not a
-misspelt "casino"). Run it after changing the rules, with the Debian word lists (`wamerican`,
-`wbritish`: the default paths below) and any others; words of a few other languages mail is
-written in are added from the shipped rule files' own neighbours by hand (EXTRA).
+misspelt "casino"). Run it after changing the rules, with the Debian word lists (`wamerican`, `wbritish`, `wngerman`, `wfrench`, `wspanish`, `witalian`:
+the default paths below) and any others; names the lists lack are added by hand
+(EXTRA).
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from filters import content  # noqa: E402
 from filters.content_fuzzy import NEAR_WORDS_FILE, Misspellings  # noqa: E402
 from filters.content_text import fold  # noqa: E402
 
-LISTS = ["/usr/share/dict/american-english", "/usr/share/dict/british-english"]
+LISTS = ["/usr/share/dict/american-english", "/usr/share/dict/british-english", "/usr/share/dict/ngerman",
+         "/usr/share/dict/french", "/usr/share/dict/spanish", "/usr/share/dict/italian"]
 # names and words the dictionaries lack that sit next to a rule word
 EXTRA = ["kratos", "kraton", "casio"]
 
