@@ -403,6 +403,94 @@ static int is_candidate(const Fuzzy *f, const unsigned char *t, Py_ssize_t n, ui
     return 0;
 }
 
+/* the fuzzy test of one token (its hash h): 1 candidate, 0 not (remembered), -1 out of range or excluded */
+static int fuzzy_token(Fuzzy *f, const unsigned char *t, Py_ssize_t len, uint64_t h)
+{
+    if (len < f->lo || len > f->hi)
+        return -1;
+    for (Py_ssize_t k = 0; k < len; k++)
+        if (t[k] < 'a' || t[k] > 'z')
+            return -1;
+    if (hs_probe(&f->seen, h, 0) || hs_probe(&f->excluded, h, 0))
+        return -1;
+    if (is_candidate(f, t, len, h))
+        return 1;
+    if (f->seen.count >= SEEN_SLOTS / 2) {  /* full: start again rather than grow */
+        memset(f->seen.slots, 0, sizeof(uint64_t) * (size_t)(f->seen.mask + 1));
+        f->seen.count = 0;
+    }
+    hs_probe(&f->seen, h, 1);
+    return 0;
+}
+
+/* offsets() and near() in one walk over the stream: (offsets, candidates), or None when not ASCII */
+static PyObject *offsets_near(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyUnicode_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "offsets_near(index, fuzzy, stream: str)");
+        return NULL;
+    }
+    Index *index = PyCapsule_GetPointer(args[0], CAPSULE);
+    Fuzzy *f = PyCapsule_GetPointer(args[1], FUZZY_CAPSULE);
+    if (index == NULL || f == NULL)
+        return NULL;
+    PyObject *stream = args[2];
+    if (!PyUnicode_IS_ASCII(stream))
+        Py_RETURN_NONE;
+    const unsigned char *s = PyUnicode_1BYTE_DATA(stream);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(stream);
+    PyObject *found = PyDict_New();
+    PyObject *near_set = PySet_New(NULL);
+    if (found == NULL || near_set == NULL)
+        goto error;
+    uint64_t stamp = ++index->stamp;
+    Py_ssize_t i = 0, start;
+    while ((start = next_token(s, n, &i)) >= 0) {
+        uint64_t h = fnv1a(s + start, i - start);
+        Entry *e = lookup(index, s + start, i - start, h);
+        if (e->length == 0) {  /* not a rule word: a misspelling of one? */
+            if (fuzzy_token(f, s + start, i - start, h) == 1) {
+                PyObject *word = PyUnicode_FromStringAndSize((const char *)s + start, i - start);
+                if (word == NULL || PySet_Add(near_set, word) < 0) {
+                    Py_XDECREF(word);
+                    goto error;
+                }
+                Py_DECREF(word);
+            }
+            continue;
+        }
+        if (e->stamp == stamp && !e->every)
+            continue;
+        PyObject *at = PyLong_FromSsize_t(start);
+        if (at == NULL)
+            goto error;
+        if (e->stamp != stamp) {
+            PyObject *list = PyList_New(1);
+            if (list == NULL) {
+                Py_DECREF(at);
+                goto error;
+            }
+            PyList_SET_ITEM(list, 0, at);
+            int failed = PyDict_SetItem(found, e->word, list);
+            Py_DECREF(list);
+            if (failed)
+                goto error;
+            e->stamp = stamp;
+            e->list = list;
+            continue;
+        }
+        int failed = PyList_Append(e->list, at);
+        Py_DECREF(at);
+        if (failed)
+            goto error;
+    }
+    return Py_BuildValue("(NN)", found, near_set);
+error:
+    Py_XDECREF(found);
+    Py_XDECREF(near_set);
+    return NULL;
+}
+
 static PyObject *near(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2 || !PyUnicode_Check(args[1])) {
@@ -456,6 +544,8 @@ static PyObject *near(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"fuzzy", (PyCFunction)(void (*)(void))build_fuzzy, METH_FASTCALL,
      "fuzzy(keys, excluded, lo, hi) -> the misspelling candidate set, for near()"},
+    {"offsets_near", (PyCFunction)(void (*)(void))offsets_near, METH_FASTCALL,
+     "offsets_near(index, fuzzy, stream) -> (offsets(index, stream), near(fuzzy, stream)) in one walk"},
     {"near", (PyCFunction)(void (*)(void))near, METH_FASTCALL,
      "near(fuzzy, stream) -> the distinct tokens that may be misspelt rule words, or None"},
     {"index", (PyCFunction)(void (*)(void))build_index, METH_FASTCALL,

@@ -101,9 +101,14 @@ class RuleSet:
         """
         assert self.normaliser is not None and self.index is not None
         stream = self.normaliser.stream([text] if isinstance(text, str) else list(text))
-        if self.misspellings is not None:
-            stream = self.misspellings.correct(stream)
-        occurrences = self.index.offsets(stream)
+        fuzzy = self.misspellings
+        if fuzzy is None:
+            occurrences = self.index.offsets(stream)
+        else:  # where the rule words are, and the tokens that may be misspellings of them: one walk
+            occurrences, near = self.index.offsets_near(stream, fuzzy)
+            fixed = fuzzy.apply(stream, near)
+            if fixed is not stream:
+                stream, occurrences = fixed, self.index.offsets(fixed)
         vocabulary = set(occurrences)  # the rule words that occur
         # a phrase can match only where its rarest plain word (its pivot) occurs: start from those
         present = self.by_pivot.keys() & vocabulary

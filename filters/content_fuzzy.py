@@ -170,7 +170,11 @@ class Misspellings:
 
     def correct(self, stream: str) -> str:
         """The stream with each misspelt rule word replaced by the rule word."""
-        found = self.candidates(stream)
+        return self.apply(stream, self.candidates(stream))
+
+    def apply(self, stream: str, found: set[str]) -> str:
+        """The stream with those of the candidate tokens `found` that are misspellings replaced (the
+        same stream object when none is)."""
         if not found:
             return stream
         fixes = {t: w for t in found if (w := self.correction(t)) is not None}

@@ -90,6 +90,7 @@ def ip_literal(host: str) -> bool:
     return False
 
 
+_WEB_STARTS = frozenset({"http", "www.", "mail"})  # (the first four characters, lowercased: no script URL)
 _NETLOC = re.compile(r"(?:[a-z][a-z0-9+.-]*:)?//([^/?#]*)", re.I)
 
 
@@ -169,7 +170,7 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
             if address in settings.operator_addresses or under(address.rpartition("@")[2], settings.operator_domains):
                 hit("address", address, "operator", op_title)
             continue
-        if script_url(url):
+        if url[:4].lower() not in _WEB_STARTS and script_url(url):
             hit("script-url", url[:60])
             continue
         # the host depends on the URL up to the end of its authority: links to one site share it
@@ -190,7 +191,7 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
         # a redirect is judged by where it leads (filters/content_urls.py)
         lands = host
         low = url.lower()
-        odd = suspect(low)
+        odd = suspect(low)  # one search: the few URLs the URL rules need to read closer
         for target in embedded_urls(url) if odd and carries_url(low) else ():
             found_target = _host_of(target)
             if found_target is None or not found_target[0]:

@@ -444,6 +444,15 @@ class WordIndex:
         return _offsets(self.words, self.every, stream)
 
 
+    def offsets_near(self, stream: str, fuzzy: Any) -> tuple[dict[str, list[int]], set[str]]:
+        """`offsets(stream)` and `fuzzy.candidates(stream)` (filters/content_fuzzy.py), in one C walk."""
+        if self._c is not None and fuzzy._c is not None:
+            found = _wordscan.offsets_near(self._c, fuzzy._c, stream)
+            if found is not None:
+                return found
+        return self.offsets(stream), fuzzy.candidates(stream)
+
+
 def _offsets(words: frozenset[str], every: frozenset[str], stream: str) -> dict[str, list[int]]:
     """`WordIndex.offsets` in Python: the words present from one split, then str.find for each
     (`stream()` puts a space on each side of every token: the C pass needs no such promise)."""

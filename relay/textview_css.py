@@ -24,10 +24,13 @@ _CACHE: dict[bytes, tuple[str, ...]] = {}
 def hidden_selectors(data: bytes, hiding: re.Pattern[str]) -> tuple[str, ...]:
     """The selectors whose elements the document's stylesheets always hide (usually none); `hiding`
     finds a declaration that hides (relay/textview_html.py HIDING_STYLE)."""
-    lowered = data.lower() if data.find(b"<style") < 0 else data  # (mixed case: rare, then one copy)
-    start = lowered.find(b"<style")
+    lowered = data
+    start = data.find(b"<style")
     if start < 0:
-        return ()
+        if b"<STYLE" not in data and b"<Style" not in data:
+            return ()
+        lowered = data.lower()  # (upper or mixed case: rare, then one copy)
+        start = lowered.find(b"<style")
     blocks = []
     while start >= 0:  # bytes.find: C speed, where a case-blind regex would try every position
         open_end = lowered.find(b">", start)
