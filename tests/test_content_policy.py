@@ -191,3 +191,29 @@ def test_every_category_has_a_rule_file_and_a_title():
                      "fake-documents", "illegal-goods", "hate", "enhancement", "images"):
         assert category in rules.categories, category
     assert Path(content.__file__).parent.joinpath("content_rules", "near-words.txt").exists()
+
+
+def test_misspelling_candidates_in_c_equal_the_python_path():
+    """filters/_wordscan.c `near` and `offsets_near` find what content_fuzzy's Python path finds."""
+    import random
+
+    from filters import content_text as ct
+    rules = content.ruleset_for()
+    fuzzy = rules.misspellings
+    assert fuzzy is not None and fuzzy._c is not None and rules.index is not None
+    words = sorted(fuzzy.targets)
+    r = random.Random(7)
+
+    def mangle(word: str) -> str:
+        i = r.randrange(len(word))
+        return r.choice([word[:i] + word[i + 1:], word[:i] + "x" + word[i:], word[:i] + "q" + word[i + 1:], word])
+
+    for _ in range(300):
+        stream = " " + " ".join(mangle(r.choice(words)) if r.random() < 0.5 else r.choice(["bakery", "tasting", "the"])
+                                for _ in range(r.randint(1, 30))) + " "
+        python = {t for t in set(stream.split()) if fuzzy.lo <= len(t) <= fuzzy.hi and t.isalpha()
+                  and t not in fuzzy.excluded
+                  and (t in fuzzy.keys or any(t[:i] + t[i + 1:] in fuzzy.keys for i in range(len(t))))}
+        assert fuzzy.candidates(stream) == python
+        offsets, near = rules.index.offsets_near(stream, fuzzy)
+        assert offsets == ct._offsets(rules.index.words, rules.index.every, stream) and near == python
