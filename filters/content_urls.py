@@ -120,8 +120,8 @@ def brand_subdomain(host: str, base: Callable[[str], str]) -> str | None:
 # a link that may carry another URL, point to an executable or carry an affiliate parameter: C-speed
 # finds and two searches whose patterns start with one character the regex engine skips to (most
 # links are none of these; the detailed checks run on the rest)
-_EXE_IN = re.compile(r"\.(?:exe|scr|msi|bat|cmd|com|pif|vbs|vbe|js|jse|wsf|wsh|hta|jar|apk|ps1|lnk|dll|cpl|iso|img|dmg|"
-                     r"appx|msix|reg)(?:$|[?#])")
+_EXECUTABLE_EXTENSIONS = frozenset("exe scr msi bat cmd com pif vbs vbe js jse wsf wsh hta jar apk ps1 lnk dll cpl iso img "
+                                   "dmg appx msix reg".split())
 _PARAM_IN = re.compile(r"[?&](?:aff|aff_id|affid|affiliate|affiliate_id|aff_sub|a_aid|hop|clickref|irclickid|cjevent|"
                        r"awc|sscid|ranmid|raneaid|ransiteid|afftrack|affiliateid|tag)=")
 
@@ -129,8 +129,13 @@ _PARAM_IN = re.compile(r"[?&](?:aff|aff_id|affid|affiliate|affiliate_id|aff_sub|
 def suspect(low: str) -> bool:
     """`low` (a lowercased URL) may carry another URL, lead to an executable or carry an affiliate
     parameter (past "https://www.", its own scheme and host)."""
-    return (low.find("http", 12) >= 0 or low.find("www.", 12) >= 0 or _EXE_IN.search(low) is not None
-            or ("=" in low and _PARAM_IN.search(low) is not None))
+    if low.find("http", 12) >= 0 or low.find("www.", 12) >= 0:
+        return True
+    path = low.partition("?")[0].partition("#")[0]
+    slash = path.find("/", 8)  # the path after the host ("example.com" is no .com file)
+    if slash > 0 and path[path.rfind(".") + 1:] in _EXECUTABLE_EXTENSIONS and path.rfind(".") > slash:
+        return True
+    return "=" in low and _PARAM_IN.search(low) is not None
 
 
 def carries_url(low: str) -> bool:
