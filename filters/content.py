@@ -153,12 +153,24 @@ def _expand(phrase: str) -> list[str]:
         return [phrase]
     template = _GROUP.sub("\x00", phrase)
     out = []
-    for choice in itertools.product(*[g.split("|") for g in groups]):
+    for choice in itertools.product(*[_options(g) for g in groups]):
         text = template
         for option in choice:
             text = text.replace("\x00", option.strip(), 1)
         out.append(" ".join(text.split()))
     return out
+
+
+_ONE_WORD = re.compile(r"[^\s|()#*!~<@]+")
+
+
+def _options(group: str) -> list[str]:
+    """A group's options, the one-word ones as one alternation (`(a|b|c d)` -> ["a|b", "c d"]): a
+    phrase per option would make thousands of phrases of the same few words."""
+    options = [o.strip() for o in group.split("|")]
+    single = [o for o in options if _ONE_WORD.fullmatch(o) and len(_word_tokens(o)) == 1]
+    rest = [o for o in options if o not in single]
+    return (["|".join(single)] if single else []) + rest
 
 
 _PLAIN = _Normaliser(frozenset())
@@ -217,7 +229,14 @@ def _compile_phrase(phrase: str, sets: Mapping[str, list[str]], where: str) -> t
         raise RuleError(f"{where}: phrase {phrase!r}: '!' looks at the next word, '<!' at the one before")
     if steps[-1][0] == "gap":
         raise RuleError(f"{where}: phrase {phrase!r} must not end with a gap")
-    return tuple(steps)
+    # one object per distinct step: thousands of phrases share their word sets, and every object
+    # the rule set holds is one the garbage collector walks on each full collection
+    return tuple(_STEPS.setdefault(step, step) if not isinstance(step[1], frozenset)
+                 else _STEPS.setdefault(step, (step[0], _SETS.setdefault(step[1], step[1]))) for step in steps)
+
+
+_STEPS: dict[Step, Step] = {}
+_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 
 def _read_rule_file(path: Path, ruleset: RuleSet) -> None:
@@ -286,8 +305,9 @@ def _read_rule_file(path: Path, ruleset: RuleSet) -> None:
                 ruleset.literals[id(steps)] = tuple(w for kind, w in steps if kind == "lit")
                 ruleset.phrases[id(steps)] = Phrase(steps, offset)
                 ruleset._keep.append(steps)
+                entry = (offset, steps, rule)  # one tuple, listed under each of its anchor words
                 for word in steps[anchor][1]:
-                    ruleset.anchors.setdefault(word, []).append((offset, steps, rule))
+                    ruleset.anchors.setdefault(word, []).append(entry)
 
 
 def _read_shorteners(path: Path) -> frozenset[str]:

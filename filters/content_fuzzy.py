@@ -128,7 +128,8 @@ class Misspellings:
                 variants |= {d2 for d in _deletions(word) for d2 in _deletions(d)}
             for v in variants:
                 keys.setdefault(v, set()).add(word)
-        self.keys = keys
+        # tuples of strings, not sets: the garbage collector stops tracking them (30,000 keys)
+        self.keys: dict[str, tuple[str, ...]] = {k: tuple(sorted(v)) for k, v in keys.items()}
         self.excluded = frozenset(exact) | (read_near_words() if near_words is None else near_words)
         self.lo = max(1, min((len(w) for w in self.targets), default=6) - 2)
         self.hi = max((len(w) for w in self.targets), default=6) + 2
@@ -156,7 +157,7 @@ class Misspellings:
             return self._known[token]
         found: set[str] = set(self.keys.get(token, ()))
         for d in _deletions(token):
-            found |= self.keys.get(d, set())
+            found.update(self.keys.get(d, ()))
         best: list[tuple[int, str]] = []
         for word in found:
             distance = osa_distance(token, word)
