@@ -73,6 +73,7 @@ class ClientConfig:
     footer_templates: Path | None = None  # a directory whose templates override footer_templates/
     confirm_from: str = ""  # From: of confirmation mails; must be in a sender domain
     content: dict[str, Any] = field(default_factory=dict)  # [clients.X.content]: overrides of [policy.content]
+    spam_score: dict[str, Any] = field(default_factory=dict)  # [clients.X.spam_score]: filters.spam_score
 
     def owns_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.sender_domains
@@ -158,6 +159,7 @@ class Config:
     optin: OptinSection
     clients: dict[str, ClientConfig] = field(default_factory=dict)
     content: dict[str, Any] = field(default_factory=dict)  # [policy.content], checked by filters.content
+    spam_score: dict[str, Any] = field(default_factory=dict)  # [policy.spam_score], checked by filters.spam_score
 
     @property
     def stages_off(self) -> list[str]:
@@ -340,6 +342,20 @@ def _content_table(t: _Table, key: str, where: str, client: bool = False) -> dic
     return data
 
 
+def _spam_score_table(t: _Table, key: str, where: str, client: bool = False) -> dict[str, Any]:
+    """The spam-score stage's table, checked by the stage's own validator."""
+    data = t.get(key, dict, {})
+    if not data:
+        return {}
+    from filters.spam_score import SpamScoreError, validate_table
+
+    try:
+        validate_table(data, where, client=client)
+    except SpamScoreError as exc:
+        raise ConfigError(f"{t.file}: {exc}") from None
+    return data
+
+
 def _confirm_from(t: _Table, contact: str, domains: tuple[str, ...]) -> str:
     """Confirmation mail must be DKIM-aligned: the contact address if it is ours, else subscriptions@."""
     def aligned(address: str) -> bool:
@@ -434,6 +450,7 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
         lists=lists, footer_templates=_path(base, t.text("footer_templates", None)),
         confirm_from=_confirm_from(t, contact, domains),
         content=_content_table(t, "content", f"clients.{name}.content", client=True),
+        spam_score=_spam_score_table(t, "spam_score", f"clients.{name}.spam_score", client=True),
     )
     t.finish()
     _check_footer_templates(t, client)
@@ -518,6 +535,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         stages.append("footer-guard")
     roles = p.get("role_addresses", list, list(DEFAULT_ROLE_ADDRESSES))
     content = _content_table(p, "content", "policy.content")
+    spam_score = _spam_score_table(p, "spam_score", "policy.spam_score")
     p.finish()
     o = root.table("optin")
     optin = OptinSection(
@@ -547,7 +565,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         token_max_age_days=token_max_age_days,
         create_missing_secrets=create_missing, stages=tuple(stages),
         role_addresses=frozenset(str(x).lower() for x in roles), optin=optin, clients=clients,
-        content=content,
+        content=content, spam_score=spam_score,
     )
 
 
