@@ -112,11 +112,19 @@ class PostfixInstance:
         raise RuntimeError(f"postfix on port {self.port} did not greet: {self.log()[-2000:]}")
 
     def stop(self) -> None:
-        self._postfix("stop", check=False)
-        # the master exits a moment after "stop": wait for its pid file to go before removing the queue
         pid_file = self.queue_dir / "pid" / "master.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        self._postfix("stop", check=False)
+        # the master exits a moment after "stop" (its pid file stays): wait for the process itself
         deadline = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < deadline:
+        while pid is not None and time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
             time.sleep(0.05)
         shutil.rmtree(self.root, ignore_errors=True)
 
