@@ -12,13 +12,11 @@ queue is empty again: accepted and handed to the sink). Loopback only; everythin
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,7 +28,7 @@ from postfix_instance import PostfixInstance, free_port  # noqa: E402
 from relay.config import load_config  # noqa: E402
 from relay.dkim import generate_rsa_key  # noqa: E402
 from relay.keys import ensure_token_key  # noqa: E402
-from relay.milter.server import start_service  # noqa: E402
+from storage import Store  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 
 RCPT = "rcpt@example.org"
@@ -60,22 +58,29 @@ name = "Bench News"
 """
 
 
-def start_milter(work: Path, sink_port: int) -> tuple[object, asyncio.AbstractEventLoop, int]:
+def start_milter(work: Path, sink_port: int) -> tuple[subprocess.Popen, int]:
+    """`relay milter --no-http` in its own process, as it runs beside a production Postfix."""
     generate_rsa_key(work / "bench.pem")
     milter_port = free_port()
     (work / "relay.toml").write_text(CONFIG.format(http=free_port(), dir=work, sink=sink_port, milter=milter_port))
     config = load_config(work / "relay.toml")
     ensure_token_key(config)
     upgrade(config.storage_url)
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    running = asyncio.run_coroutine_threadsafe(start_service(config, milter=True, http=False), loop).result(60)
     now = datetime.now(timezone.utc)
-    running.runtime.store.consent_import("bench", "news", [{
+    store = Store(config.storage_url)
+    store.consent_import("bench", "news", [{
         "address": RCPT, "status": "confirmed", "method": "double", "source": "bench",
         "signed_up_at": now - timedelta(days=3), "ip": "192.0.2.1", "disclosure": "Bench News",
         "confirmed_at": now - timedelta(days=3)}], now, "bench")
-    return running, loop, milter_port
+    store.close()
+    process = subprocess.Popen([str(ROOT / ".venv/bin/relay"), "--config", str(work / "relay.toml"), "milter",
+                                "--no-http"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    assert process.stdout is not None
+    line = process.stdout.readline().decode()  # "relay: milter 127.0.0.1:PORT (pid N)" once it listens
+    if "milter" not in line:
+        process.kill()
+        sys.exit(f"relay milter did not start: {line!r}")
+    return process, milter_port
 
 
 def run_once(postfix: PostfixInstance, messages: int, sessions: int, size: int) -> tuple[float, float]:
@@ -105,9 +110,9 @@ def main() -> int:
     sink_port = free_port()
     sink = subprocess.Popen(["smtp-sink", "-u", "postfix", f"127.0.0.1:{sink_port}", "256"], stdout=subprocess.DEVNULL)
     instances: list[PostfixInstance] = []
-    running = loop = None
+    relay = None
     try:
-        running, loop, milter_port = start_milter(work, sink_port)
+        relay, milter_port = start_milter(work, sink_port)
         common = {"default_process_limit": "50", "smtp_destination_concurrency_limit": "20"}
         plain = PostfixInstance(sink_port, dict(common)).start()
         instances.append(plain)
@@ -136,9 +141,9 @@ def main() -> int:
     finally:
         for instance in instances:
             instance.stop()
-        if running is not None and loop is not None:
-            asyncio.run_coroutine_threadsafe(running.stop(grace=5), loop).result(60)  # type: ignore[attr-defined]
-            loop.call_soon_threadsafe(loop.stop)
+        if relay is not None:
+            relay.terminate()
+            relay.wait(30)
         sink.terminate()
         sink.wait(10)
         shutil.rmtree(work, ignore_errors=True)

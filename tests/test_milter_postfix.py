@@ -147,3 +147,9 @@ async def _reopen(running, name: str, port: int) -> None:  # noqa: ANN001
         await serve_connection(reader, writer, MilterSession(running.runtime, "127.0.0.1"))
 
     running.servers[name] = await listen(f"127.0.0.1:{port}", connection)
+
+
+def test_postfix_took_the_negotiation_without_complaint(postfix):
+    """Macros (SETSYMLIST), no-reply events and header edits: Postfix logs no milter warning."""
+    warnings = [line for line in postfix.log().splitlines() if "warning" in line and "milter" in line.lower()]
+    assert warnings == [] or all("connect to Milter service" in w for w in warnings), warnings
