@@ -280,21 +280,6 @@ class RelaySMTP(SMTP):
         await self.push(replies.AUTH_INVALID)
 
 
-def sender_refusal(client: "ClientConfig", address: str) -> str | None:
-    """The MAIL FROM reply that refuses this client's sender, or None (also used by relay/milter)."""
-    if client.suspended:
-        return f"550 5.7.1 Client {client.name} is suspended; mail is not accepted"
-    if not address or address == "<>":  # aiosmtpd reports the null sender as "<>"
-        return replies.NULL_SENDER
-    try:
-        local, domain = normalize_address(address)
-    except AddressError as exc:
-        return f"{replies.BAD_SENDER_SYNTAX}: {replies.one_line(str(exc))}"
-    if aligned_domain(domain, client.sender_domains) is None:
-        return f"550 5.7.1 Sender domain {domain} is not one of client {client.name}'s sender domains"
-    return None
-
-
 class RelayHandler:
     """aiosmtpd hooks: who the client is, what it may send, and the hand-off to the transaction."""
 
@@ -317,7 +302,7 @@ class RelayHandler:
                           mail_options: list[str]) -> str:
         client = self.client_of(server, session)
         if client is not None:
-            refusal = sender_refusal(client, address)
+            refusal = self.runtime.sender_refusal(client, address)
             if refusal is not None:
                 return refusal
             session.client_name = client.name

@@ -13,7 +13,7 @@ from conftest import LoopThread, Sink, free_port, relay_toml
 from postfix_instance import PostfixInstance, postfix_available
 from relay.config import load_config
 from relay.keys import ensure_token_key
-from relay.milter.postfix import ONE_RECIPIENT
+from relay.milter.session import ONE_RECIPIENT
 from relay.milter.server import start_service
 from storage.migrate import upgrade
 from test_relay_smtp import message, verify_dkim
@@ -75,7 +75,8 @@ def submit(port: int) -> smtplib.SMTP:
     return s
 
 
-def test_consented_recipient_arrives_with_footer_unsubscribe_and_dkim(postfix, clean_sink: Sink, keys_dir: Path):
+def test_consented_recipient_arrives_with_footer_unsubscribe_and_dkim(postfix, service, clean_sink: Sink,
+                                                                      keys_dir: Path):
     with submit(postfix.port) as s:
         refused = s.sendmail("news@beta.example", ["fan@example.org"],
                              message(frm="news@beta.example", to="fan@example.org", body="Our news.\n"))
@@ -89,6 +90,12 @@ def test_consented_recipient_arrives_with_footer_unsubscribe_and_dkim(postfix, c
     assert "Beta GmbH" in parsed.get_payload(decode=True).decode()
     assert "(Postfix)" in parsed["Received"]  # Postfix's own trace field; the relay adds none
     assert verify_dkim(got.data, keys_dir, domain="beta.example", selector="b1")
+    # the audit log names Postfix's queue id (the `i` macro the milter asked for)
+    queue_id = re.search(r"with ESMTP id (\w+)", parsed["Received"]).group(1)
+    running, loop = service[0], service[1]
+    loop.run(running.runtime.drain(10))
+    rows = [r for r in running.runtime.store.audit_rows("beta") if r.queue_id == queue_id]
+    assert {(r.stage, r.verdict) for r in rows} >= {("delivery", "deliver")}
 
 
 def test_unconsented_recipient_refused_at_rcpt_with_the_relays_reason(postfix, clean_sink: Sink):

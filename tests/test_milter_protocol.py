@@ -11,7 +11,7 @@ from miltertest import MilterConnection, constants as c
 from conftest import LoopThread, Sink, free_port, relay_toml
 from relay.config import load_config
 from relay.keys import ensure_token_key
-from relay.milter.postfix import ONE_RECIPIENT
+from relay.milter.session import ONE_RECIPIENT
 from relay.milter.server import start_service
 from storage.migrate import upgrade
 from test_relay_smtp import verify_dkim

@@ -12,10 +12,8 @@ from kilter.protocol import messages as m
 from relay import replies
 from relay.dsn import FailedRecipient
 from relay.message import Message, field_name
-from relay.milter.postfix import (ONE_RECIPIENT, bare_address, client_for, normalized, recipient_refusal,
-                                  sends_marketing)
 from relay.milter.protocol import replace_body, reply_code
-from relay.smtp import sender_refusal
+from relay.policyd.rcpt import bare_address, client_for, normalized, recipient_refusal
 from relay.transaction import Transaction, audit_row
 
 if TYPE_CHECKING:
@@ -26,6 +24,7 @@ log = logging.getLogger("relay.milter")
 
 CONTINUE = m.Continue()
 ACCEPT = m.Accept()  # "no more events for this message": mail from no relay client passes untouched
+ONE_RECIPIENT = "452 4.5.3 One recipient per message for marketing mail; send the others in a new transaction"
 MANY_RECIPIENTS = ("451 4.5.3 A marketing message reached the milter with several recipients; "
                    "send one recipient per transaction")
 
@@ -34,6 +33,12 @@ def verp_return_path(tx: Transaction, recipient: str) -> str | None:
     """HOOK for the bounce work (VERP, SPEC §10): the envelope sender this copy should carry, or
     None to keep the client's. A value becomes the milter's SMFIR_CHGFROM; nothing else changes."""
     return None
+
+
+def sends_marketing(client: "ClientConfig") -> bool:
+    """The milter cannot see List-Id at RCPT: a client with any marketing list sends one
+    recipient per transaction (per-recipient footer and token); all-transactional clients may not."""
+    return any(not mailing.transactional for mailing in client.lists.values())
 
 
 class MilterSession:
@@ -91,7 +96,7 @@ class MilterSession:
         client = client_for(self.rt.config, macros.get("{auth_authen}"), self.client_addr)
         if client is None:
             return ACCEPT  # not one of the relay's clients: Postfix's own business
-        refusal = sender_refusal(client, bare_address(sender) or "<>")
+        refusal = self.rt.sender_refusal(client, bare_address(sender) or "<>")
         if refusal is not None:
             return reply_code(refusal)
         self.client, self.mail_from = client, normalized(sender)

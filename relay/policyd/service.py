@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING
 from filters.context import MessageContext
 from filters.verdict import Verdict
 from relay.addresses import AddressError
-from relay.milter.postfix import client_for, normalized, recipient_refusal
+from relay.policyd.rcpt import client_for, normalized, recipient_refusal
 from relay.policyd.protocol import DUNNO
-from relay.smtp import sender_refusal
 from relay.transaction import audit_row
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ class PolicyService:
         if client is None or not request.get("recipient"):
             return DUNNO
         sender = request.get("sender", "")
-        refusal = sender_refusal(client, sender or "<>")
+        refusal = rt.sender_refusal(client, sender or "<>")
         if refusal is not None:
             return action_for(refusal)
         sender = normalized(sender)

@@ -1,4 +1,5 @@
-"""What the milter and the policy service share: who the Postfix client is, and the RCPT decision."""
+"""The RCPT-time decision for a Postfix client: who it is, and what the relay refuses (the policy
+service answers with it; the milter asks it at RCPT before its end-of-message work)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -9,9 +10,6 @@ from relay.addresses import AddressError, normalize_address
 if TYPE_CHECKING:
     from relay.config import ClientConfig, Config
     from relay.runtime import Runtime
-
-ONE_RECIPIENT = "452 4.5.3 One recipient per message for marketing mail; send the others in a new transaction"
-
 
 def client_for(config: "Config", sasl_login: str | None, client_addr: str | None) -> "ClientConfig | None":
     """SPEC §13: the SASL login names the client; without one, `networks` holds the address."""
@@ -24,12 +22,6 @@ def bare_address(address: str) -> str:
     """Postfix hands envelope addresses in angle brackets (milter) or without (policy)."""
     address = address.strip()
     return address[1:-1] if address.startswith("<") and address.endswith(">") else address
-
-
-def sends_marketing(client: "ClientConfig") -> bool:
-    """The milter cannot see List-Id at RCPT: a client with any marketing list sends one
-    recipient per transaction (per-recipient footer and token); all-transactional clients may not."""
-    return any(not mailing.transactional for mailing in client.lists.values())
 
 
 async def recipient_refusal(rt: "Runtime", client: "ClientConfig", mail_from: str, address: str) -> str | None:
