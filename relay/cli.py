@@ -213,7 +213,7 @@ def _mount() -> None:
     main.add_command(suppress)
     main.add_command(audit)
     from relay.cli_milter import mount as mount_postfix_commands  # relay milter, relay policy (SPEC §13)
-    mount_postfix_commands(main)
+    mount_postfix_commands(main, prepare)
     from relay.cli_optin import consent_add, consent_export, consent_repermission
 
     for command in (consent_add, consent_export, consent_repermission):

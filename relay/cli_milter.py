@@ -3,18 +3,23 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Callable
 
 import click
 
 from relay.cli_context import RelayContext, pass_ctx
+from relay.config import Config
+
+# `relay serve`'s start-up step (secrets, schema), handed in by mount(): importing relay.cli
+# from here would make an import cycle with the module that mounts these commands
+_prepare: Callable[[Config], None] = lambda config: None
 
 
 def _run(rc: RelayContext, milter: bool, policy: bool, http: bool) -> None:
-    from relay.cli import prepare
     from relay.milter.server import serve_until_signalled
 
     config = rc.config
-    prepare(config)
+    _prepare(config)
     try:
         asyncio.run(serve_until_signalled(config, milter=milter, policy=policy, http=http))
     except OSError as exc:
@@ -44,6 +49,8 @@ def policy(rc: RelayContext, http: bool) -> None:
     _run(rc, milter=False, policy=True, http=http)
 
 
-def mount(main: click.Group) -> None:
+def mount(main: click.Group, prepare: Callable[[Config], None]) -> None:
+    global _prepare
+    _prepare = prepare
     main.add_command(milter)
     main.add_command(policy)

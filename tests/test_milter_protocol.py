@@ -205,3 +205,13 @@ def test_an_mta_without_leading_space_or_no_reply_options(milter, keys_dir: Path
                   [(cmd, {**args, "value": " " + args["value"]} if args.get("value") else args)
                    for cmd, args in actions[:-1]])
     assert verify_dkim(final, keys_dir)
+
+
+def test_a_message_out_of_protocol_drops_only_that_connection(milter):
+    sock = open_socket(milter)
+    conn = MilterConnection(sock)
+    conn.optneg_mta(actions=ACTIONS, protocol=OLD_MTA)
+    sock.sendall(b"\x00\x00\x00\x02Zx")  # no such milter command
+    assert sock.recv(100) == b""  # closed; Postfix would apply milter_default_action
+    conn = connect(milter)  # the next connection is served as usual
+    assert mail_as_acme(conn)[0] == c.SMFIR_CONTINUE

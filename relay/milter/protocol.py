@@ -8,9 +8,10 @@ from typing import Protocol
 from kilter.protocol import messages as m
 from kilter.protocol.buffer import SimpleBuffer
 from kilter.protocol.core import FilterProtocol
-from kilter.protocol.exceptions import InsufficientSpace
+from kilter.protocol.exceptions import InsufficientSpace, InvalidMessage, UnexpectedMessage, UnknownMessage
 
 log = logging.getLogger("relay.milter")
+ProtocolError = (InvalidMessage, UnexpectedMessage, UnknownMessage, ValueError)
 
 # Postfix sends body chunks of at most 64 KiB unless a larger size is negotiated (we never ask)
 BUFFER_SIZE = 256 * 1024
@@ -99,6 +100,10 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
         return
+    except (*ProtocolError, InsufficientSpace) as error:
+        # not the milter protocol as negotiated: drop the connection; Postfix then applies
+        # milter_default_action (tempfail) to the message in progress
+        log.warning("milter connection dropped: %s: %s", type(error).__name__, error)
     finally:
         writer.close()
 

@@ -77,6 +77,9 @@ class MilterSession:
                 self.body.append(bytes(message.content))
                 return [CONTINUE]
             case m.EndOfMessage():
+                if self.client is None or not self.recipients:
+                    self._reset()
+                    return [CONTINUE]
                 if message.content:
                     self.body.append(bytes(message.content))
                 try:
@@ -103,7 +106,8 @@ class MilterSession:
         return CONTINUE
 
     async def rcpt(self, address: str) -> m.Message:
-        assert self.client is not None
+        if self.client is None:
+            return ACCEPT  # an MTA that kept sending after our ACCEPT at MAIL
         if self.recipients and sends_marketing(self.client):
             self.rt.metrics.refused("milter", "milter.one_recipient")
             return reply_code(ONE_RECIPIENT)
