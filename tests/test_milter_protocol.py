@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from miltertest import MilterConnection, constants as c
 
+import dkim
+
 from conftest import LoopThread, Sink, free_port, relay_toml
 from relay.config import load_config
+from relay.dkim import dns_txt_record, load_private_key
 from relay.keys import ensure_token_key
 from relay.milter.session import ONE_RECIPIENT
 from relay.milter.server import start_service
@@ -26,6 +29,23 @@ NO_CONSENT = "550 5.7.1 no consent from stranger@example.org for list acme/news"
 NOT_OUR_DOMAIN = "550 5.7.1 Sender domain other.example is not one of client acme's sender domains"
 
 
+# a client whose lists are all transactional: several recipients per message are fine
+SHOP = """
+[clients.shop]
+sender_domains = ["shop.example"]
+company = "Shop AB"
+contact_email = "help@shop.example"
+postal_address = "Shop AB, Storgatan 1, 111 22 Stockholm, Sweden"
+dkim = {{ selector = "s3", key_file = "{key}" }}
+default_list = "orders"
+networks = ["127.0.0.3/32"]
+
+[clients.shop.lists.orders]
+name = "Shop orders"
+kind = "transactional"
+"""
+
+
 def consent(address: str) -> dict:
     return {"address": address, "status": "confirmed", "method": "single", "source": "signup form",
             "signed_up_at": NOW - timedelta(days=10), "ip": "192.0.2.7", "disclosure": "Weekly news",
@@ -38,7 +58,7 @@ def milter(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, module_data
     path = tmp_path_factory.mktemp("milter") / "relay.toml"
     path.write_text(relay_toml(smtp_port=0, http_port=free_port(), db_url=module_database_url,
                                upstream=f"smtp://127.0.0.1:{sink.port}", keys=keys_dir, stages=STAGES)
-                    + '\n[milter]\nlisten = "127.0.0.1:0"\n')
+                    + '\n[milter]\nlisten = "127.0.0.1:0"\n' + SHOP.format(key=keys_dir / "beta.example.pem"))
     config = load_config(path)
     ensure_token_key(config)
     loop = LoopThread()
@@ -215,3 +235,24 @@ def test_a_message_out_of_protocol_drops_only_that_connection(milter):
     assert sock.recv(100) == b""  # closed; Postfix would apply milter_default_action
     conn = connect(milter)  # the next connection is served as usual
     assert mail_as_acme(conn)[0] == c.SMFIR_CONTINUE
+
+
+def test_transactional_client_keeps_several_recipients_and_one_copy_serves_them(milter, keys_dir: Path):
+    conn = connect(milter, client_ip="127.0.0.3")
+    assert conn.send_ar(c.SMFIC_MAIL, args=["<orders@shop.example>"])[0] == c.SMFIR_CONTINUE
+    for rcpt in ("a@example.org", "b@example.org"):
+        assert conn.send_ar(c.SMFIC_RCPT, args=[f"<{rcpt}>"])[0] == c.SMFIR_CONTINUE
+    headers = [("From", " Shop <orders@shop.example>"), ("To", " a@example.org, b@example.org"),
+               ("Subject", " Your order"), ("MIME-Version", " 1.0"), ("Content-Type", " text/plain")]
+    for name, value in headers:
+        step(conn, c.SMFIC_HEADER, name=name, value=value)
+    step(conn, c.SMFIC_EOH)
+    step(conn, c.SMFIC_BODY, buf=BODY)
+    actions = conn.send_eom()
+    assert actions[-1][0] == c.SMFIR_CONTINUE
+    assert c.SMFIR_DELRCPT not in [cmd for cmd, _ in actions]
+    final = apply(headers, BODY, actions[:-1])
+    assert b"List-Unsubscribe" not in final and b"Shop AB, Storgatan 1" in final
+    assert b"Message-ID:" in final and b"Date:" in final  # added when missing, as the relay does
+    record = dns_txt_record(load_private_key(keys_dir / "beta.example.pem")).encode()
+    assert dkim.verify(final, dnsfunc=lambda name, timeout=5: record if name == b"s3._domainkey.shop.example." else b"")
