@@ -1,6 +1,6 @@
 """Postfix + `relay milter` against Postfix alone, in the same run: smtp-source -> postfix -> smtp-sink.
 
-    .venv/bin/python bench/milter_bench.py [--messages 400] [--sessions 10] [--size 4096] [--rounds 3]
+    .venv/bin/python bench/milter_bench.py [--messages 400] [--sessions 20] [--size 4096] [--rounds 3]
 
 Two private Postfix instances (tests/postfix_instance.py), both relaying to one `smtp-sink`; one of them
 has `smtpd_milters` pointing at the relay's milter (every stage on: suppression, sender identity,
@@ -100,7 +100,7 @@ def run_once(postfix: PostfixInstance, messages: int, sessions: int, size: int) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=400)
-    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--sessions", type=int, default=20)  # as bench/run.py
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
