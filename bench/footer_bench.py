@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from filters.footer import ConsentFacts, FooterValues, reason_for, render_footer  # noqa: E402
-from relay.dkim import DkimSigner  # noqa: E402
-from relay.message import Copy, Message  # noqa: E402
-from relay.mime_footer import plan_footer  # noqa: E402
-from relay.tokens import TokenCodec  # noqa: E402
+from relay.mail.dkim import DkimSigner  # noqa: E402
+from relay.mail.message import Copy, Message  # noqa: E402
+from relay.mail.mime_footer import plan_footer  # noqa: E402
+from relay.crypto.tokens import TokenCodec  # noqa: E402
 
 ROUNDS = 5
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)

@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from postfix_instance import PostfixInstance, free_port  # noqa: E402
 from relay.config import load_config  # noqa: E402
-from relay.dkim import generate_rsa_key  # noqa: E402
+from relay.mail.dkim import generate_rsa_key  # noqa: E402
 from relay.keys import ensure_token_key  # noqa: E402
 from storage import Store  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402

@@ -18,9 +18,9 @@ from typing import Any
 import jinja2
 
 from filters.context import CopyContext
-from relay.mime_footer import STRUCTURE_FACT, FooterPlan, plan_footer_explained
-from relay.offload import cpu_bound
-from relay.unsubscribe import unsubscribe_links
+from relay.mail.mime_footer import STRUCTURE_FACT, FooterPlan, plan_footer_explained
+from relay.base.offload import cpu_bound
+from filters.links import unsubscribe_links
 
 NAME = "footer"
 DESCRIPTION = "add the sender, the reason for receiving and the unsubscribe link to every text part a reader sees"

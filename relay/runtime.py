@@ -14,20 +14,20 @@ from filters.context import RcptContext, Services
 from filters.footer import templates as footer_templates
 from relay import replies
 from relay.config import ClientConfig, Config
-from relay.delivery import Upstream, make_upstream
-from relay.dkim import DkimSigner
-from relay.dsn import build_dsn, upstream_failure
-from relay.offload import BatchedThreads, signing_threads, thread_pool
+from relay.delivery.upstream import Upstream, make_upstream
+from relay.mail.dkim import DkimSigner
+from relay.mail.dsn import build_dsn, upstream_failure
+from relay.base.offload import BatchedThreads, signing_threads, thread_pool
 from relay.keys import load_client_secrets, read_token_keys, tls_context
-from relay.message import Message, split_header_block
-from relay.metrics import Metrics
-from relay.passwords import verify_password
+from relay.mail.message import Message, split_header_block
+from relay.base.metrics import Metrics
+from relay.crypto.passwords import verify_password
 from relay.pipeline import Decision, Pipeline
-from relay.smtp import PeerLimits
-from relay.tokens import TokenCodec, TokenError
-from relay.writer import GroupWriter
-from relay.unsubscribe import unsubscribe
-from relay.addresses import AddressError, normalize_address, unsubscribe_token
+from relay.peers import PeerLimits
+from relay.crypto.tokens import TokenCodec, TokenError
+from relay.base.writer import GroupWriter
+from relay.services.unsubscribe import unsubscribe
+from relay.mail.addresses import AddressError, normalize_address, unsubscribe_token
 from relay.transaction import Transaction
 
 log = logging.getLogger("relay.runtime")
@@ -86,7 +86,7 @@ class Runtime:
         # successful logins, so a busy client does not pay scrypt on every connection
         self._verified: dict[str, bytes] = {}
         self._tasks: set[asyncio.Task] = set()
-        from relay.optin import Optin
+        from relay.services.optin import Optin
 
         self.optin = Optin(self)
 

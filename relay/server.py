@@ -14,10 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from relay.config import Config
-from relay.http import make_app
-from relay.offload import signing_threads, thread_pool
+from relay.http.app import make_app
+from relay.base.offload import signing_threads, thread_pool
 from relay.runtime import Runtime
-from relay.smtp import RelayHandler, RelaySMTP
+from relay.smtp.session import RelayHandler, RelaySMTP
 from storage import Store
 
 log = logging.getLogger("relay.server")

@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING
 from filters.context import CopyContext, MessageContext
 from filters.verdict import Verdict
 from relay import replies
-from relay.delivery import DeliveryResult
-from relay.dsn import FailedRecipient, build_dsn, upstream_failure
-from relay.offload import cpu_bound
-from relay.message import Copy, Message, field_name, make_field
-from relay.mime_footer import MAX_DEPTH, STRUCTURE_FACT, mime_structure
+from relay.delivery.upstream import DeliveryResult
+from relay.mail.dsn import FailedRecipient, build_dsn, upstream_failure
+from relay.base.offload import cpu_bound
+from relay.mail.message import Copy, Message, field_name, make_field
+from relay.mail.mime_footer import MAX_DEPTH, STRUCTURE_FACT, mime_structure
 from filters.content import TAG_HEADER, tag_header_fields
 from relay.pipeline import Decision, MessageDecision
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig, ListConfig
-    from relay.dkim import DkimSigner
+    from relay.mail.dkim import DkimSigner
     from relay.runtime import Runtime
 
 log = logging.getLogger("relay.transaction")

@@ -21,8 +21,8 @@ from cryptography.x509.oid import NameOID
 from fixtures_db import *  # noqa: F401,F403  (database_url, fresh_database_url, store)
 from fixtures_db import _Databases
 from relay.config import load_config
-from relay.dkim import generate_rsa_key
-from relay.passwords import hash_password
+from relay.mail.dkim import generate_rsa_key
+from relay.crypto.passwords import hash_password
 from relay.server import RunningRelay, start_relay
 from storage import Store
 from storage.migrate import upgrade

@@ -14,9 +14,9 @@ import pytest
 
 from conftest import PASSWORD_HASH, Sink
 from filters.footer import ConsentFacts, FooterValues, render_footer
-from relay.dkim import dns_txt_record, load_private_key
-from relay.message import Message, split_header_block
-from relay.mime_footer import MAX_DEPTH, mime_depth, plan_footer, plan_footer_explained
+from relay.mail.dkim import dns_txt_record, load_private_key
+from relay.mail.message import Message, split_header_block
+from relay.mail.mime_footer import MAX_DEPTH, mime_depth, plan_footer, plan_footer_explained
 from test_relay_smtp import login, verify_dkim
 
 CORPUS = Path(__file__).parent / "corpus" / "footer"
@@ -412,7 +412,7 @@ def test_no_footer_and_why(name, why):
     ("<p>" + "x" * 300_000 + "<script>" + "</body>" * 60_000 + "</script>z", ""),
 ])
 def test_html_insertion_point(html, rest):
-    from relay.footer_html import insertion_point
+    from relay.mail.footer_html import insertion_point
 
     found = insertion_point(html)
     assert (None if found is None else html[found:]) == rest

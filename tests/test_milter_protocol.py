@@ -12,7 +12,7 @@ import dkim
 
 from conftest import LoopThread, Sink, free_port, relay_toml
 from relay.config import load_config
-from relay.dkim import dns_txt_record, load_private_key
+from relay.mail.dkim import dns_txt_record, load_private_key
 from relay.keys import ensure_token_key
 from relay.milter.session import ONE_RECIPIENT
 from relay.milter.server import start_service

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 
 from conftest import API_TOKEN, PASSWORD_HASH, Clock, Sink
-from relay.optin import SignupRefused
-from relay.passwords import hash_password
+from relay.services.optin import SignupRefused
+from relay.crypto.passwords import hash_password
 from test_relay_smtp import login, message, verify_dkim
 from test_unsubscribe import http
 
@@ -358,7 +358,7 @@ def test_hosted_form_body_that_cannot_be_read_is_422(roomy, clean_sink, body, co
 
 
 def test_wrong_api_tokens_are_throttled_per_ip(relay_factory, sink):
-    from relay.optin import API_FAILURES_PER_IP
+    from relay.services.optin import API_FAILURES_PER_IP
 
     fresh = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages=STAGES)
     body = {"email": "throttle@example.org", "list": "news", "source": "x"}

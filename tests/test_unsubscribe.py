@@ -13,7 +13,7 @@ from http.client import HTTPConnection
 import pytest
 
 from conftest import Sink
-from relay.tokens import TokenCodec, TokenError
+from relay.crypto.tokens import TokenCodec, TokenError
 from test_consent_suppression import consent
 from test_relay_smtp import POLICY_REFUSED, dkim_tags, login, message, verify_dkim
 

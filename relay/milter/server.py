@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from relay.config import Config
-from relay.http import make_app
+from relay.http.app import make_app
 from relay.milter.protocol import serve_connection as milter_connection
 from relay.milter.session import MilterSession
 from relay.policyd.protocol import serve_connection as policy_connection

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from kilter.protocol import messages as m
 
 from relay import replies
-from relay.dsn import FailedRecipient
-from relay.message import Message, field_name
+from relay.mail.dsn import FailedRecipient
+from relay.mail.message import Message, field_name
 from relay.milter.protocol import replace_body, reply_code
 from relay.policyd.rcpt import bare_address, client_for, normalized, recipient_refusal
 from relay.transaction import Transaction, audit_row

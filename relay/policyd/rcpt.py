@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relay import replies
-from relay.addresses import AddressError, normalize_address
+from relay.mail.addresses import AddressError, normalize_address
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig, Config

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from filters.context import MessageContext
 from filters.verdict import Verdict
-from relay.addresses import AddressError
+from relay.mail.addresses import AddressError
 from relay.policyd.rcpt import client_for, normalized, recipient_refusal
 from relay.policyd.protocol import DUNNO
 from relay.transaction import audit_row
