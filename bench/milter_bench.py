@@ -90,8 +90,10 @@ def run_once(postfix: PostfixInstance, messages: int, sessions: int, size: int) 
                     "-f", "bench@bench.example", "-t", RCPT, f"127.0.0.1:{postfix.port}"],
                    check=True, timeout=600, capture_output=True)
     accepted = time.perf_counter() - started
-    deadline = time.monotonic() + 300
-    while postfix.queue_size() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    while postfix.queue_size():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"mail still queued after 2 minutes; see {postfix.log_file}")
         time.sleep(0.02)
     done = time.perf_counter() - started
     return messages / accepted, messages / done
@@ -112,6 +114,9 @@ def main() -> int:
     instances: list[PostfixInstance] = []
     relay = None
     try:
+        time.sleep(0.3)
+        if sink.poll() is not None:
+            raise SystemExit("smtp-sink did not start")
         relay, milter_port = start_milter(work, sink_port)
         common = {"default_process_limit": "50", "smtp_destination_concurrency_limit": "20"}
         plain = PostfixInstance(sink_port, dict(common)).start()
