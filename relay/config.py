@@ -160,6 +160,9 @@ class Config:
     clients: dict[str, ClientConfig] = field(default_factory=dict)
     content: dict[str, Any] = field(default_factory=dict)  # [policy.content], checked by filters.content
     spam_score: dict[str, Any] = field(default_factory=dict)  # [policy.spam_score], checked by filters.spam_score
+    # SPEC §13: `relay milter` and `relay policy` listen here ("host:port" or "unix:/path")
+    milter_listen: str = "127.0.0.1:8891"
+    policy_listen: str = "127.0.0.1:10040"
 
     @property
     def stages_off(self) -> list[str]:
@@ -248,6 +251,18 @@ def _listen(t: _Table, key: str, default: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise t.fail(key, f"must be host:port, got {value!r}")
     return host, int(port)
+
+
+def _socket_listen(t: _Table, default: str) -> str:
+    """[milter] / [policy_service] listen: host:port, or unix:/absolute/path (Postfix's own forms)."""
+    value = t.text("listen", default)
+    if value.startswith("unix:"):
+        if not value[5:].startswith("/"):
+            raise t.fail("listen", f"must be host:port or unix:/absolute/path, got {value!r}")
+    else:
+        _listen(t, "listen", default)
+    t.finish()
+    return value
 
 
 def _path(base: Path, value: str | None) -> Path | None:
@@ -546,6 +561,8 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         api_rate_per_ip_per_hour=o.number("api_rate_per_ip_per_hour", 3600, 1),
     )
     o.finish()
+    milter_listen = _socket_listen(root.table("milter"), "127.0.0.1:8891")
+    policy_listen = _socket_listen(root.table("policy_service"), "127.0.0.1:10040")
     clients_t = root.table("clients")
     clients = {}
     for name in clients_t.data:
@@ -565,7 +582,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         token_max_age_days=token_max_age_days,
         create_missing_secrets=create_missing, stages=tuple(stages),
         role_addresses=frozenset(str(x).lower() for x in roles), optin=optin, clients=clients,
-        content=content, spam_score=spam_score,
+        content=content, spam_score=spam_score, milter_listen=milter_listen, policy_listen=policy_listen,
     )
 
 

@@ -26,7 +26,7 @@ from relay.pipeline import Decision, Pipeline
 from relay.crypto.tokens import TokenCodec, TokenError
 from relay.base.writer import GroupWriter
 from relay.services.unsubscribe import unsubscribe
-from relay.mail.addresses import unsubscribe_token
+from relay.mail.addresses import AddressError, normalize_address, unsubscribe_token
 from relay.transaction import Transaction
 
 log = logging.getLogger("relay.runtime")
@@ -130,6 +130,23 @@ class Runtime:
         return signers[client.signing_domain]
 
     # --- SMTP transaction ---
+    def sender_refusal(self, client: ClientConfig, address: str) -> str | None:
+        """The MAIL FROM reply that refuses this client's sender, or None (the SMTP front, the milter
+        and the policy service ask the same)."""
+        from filters.sender_identity import aligned_domain
+
+        if client.suspended:
+            return f"550 5.7.1 Client {client.name} is suspended; mail is not accepted"
+        if not address or address == "<>":  # aiosmtpd reports the null sender as "<>"
+            return replies.NULL_SENDER
+        try:
+            local, domain = normalize_address(address)
+        except AddressError as exc:
+            return f"{replies.BAD_SENDER_SYNTAX}: {replies.one_line(str(exc))}"
+        if aligned_domain(domain, client.sender_domains) is None:
+            return f"550 5.7.1 Sender domain {domain} is not one of client {client.name}'s sender domains"
+        return None
+
     async def check_recipient(self, client: ClientConfig, mail_from: str, recipient: str,
                               session: Any) -> Decision:
         ctx = RcptContext(self.config, client, mail_from, recipient, self.services)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, TLSSetupException, syntax
 
-from filters.sender_identity import aligned_domain
 from relay import replies
 from relay.mail.addresses import AddressError, is_unsubscribe_address, normalize_address
 from relay.mail.message import Message
@@ -370,17 +369,9 @@ class RelayHandler:
                           mail_options: list[str]) -> str:
         client = self.client_of(server, session)
         if client is not None:
-            if client.suspended:
-                return f"550 5.7.1 Client {client.name} is suspended; mail is not accepted"
-            if not address or address == "<>":  # aiosmtpd reports the null sender as "<>"
-                return replies.NULL_SENDER
-            try:
-                local, domain = normalize_address(address)
-            except AddressError as exc:
-                return f"{replies.BAD_SENDER_SYNTAX}: {replies.one_line(str(exc))}"
-            if aligned_domain(domain, client.sender_domains) is None:
-                return (f"550 5.7.1 Sender domain {domain} is not one of client "
-                        f"{client.name}'s sender domains")
+            refusal = self.runtime.sender_refusal(client, address)
+            if refusal is not None:
+                return refusal
             session.client_name = client.name
         else:
             session.client_name = None  # only the unsubscribe address may follow (RCPT decides)
