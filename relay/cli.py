@@ -216,6 +216,9 @@ def _mount() -> None:
 
     for command in (consent_add, consent_export, consent_repermission):
         consent.add_command(command)
+    from relay.cli_feedback import feedback
+
+    main.add_command(feedback)
 
 
 _mount()

@@ -167,4 +167,7 @@ def make_app(runtime: "Runtime") -> web.Application:
     from relay.http_optin import add_routes
 
     add_routes(app)
+    from relay.feedback.http import add_routes as add_feedback_routes
+
+    add_feedback_routes(app)
     return app

@@ -184,7 +184,7 @@ class Transaction:
 
     async def deliver_copies(self, ctx: MessageContext, list_cfg: "ListConfig", accepted: list[str]) -> Outcome:
         rt = self.rt
-        headers = self.base_headers(ctx.facts)
+        headers = rt.feedback.stamp(self.base_headers(ctx.facts), self.message, self.client, list_cfg.key)
         signer = rt.signer_for(self.client, self.message)
         outcome = Outcome()
         pending = iter(accepted)
@@ -202,7 +202,9 @@ class Transaction:
                 signatures = await rt.signing.run(signer.sign, copy.headers, copy.body, now_ts, size=len(copy.body))
                 data = await cpu_bound(len(copy.body), b"".join, [*signatures, *copy.headers, b"\r\n", copy.body])
                 del copy
-                result = await rt.upstream.deliver(self.mail_from, recipient, data)
+                # the relay's own return path (VERP): bounces and complaints come back to it
+                result = await rt.upstream.deliver(rt.feedback.envelope_sender(self.qid, recipient, self.now),
+                                                   recipient, data)
                 if result.status == "delivered":
                     outcome.delivered.append(recipient)
                 elif result.status == "temporary":
@@ -240,6 +242,10 @@ class Transaction:
                                res.code, "4.4.1", res.reply) for r, (_, res) in outcome.temporary.items()]
         rows += [audit_row(at, name, key, self.qid, message_id, r, "delivery", None, "bounce",
                            res.code, "5.0.0", res.reply) for r, res in outcome.permanent.items()]
+        for r, res in outcome.permanent.items():
+            # the upstream's 5xx through the bounce classifier, before the reply: a hard refusal
+            # suppresses the address before the client's next message to it (never raises)
+            await rt.feedback.upstream_refused(name, key, self.qid, r, res.code, res.reply)
         rt.metrics.copies_delivered(len(outcome.delivered))
         if not outcome.delivered and not outcome.temporary:
             # every copy was refused by the upstream for good: say so directly, no bounce needed

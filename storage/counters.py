@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import Date, func, select
@@ -68,6 +68,25 @@ def counter_upsert(conn: Any, client: str, list_name: str, day: date, deltas: di
         index_elements=["client", "list_name", "day"],
         set_={f: _counter.c[f] + stmt.excluded[f] for f in deltas})
     conn.execute(stmt)
+
+
+# The group commit's share (storage.Store.write_batch): each copy the upstream accepted is one
+# `deliver` audit row; their count per client, list and day goes into the same transaction, so the
+# counter is exactly as durable as the audit log and costs one statement per commit, not per copy.
+DELIVERED_UPSERT = (
+    "INSERT INTO client_counter (client, list_name, day, delivered, hard_bounces, soft_bounces, complaints, "
+    "sender_faults, unsubscribes) VALUES (?, ?, ?, ?, 0, 0, 0, 0, 0) ON CONFLICT (client, list_name, day) "
+    "DO UPDATE SET delivered = client_counter.delivered + excluded.delivered")
+
+
+def delivered_tuples(audit_rows: list[dict[str, Any]], postgres: bool) -> list[tuple[Any, ...]]:
+    """(client, list, day, n) for the `deliver` rows among a batch of audit rows."""
+    counts: dict[tuple[str, str, date], int] = {}
+    for row in audit_rows:
+        if row.get("verdict") == "deliver" and row.get("stage") == "delivery":
+            key = (row["client"], row.get("list_key") or "", (row.get("at") or datetime.now(timezone.utc)).astimezone(timezone.utc).date())
+            counts[key] = counts.get(key, 0) + 1
+    return [(c, lk, day if postgres else day.isoformat(), n) for (c, lk, day), n in counts.items()]
 
 
 class CounterQueries:

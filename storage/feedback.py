@@ -150,6 +150,14 @@ class FeedbackQueries:
             return FeedbackResult(False, None, False)
         return FeedbackResult(True, event_id, suppressed)
 
+    def copies_of(self, queue_id: str) -> list[tuple[str, str, str]]:
+        """(client, list, recipient) of every copy of one message the relay accepted: the decision rows,
+        committed before any copy left, so a report about any of them finds its copy."""
+        stmt = (select(_audit.c.client, _audit.c.list_key, _audit.c.recipient).distinct()
+                .where(_audit.c.queue_id == queue_id, _audit.c.verdict.in_(("accept", "deliver", "spool"))))
+        with self.engine.connect() as conn:
+            return [(c, lk or "", r) for c, lk, r in conn.execute(stmt).all()]
+
     # -- what clients read (the HTTP API) -----------------------------------------
 
     def feedback_events(self, client: str, since: datetime | None = None, after_id: int = 0,
