@@ -102,7 +102,9 @@ class _Duplicate(Exception):
 def _insert_ignore(conn: Any, table: Any, row: dict[str, Any]) -> bool:
     """Insert unless a unique index already holds it; True when a row was added."""
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return conn.execute(dialect_insert(table).values(**row).on_conflict_do_nothing()).rowcount == 1
+    # RETURNING, not rowcount: psycopg's rowcount for ON CONFLICT DO NOTHING was not 1 for an added row
+    stmt = dialect_insert(table).values(**row).on_conflict_do_nothing().returning(table.c.id)
+    return conn.execute(stmt).first() is not None
 
 
 class FeedbackQueries:
