@@ -1,6 +1,7 @@
 """`relay feedback ingest FILE...`: saved bounces and complaint reports through the same path as mail to the relay."""
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -8,7 +9,30 @@ from typing import Any
 import click
 
 from relay.cli_context import RelayContext, pass_ctx
-from relay.cli_optin import _run_with_runtime
+from relay.cli_storage import open_store
+
+
+class _Offline:
+    """What relay.feedback.Feedback needs of a Runtime, without the listeners, DKIM keys or upstream:
+    a saved report needs only the token keys and the database. Webhook entries it queues are sent
+    by the running relay's outbox runner."""
+
+    def __init__(self, config: Any, store: Any) -> None:
+        from datetime import datetime, timedelta, timezone
+
+        from filters.context import Services
+        from relay.keys import read_token_keys
+        from relay.metrics import Metrics
+        from relay.tokens import TokenCodec
+
+        self.config, self.store = config, store
+        self.tokens = TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days))
+        self.services = Services(clock=lambda: datetime.now(timezone.utc), store=store, tokens=self.tokens)
+        self.metrics = Metrics()
+        self.webhooks = self
+
+    def wake(self) -> None:
+        pass
 
 
 @click.group("feedback")
@@ -31,13 +55,12 @@ def ingest(rc: RelayContext, files: tuple[str, ...]) -> None:
         except OSError as exc:
             raise click.ClickException(f"{name}: cannot read: {exc.strerror}") from None
     config = rc.config
+    from relay.feedback.service import Feedback
 
-    async def work(rt: Any) -> list[str]:
-        lines = []
+    async def work(feedback: Feedback) -> None:
         for name, data in inputs:
-            outcomes = await rt.feedback.ingest(data, "cli")
-            lines.append(f"{name}: " + "; ".join(o.line() for o in outcomes))
-        return lines
+            outcomes = await feedback.ingest(data, "cli")
+            click.echo(f"{name}: " + "; ".join(o.line() for o in outcomes))
 
-    for line in _run_with_runtime(config, work):
-        click.echo(line)
+    with open_store(config) as store:
+        asyncio.run(work(Feedback(_Offline(config, store))))  # type: ignore[arg-type]
