@@ -4,7 +4,6 @@ from __future__ import annotations
 import subprocess
 import threading
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 from relay.feedback.verp import ReturnPaths
 from storage.counters import Counts

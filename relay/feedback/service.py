@@ -9,12 +9,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from relay import replies
-from relay.addresses import suppression_key, unsubscribe_token
+from relay.addresses import suppression_key
 from relay.feedback.classify import HARD, NONE, SENDER, SOFT, classify
-from relay.feedback.parse import ARF, AUTO_REPLY, DSN, Report, parse_report
-from relay.feedback.verp import ReturnPaths, campaign_of, feedback_id, recipient_digest
+from relay.feedback.parse import ARF, DSN, Report, parse_report
+from relay.feedback.verp import ReturnPaths, recipient_digest, stamp_headers
 from relay.keys import read_token_keys
-from relay.message import field_name, make_field
 from relay.offload import cpu_bound
 from relay.tokens import TokenError
 from storage.feedback import FeedbackRecord, FeedbackResult
@@ -109,10 +108,9 @@ class Feedback:
 
     def stamp(self, headers: list[bytes], message: "Message", client: "ClientConfig", list_key: str,
               fingerprint: str | None = None) -> list[bytes]:
-        """The copy's header with the relay's Feedback-ID instead of any the client set (DKIM signs it)."""
-        campaign = campaign_of(message.first("x-campaign-id"), message.body, fingerprint)
-        value = feedback_id(campaign, list_key, client.name, self.hostname)
-        return [f for f in headers if field_name(f) != "feedback-id"] + [make_field("Feedback-ID", value)]
+        """Feedback-ID: CAMPAIGN:LIST:CLIENT:HOSTNAME on the copy, replacing the client's (DKIM signs it)."""
+        return stamp_headers(headers, message.first("x-campaign-id"), message.body, list_key, client.name,
+                             self.hostname, fingerprint)
 
     # --- intake ---
     async def intake(self, recipients: list[str], data: bytes, source: str = "smtp") -> str:

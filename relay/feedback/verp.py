@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from relay.addresses import suppression_key
+from relay.message import field_name, make_field
 from relay.tokens import TokenError, key_id
 
 PREFIX = "bounce+"
@@ -131,3 +132,10 @@ def campaign_of(campaign_header: str | None, body: bytes, fingerprint: str | Non
 def feedback_id(campaign: str, list_key: str, client: str, sender_id: str) -> str:
     """Feedback-ID: CAMPAIGN:LIST:CLIENT:SENDERID (Gmail's FBL aggregates by these; no colons inside)."""
     return ":".join((_safe(campaign), _safe(list_key), _safe(client), _safe(sender_id, 64)))
+
+
+def stamp_headers(headers: list[bytes], campaign_header: str | None, body: bytes, list_key: str, client: str,
+                  sender_id: str, fingerprint: str | None = None) -> list[bytes]:
+    """The copy's header with the relay's Feedback-ID instead of any the client set (DKIM signs it)."""
+    value = feedback_id(campaign_of(campaign_header, body, fingerprint), list_key, client, sender_id)
+    return [f for f in headers if field_name(f) != "feedback-id"] + [make_field("Feedback-ID", value)]
