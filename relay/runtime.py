@@ -231,7 +231,7 @@ class Runtime:
             return
         held[row.id] = lease
         # a client's copy goes out with the relay's return path (VERP), as it did the first time
-        envelope = (self.feedback.envelope_sender(row.queue_id, row.recipient, now)
+        envelope = (self.feedback.envelope_sender(row.queue_id, row.recipient, now, row.mail_from)
                     if row.mail_from and row.queue_id != "notice" else row.mail_from)
         result = await self.upstream.deliver(envelope, row.recipient, row.data)
         now = self.services.clock()

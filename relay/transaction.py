@@ -203,8 +203,8 @@ class Transaction:
                 data = await cpu_bound(len(copy.body), b"".join, [*signatures, *copy.headers, b"\r\n", copy.body])
                 del copy
                 # the relay's own return path (VERP): bounces and complaints come back to it
-                result = await rt.upstream.deliver(rt.feedback.envelope_sender(self.qid, recipient, self.now),
-                                                   recipient, data)
+                sender = rt.feedback.envelope_sender(self.qid, recipient, self.now, self.mail_from)
+                result = await rt.upstream.deliver(sender, recipient, data)
                 if result.status == "delivered":
                     outcome.delivered.append(recipient)
                 elif result.status == "temporary":

@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
-from relay.http import RUNTIME
-from relay.http_optin import TooManyFailures, _api_client, _json_error
 from storage.feedback import event_payload
 
 if TYPE_CHECKING:
+    from relay.config import ClientConfig
     from relay.runtime import Runtime
+
+# What the HTTP front hands in (relay.http.make_app), so this package never imports the front: the app
+# key of the Runtime, the client API token check, and the exception that check raises when throttled.
+RUNTIME_KEY = web.AppKey("feedback_runtime_key", object)
+AUTHENTICATE = web.AppKey("feedback_authenticate", object)
+THROTTLED = web.AppKey("feedback_throttled", object)
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -53,12 +58,21 @@ def _suppression_json(row: dict[str, Any]) -> dict[str, Any]:
             "source": row["source"], "created_at": row["created_at"].isoformat()}
 
 
+def _json_error(status: int, error: str, field: str | None = None) -> web.Response:
+    return web.json_response({"error": error} | ({"field": field} if field else {}), status=status)
+
+
+def _runtime(request: web.Request) -> "Runtime":
+    return request.app[request.app[RUNTIME_KEY]]  # type: ignore[index]
+
+
 async def _page(request: web.Request, fetch: Callable[..., list[dict[str, Any]]],
                 shape: Callable[[dict[str, Any]], dict[str, Any]]) -> web.Response:
-    runtime: Runtime = request.app[RUNTIME]
+    runtime = _runtime(request)
+    authenticate: Callable[..., Awaitable["ClientConfig | None"]] = request.app[AUTHENTICATE]  # type: ignore[assignment]
     try:
-        client = await _api_client(runtime, request)
-    except TooManyFailures:
+        client = await authenticate(runtime, request)
+    except request.app[THROTTLED]:  # type: ignore[misc]
         return _json_error(429, "too many wrong API tokens from this address; try again later")
     if client is None:
         return _json_error(401, "missing or invalid API token (Authorization: Bearer ...)")
@@ -82,18 +96,21 @@ async def _page(request: web.Request, fetch: Callable[..., list[dict[str, Any]]]
 
 async def api_suppressions(request: web.Request) -> web.Response:
     """The client's suppressions (client-wide and its lists'), oldest first, `after` the cursor."""
-    runtime: Runtime = request.app[RUNTIME]
+    runtime = _runtime(request)
     return await _page(request, runtime.store.client_suppressions, _suppression_json)
 
 
 async def api_events(request: web.Request) -> web.Response:
     """The client's events: bounce, complaint, feedback (other ARF types), unsubscribe."""
-    runtime: Runtime = request.app[RUNTIME]
+    runtime = _runtime(request)
     # whether an event suppressed is told by the suppressions list (and in webhooks, sent at the time)
     return await _page(request, runtime.store.feedback_events,
                        lambda r: {k: v for k, v in event_payload(r, False).items() if k != "suppressed"})
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, runtime_key: web.AppKey, authenticate: Callable[..., Awaitable[Any]],
+               throttled: type[Exception]) -> None:
+    """Mount the two GET endpoints; `authenticate(runtime, request)` is the subscriber API's Bearer check."""
+    app[RUNTIME_KEY], app[AUTHENTICATE], app[THROTTLED] = runtime_key, authenticate, throttled
     app.router.add_get("/api/v1/suppressions", api_suppressions)
     app.router.add_get("/api/v1/events", api_events)

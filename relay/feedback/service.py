@@ -103,12 +103,15 @@ class Feedback:
         return None
 
     # --- each copy ---
-    def envelope_sender(self, queue_id: str, recipient: str, at: datetime) -> str:
-        return self.paths.address(queue_id, recipient, at)
+    def envelope_sender(self, queue_id: str, recipient: str, at: datetime, client_sender: str) -> str:
+        """bounce+TOKEN@HOSTNAME; the client's own sender with `[feedback] verp = false`."""
+        return self.paths.address(queue_id, recipient, at) if self.settings.verp else client_sender
 
     def stamp(self, headers: list[bytes], message: "Message", client: "ClientConfig", list_key: str,
               fingerprint: str | None = None) -> list[bytes]:
         """Feedback-ID: CAMPAIGN:LIST:CLIENT:HOSTNAME on the copy, replacing the client's (DKIM signs it)."""
+        if not self.settings.verp:
+            return headers
         return stamp_headers(headers, message.first("x-campaign-id"), message.body, list_key, client.name,
                              self.hostname, fingerprint)
 
