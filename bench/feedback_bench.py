@@ -123,7 +123,8 @@ def per_copy(rounds: int, seconds: float, sessions: int) -> dict[str, list[float
                 raise RuntimeError(f"{name}: {r['error']}")
             counts[name] = int(max(sessions * 4, r["msgs_per_s"] * seconds))
         for i in range(rounds):
-            for name, relay in relays.items():
+            # the order alternates per round: on a shared machine, whoever runs first meets other load
+            for name, relay in (list(relays.items()) if i % 2 == 0 else list(relays.items())[::-1]):
                 r = run.throughput_run("smtp-source", relay.port, case, counts[name], sessions, upstream, relay)
                 if not r["ok"]:
                     raise RuntimeError(f"{name} round {i + 1}: {r['error']}")

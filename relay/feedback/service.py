@@ -227,6 +227,10 @@ class Feedback:
                                reply: str) -> None:
         """A synchronous 5xx from the upstream: the same classifier as a DSN (never raises)."""
         try:
+            if not list_key and queue_id:  # a spooled copy: its list is in the message's decision rows
+                store = self.rt.store
+                list_key = next((lk for c, lk, r in await store.run(store.copies_of, queue_id)
+                                 if c == client and suppression_key(r) == suppression_key(recipient)), "")
             category, status = classify("", f"{code} {reply}", "failed")
             copy = Copy(client, list_key, suppression_key(recipient), queue_id)
             await self._record_bounce(Outcome(DSN, category, status, copy), copy, status, f"{code} {reply}",
