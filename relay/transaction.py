@@ -242,10 +242,10 @@ class Transaction:
                                res.code, "4.4.1", res.reply) for r, (_, res) in outcome.temporary.items()]
         rows += [audit_row(at, name, key, self.qid, message_id, r, "delivery", None, "bounce",
                            res.code, "5.0.0", res.reply) for r, res in outcome.permanent.items()]
-        for r, res in outcome.permanent.items():
-            # the upstream's 5xx through the bounce classifier, before the reply: a hard refusal
-            # suppresses the address before the client's next message to it (never raises)
-            await rt.feedback.upstream_refused(name, key, self.qid, r, res.code, res.reply)
+        # the upstream's 5xx through the bounce classifier, before the reply: a hard refusal
+        # suppresses the address before the client's next message to it (never raises)
+        await asyncio.gather(*(rt.feedback.upstream_refused(name, key, self.qid, r, res.code, res.reply)
+                               for r, res in outcome.permanent.items()))
         rt.metrics.copies_delivered(len(outcome.delivered))
         if not outcome.delivered and not outcome.temporary:
             # every copy was refused by the upstream for good: say so directly, no bounce needed

@@ -230,3 +230,10 @@ def test_dsn_to_the_verp_address_suppresses_hard_and_counts_soft(relay, clean_si
     code, text = send(relay.port, "dead@example.org", message("dead@example.org", "Again"))
     assert (code, text.split()[0]) == SUPPRESSED
     assert after.delivered >= before.delivered
+    # on record: the audit log has the report and the suppression, the metrics count them
+    rows = [r for r in relay.store.audit_rows("acme") if r.recipient == "dead@example.org"]
+    assert {(r.stage, r.verdict) for r in rows} >= {("feedback", "bounce"), ("admin", "suppress")}
+    assert any(r.rule == "feedback.bounce.hard" and r.status == "5.1.1" for r in rows)
+    metrics = relay.runtime.metrics.render().decode()
+    assert 'relay_feedback_outcomes_total{category="hard",kind="dsn"}' in metrics
+    assert 'relay_feedback_suppressions_total{kind="bounce"}' in metrics

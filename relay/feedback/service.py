@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("relay.feedback")
 
 INTAKE_LOCALS = ("fbl", "postmaster", "abuse")
+PARSE_LIMIT = 1 << 20
 _COUNTER = {HARD: "hard_bounces", SOFT: "soft_bounces", SENDER: "sender_faults"}
 _RANK = {HARD: 3, SENDER: 2, SOFT: 1, NONE: 0}
 _UNSUB_IN_TEXT = re.compile(r"(?:/u/|unsubscribe\+)([a-z2-7]{16,512})", re.IGNORECASE)
@@ -128,6 +129,9 @@ class Feedback:
 
     async def ingest(self, data: bytes, source: str, envelope_tokens: list[str] | None = None) -> list[Outcome]:
         """Read one report and apply what it says; the same path for SMTP intake and `relay feedback ingest`."""
+        # a report's facts sit in its first parts; past PARSE_LIMIT is a returned message's body, which an
+        # unauthenticated sender could make 25 MB of MIME for the parser to chew on
+        data = data[:PARSE_LIMIT]
         report = await cpu_bound(len(data), parse_report, data)
         self.rt.metrics.feedback_report(report.kind)
         if report.kind not in (DSN, ARF):
