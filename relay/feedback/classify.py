@@ -13,10 +13,11 @@ _HARD_WORDS = re.compile(
     r"user unknown|unknown user|no such (user|mailbox|recipient|address)|mailbox (does not|doesn't) exist|"
     r"does not exist|invalid (recipient|mailbox|address)|recipient (address )?rejected|address rejected|"
     r"not a valid mailbox|unknown (recipient|mailbox|local part)|no mailbox|mailbox unavailable|"
-    r"user not found|account (has been )?(disabled|deleted|closed)|no longer (active|available)|"
+    r"user not found|user not exist|not exist|invalid (final delivery )?userid|"
+    r"account (has been )?(disabled|deleted|closed)|no longer (active|available)|"
     r"host (or domain name )?not found|name service error|domain (does not exist|not found)|"
     r"unrouteable|unroutable|bad destination", re.IGNORECASE)
-_SOFT_WORDS = re.compile(r"quota|mailbox (is )?full|over ?quota|insufficient (system )?storage|try again|"
+_SOFT_WORDS = re.compile(r"quota|storage|mailbox (is )?full|over ?quota|insufficient (system )?storage|try again|"
                          r"temporar|deferred|delayed|timed? ?out|greylist", re.IGNORECASE)
 _SENDER_WORDS = re.compile(
     r"spam|blocked|block ?list|blacklist|listed|reputation|policy|dmarc|dkim|spf|authenticat|"
@@ -76,6 +77,13 @@ def classify(status: str, diagnostic: str = "", action: str = "") -> tuple[str, 
     if action == "delayed":
         return (SENDER if status.startswith("4.7.") else SOFT), status or "4.0.0"
     decided = by_status(status) if status else None
+    if decided is None and status[:1] != "4":
+        # a catch-all Status (5.0.0, X.5.x) over a diagnostic that quotes the remote's own, telling code
+        for match in _STATUS.finditer(diagnostic or ""):
+            inner = ".".join(match.groups())
+            if inner[:1] == "5" and by_status(inner) not in (None, NONE):
+                status, decided = inner, by_status(inner)
+                break
     if decided is not None and decided != NONE:
         return decided, status
     if decided == NONE and action != "failed":
