@@ -145,7 +145,7 @@ def test_every_corpus_message_gets_a_definite_reply_and_standard_dsns_are_classi
         if expected is not None:
             assert match.group(1) == expected, (name, reply)
             classified += 1
-    assert classified >= 100  # 113 of the 336 carry a status RFC 3463 alone decides
+    assert classified >= 100  # of the 336, over 100 standard DSNs carry a status RFC 3463 alone decides
     assert all("auto-reply" in replies[n] for n in replies if n.startswith("rfc3834"))
     assert all("arf complaint" in replies[n] for n in replies if n.startswith("arf-0"))
 
