@@ -237,3 +237,21 @@ def test_dsn_to_the_verp_address_suppresses_hard_and_counts_soft(relay, clean_si
     metrics = relay.runtime.metrics.render().decode()
     assert 'relay_feedback_outcomes_total{category="hard",kind="dsn"}' in metrics
     assert 'relay_feedback_suppressions_total{kind="bounce"}' in metrics
+
+
+def test_complaint_without_return_path_is_attributed_by_the_copys_unsubscribe_link(relay):
+    """Some feedback loops keep only the reported message's header: our List-Unsubscribe names the copy;
+    another sender's /u/ link in the same report is none of ours and changes nothing."""
+    from datetime import datetime, timezone
+
+    token = relay.runtime.tokens.issue("unsubscribe", "acme", "news", "dana@example.org", datetime.now(timezone.utc))
+    copy = (f"From: news@acme.example\r\nTo: redacted@example.org\r\nSubject: News\r\n"
+            f"List-Unsubscribe: <{relay.http}/u/{token}>, <mailto:unsubscribe+{token}@relay.test>\r\n\r\n"
+            f"See https://other.example/u/abcdefghijklmnopqrstuvwxyz234567 too\r\n").encode()
+    before = relay.store.totals("acme", date.today()).complaints
+    reply = report(relay.port, "abuse@relay.test", _arf(copy, "someone@else.example"))
+    assert code_of(reply) == REPORT_RECEIVED and "dana@example.org: recorded, suppressed" in reply, reply
+    assert relay.store.totals("acme", date.today()).complaints == before + 1
+    tampered = copy.replace(token.encode(), (token[:-1] + ("a" if token[-1] != "a" else "b")).encode())
+    reply = report(relay.port, "abuse@relay.test", _arf(tampered, "someone@else.example"))
+    assert code_of(reply) == REPORT_FORGED

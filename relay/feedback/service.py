@@ -29,7 +29,6 @@ INTAKE_LOCALS = ("fbl", "postmaster", "abuse")
 PARSE_LIMIT = 1 << 20
 _COUNTER = {HARD: "hard_bounces", SOFT: "soft_bounces", SENDER: "sender_faults"}
 _RANK = {HARD: 3, SENDER: 2, SOFT: 1, NONE: 0}
-_UNSUB_IN_TEXT = re.compile(r"(?:/u/|unsubscribe\+)([a-z2-7]{16,512})", re.IGNORECASE)
 _OUR_RECEIVED = re.compile(r"\(consent-relay\)\s+with\s+\S+\s+id\s+([0-9A-F]{12})\s+for\s+<([^<>\s]+)>")
 
 
@@ -78,6 +77,11 @@ class Feedback:
         self.hostname = config.relay.hostname.lower()
         self.paths = ReturnPaths(read_token_keys(config), self.hostname, timedelta(days=config.token_max_age_days))
         self.settings = config.feedback
+        # our own unsubscribe links only (the page URL and the mailto): another sender's /u/ link in a
+        # report is none of ours, and must neither attribute nor look like a forgery
+        self._unsub_in_text = re.compile(
+            rf"{re.escape(config.http.public_url)}/u/([a-z2-7]{{16,512}})|"
+            rf"unsubscribe\+([a-z2-7]{{16,512}})@{re.escape(self.hostname)}", re.IGNORECASE)
 
     # --- the relay's own addresses (RCPT without AUTH) ---
     def address_kind(self, address: str) -> str | None:
@@ -179,7 +183,7 @@ class Feedback:
                     return Copy(client, list_key, suppression_key(recipient), ref.queue_id)
         if tokens:
             return None  # a genuine token of a copy whose record is gone
-        for token in dict.fromkeys(m.group(1).lower() for m in _UNSUB_IN_TEXT.finditer(text)):
+        for token in dict.fromkeys((m.group(1) or m.group(2)).lower() for m in self._unsub_in_text.finditer(text)):
             parsed = self.rt.tokens.verify(token, "unsubscribe", now)
             return Copy(parsed.client, parsed.list_key, suppression_key(parsed.recipient), "")
         for match in _OUR_RECEIVED.finditer(text):
