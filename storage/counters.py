@@ -84,7 +84,8 @@ def delivered_tuples(audit_rows: list[dict[str, Any]], postgres: bool) -> list[t
     counts: dict[tuple[str, str, date], int] = {}
     for row in audit_rows:
         if row.get("verdict") == "deliver" and row.get("stage") == "delivery":
-            key = (row["client"], row.get("list_key") or "", (row.get("at") or datetime.now(timezone.utc)).astimezone(timezone.utc).date())
+            at = row.get("at") or datetime.now(timezone.utc)
+            key = (row["client"], row.get("list_key") or "", at.astimezone(timezone.utc).date())
             counts[key] = counts.get(key, 0) + 1
     return [(c, lk, day if postgres else day.isoformat(), n) for (c, lk, day), n in counts.items()]
 

@@ -33,7 +33,8 @@ def code_of(reply: str) -> tuple[int, str]:
 def message(to: str, subject: str = "News", body: str = "Hello,\nour news.\n") -> bytes:
     return (f"From: news@acme.example\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Date: Mon, 07 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{subject.replace(' ', '.')}.{to}>\r\n"
-            f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}").encode().replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+            f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}").encode().replace(
+        b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def send(port: int, rcpt: str, data: bytes) -> tuple[int, str]:
@@ -188,6 +189,7 @@ def test_arf_complaint_built_from_the_delivered_copy_suppresses_and_a_tampered_t
     before = relay.store.totals("acme", date.today())
     reply = report(relay.port, "fbl@relay.test", _arf(copy.data, tampered))
     assert code_of(reply) == REPORT_FORGED
+    assert any(r.stage == "feedback" and r.verdict == "forged" for r in relay.store.audit_rows("*"))
     assert send(relay.port, "carol@example.org", message("carol@example.org", "Still"))[0] == 250
     reply = report(relay.port, "fbl@relay.test", _arf(copy.data, copy.mail_from, "not-spam"))
     assert code_of(reply) == REPORT_RECEIVED and "arf other" in reply

@@ -32,6 +32,12 @@ _RANK = {HARD: 3, SENDER: 2, SOFT: 1, NONE: 0}
 _OUR_RECEIVED = re.compile(r"\(consent-relay\)\s+with\s+\S+\s+id\s+([0-9A-F]{12})\s+for\s+<([^<>\s]+)>")
 
 
+def _clean(text: str, limit: int = 500) -> str:
+    """One line any database takes: no NUL (PostgreSQL refuses it), no lone surrogates, bounded."""
+    text = " ".join(text.replace("\x00", " ").split())[:limit]
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 @dataclass(frozen=True)
 class Copy:
     """The delivered copy a report is about."""
@@ -146,12 +152,16 @@ class Feedback:
         except TokenError:
             self.rt.metrics.feedback_outcome(report.kind, "forged")
             log.warning("a %s report carried a token that does not verify; nothing changed", report.kind)
+            await self._note(report.kind, "none", "", "forged", source, "a token in the report does not verify")
             return [Outcome(report.kind, "none", "", None, forged=True)]
         if report.kind == ARF:
             category = "complaint" if report.feedback_type == "abuse" else "other"
             outcome = Outcome(ARF, category, report.feedback_type, copy)
             if copy is not None:
                 outcome = await self._record_complaint(outcome, copy, report, source)
+            else:
+                await self._note(ARF, category, report.feedback_type, "unattributed", source,
+                                 ", ".join(report.reported_recipients) or "names no copy of this relay")
             self.rt.metrics.feedback_outcome(ARF, category if copy else "unattributed")
             return [outcome]
         judged = [(classify(f.status, f.diagnostic, f.action), f) for f in report.failures]
@@ -163,6 +173,9 @@ class Feedback:
         outcome = Outcome(DSN, category, status, copy)
         if copy is not None:
             outcome = await self._record_bounce(outcome, copy, status, failure.diagnostic, source)
+        else:
+            await self._note(DSN, category, status, "unattributed", source,
+                             f"{failure.recipient or '-'}: {failure.diagnostic}")
         self.rt.metrics.feedback_outcome(DSN, category if copy else "unattributed")
         return [outcome]
 
@@ -193,6 +206,14 @@ class Feedback:
                     return Copy(client, list_key, suppression_key(known), qid)
         return None
 
+    async def _note(self, kind: str, category: str, status: str, verdict: str, source: str, detail: str) -> None:
+        """A report that changes nothing (forged, or about no copy of ours) still goes into the audit log."""
+        row = {"at": self.rt.services.clock(), "client": "*", "list_key": None, "recipient": "-",
+               "stage": "feedback", "rule": f"feedback.{kind}.{category}", "verdict": verdict, "code": None,
+               "status": _clean(status, 32) or None, "reason": _clean(f"via {source}: {detail}"),
+               "message_id": None, "queue_id": ""}
+        await self.rt.store.run(self.rt.store.record_decisions, [row])
+
     async def _record(self, rec: FeedbackRecord) -> FeedbackResult:
         result = await self.rt.store.run(self.rt.store.record_feedback, rec)
         if result.suppressed:
@@ -210,7 +231,7 @@ class Feedback:
         category = outcome.category
         rec = FeedbackRecord(
             at=self.rt.services.clock(), client=copy.client, list_key=copy.list_key, recipient=copy.recipient,
-            kind="bounce", category=category, status=status, detail=" ".join(diagnostic.split())[:500],
+            kind="bounce", category=category, status=_clean(status, 32), detail=_clean(diagnostic),
             queue_id=copy.queue_id, source=source,
             dedupe=f"bounce:{copy.queue_id or secrets.token_hex(6)}:{copy.recipient}:{category}",
             counter=_COUNTER.get(category), suppress="bounce" if category == HARD else None,
@@ -223,9 +244,10 @@ class Feedback:
         rec = FeedbackRecord(
             at=self.rt.services.clock(), client=copy.client, list_key=copy.list_key, recipient=copy.recipient,
             kind="complaint" if complaint else "feedback", category=outcome.category,
-            status=report.feedback_type or "abuse", detail=f"ARF {report.feedback_type or 'abuse'} report",
+            status=_clean(report.feedback_type or "abuse", 64),
+            detail=_clean(f"ARF {report.feedback_type or 'abuse'} report"),
             queue_id=copy.queue_id, source=source,
-            dedupe=f"arf:{report.feedback_type}:{copy.queue_id or secrets.token_hex(6)}:{copy.recipient}",
+            dedupe=f"arf:{_clean(report.feedback_type, 64)}:{copy.queue_id or secrets.token_hex(6)}:{copy.recipient}",
             counter="complaints" if complaint else None, suppress="complaint" if complaint else None,
             webhook=self._webhook(copy.client))
         return Outcome(outcome.kind, outcome.category, outcome.status, copy, result=await self._record(rec))
