@@ -133,7 +133,7 @@ class FeedbackSection:
     soft_bounce_limit: int = 5       # soft bounces of one address ...
     soft_bounce_days: int = 14       # ... within this many days → suppressed as inactive
     webhook_timeout: float = 10.0    # seconds for one webhook POST
-    webhook_max_attempts: int = 12   # then the entry is kept as failed (about 34 hours of back-off)
+    webhook_max_attempts: int = 30   # then the entry is kept as failed (about a day of back-off)
     webhook_retry_delay: float = 30.0  # first retry after this many seconds, doubling up to an hour
     verp: bool = True                # false: copies keep the client's envelope sender and get no Feedback-ID
 
@@ -432,7 +432,7 @@ def _feedback(t: _Table) -> FeedbackSection:
         soft_bounce_limit=t.number("soft_bounce_limit", 5, 1),
         soft_bounce_days=t.number("soft_bounce_days", 14, 1),
         webhook_timeout=t.number("webhook_timeout", 10.0, 0.1, integer=False),
-        webhook_max_attempts=t.number("webhook_max_attempts", 12, 1),
+        webhook_max_attempts=t.number("webhook_max_attempts", 30, 1),
         webhook_retry_delay=t.number("webhook_retry_delay", 30.0, 0.01, integer=False),
         verp=t.get("verp", bool, True),
     )
