@@ -96,3 +96,21 @@ def test_soft_bounces_suppress_after_the_limit_within_the_window(store):
     assert soft(3, now)  # the third within 14 days
     (row,) = [r for r in store.suppressions(client=client)]
     assert (row.reason, row.source) == ("bounce", "feedback:inactive")
+
+
+def test_outbox_leases_each_entry_to_one_sender_and_keeps_given_up_ones(store):
+    now = datetime.now(timezone.utc)
+    client = f"w{now.timestamp():.0f}"
+    for i in range(2):
+        assert store.record_feedback(FeedbackRecord(
+            now, client, "news", f"r{i}@example.org", "complaint", "complaint", "abuse", "ARF", f"W{i}", "test",
+            f"{client}:w{i}", counter="complaints", suppress="complaint", webhook=True)).suppressed
+    rows = [r for r in store.outbox_claim(now, 100, 60) if r["client"] == client]
+    assert len(rows) == 2 and '"type": "complaint"' in rows[0]["payload"]
+    assert [r for r in store.outbox_claim(now, 100, 60) if r["client"] == client] == []  # leased
+    store.outbox_done(rows[0]["id"])
+    store.outbox_retry(rows[1]["id"], None, "HTTP 500", now)  # given up
+    later = now + timedelta(hours=2)
+    assert [r for r in store.outbox_claim(later, 100, 60) if r["client"] == client] == []
+    (kept,) = store.outbox_rows(client)
+    assert kept["failed_at"] is not None and kept["attempts"] == 1 and kept["last_error"] == "HTTP 500"
