@@ -202,7 +202,7 @@ class Transaction:
 
     async def deliver_copies(self, ctx: MessageContext, list_cfg: "ListConfig", accepted: list[str]) -> Outcome:
         rt = self.rt
-        headers = self.base_headers(ctx.facts)
+        headers = rt.feedback.stamp(self.base_headers(ctx.facts), self.message, self.client, list_cfg.key)
         signer = rt.signer_for(self.client, self.message)
         outcome = Outcome()
         pending = iter(accepted)
@@ -213,7 +213,9 @@ class Transaction:
                 signatures, copy = await self.build_copy(ctx, list_cfg, recipient, headers, signer, now_ts)
                 data = await cpu_bound(len(copy.body), b"".join, [*signatures, *copy.headers, b"\r\n", copy.body])
                 del copy
-                result = await rt.upstream.deliver(self.mail_from, recipient, data)
+                # the relay's own return path (VERP): bounces and complaints come back to it
+                sender = rt.feedback.envelope_sender(self.qid, recipient, self.now, self.mail_from)
+                result = await rt.upstream.deliver(sender, recipient, data)
                 if result.status == "delivered":
                     outcome.delivered.append(recipient)
                 elif result.status == "temporary":
@@ -267,6 +269,10 @@ class Transaction:
                                res.code, "4.4.1", res.reply) for r, (_, res) in outcome.temporary.items()]
         rows += [audit_row(at, name, key, self.qid, message_id, r, "delivery", None, "bounce",
                            res.code, "5.0.0", res.reply) for r, res in outcome.permanent.items()]
+        # the upstream's 5xx through the bounce classifier, before the reply: a hard refusal
+        # suppresses the address before the client's next message to it (never raises)
+        await asyncio.gather(*(rt.feedback.upstream_refused(name, key, self.qid, r, res.code, res.reply)
+                               for r, res in outcome.permanent.items()))
         rt.metrics.copies_delivered(len(outcome.delivered))
         if not outcome.delivered and not outcome.temporary:
             # every copy was refused by the upstream for good: say so directly, no bounce needed

@@ -30,6 +30,7 @@ showq     unix  n - n - - showq
 error     unix  - - n - - error
 retry     unix  - - n - - error
 discard   unix  - - n - - discard
+local     unix  - n n - - local
 anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
@@ -51,7 +52,7 @@ class PostfixInstance:
     `relayhost` (an aiosmtpd sink) and listens on a free loopback port. Settings can be given as
     main.cf parameters; `stop()` stops it and removes its directory."""
 
-    def __init__(self, relayhost_port: int, settings: dict[str, str] | None = None, port: int | None = None):
+    def __init__(self, relayhost_port: int | None, settings: dict[str, str] | None = None, port: int | None = None):
         self.port = port or free_port()
         # not under pytest's 0700 tmp directories: Postfix's daemons run as the postfix user
         self.root = Path(tempfile.mkdtemp(prefix="postfix-test-"))
@@ -71,7 +72,7 @@ class PostfixInstance:
             "inet_interfaces": "127.0.0.1",
             "inet_protocols": "ipv4",
             "mynetworks": "127.0.0.0/8",
-            "relayhost": f"[127.0.0.1]:{relayhost_port}",
+            "relayhost": f"[127.0.0.1]:{relayhost_port}" if relayhost_port else "",
             "local_transport": "error:no local delivery",
             "maillog_file": str(self.log_file),
             "maillog_file_prefixes": str(self.root),

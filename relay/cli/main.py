@@ -220,6 +220,9 @@ def _mount() -> None:
 
     for command in (consent_add, consent_export, consent_repermission):
         consent.add_command(command)
+    from relay.cli.feedback import feedback
+
+    main.add_command(feedback)
 
 
 _mount()
