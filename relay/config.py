@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from relay.ops.settings import OpsSettings, parse_ops
+
 DEFAULT_ROLE_ADDRESSES = (
     "abuse", "admin", "administrator", "billing", "compliance", "contact", "devnull",
     "dns", "ftp", "help", "hostmaster", "info", "list", "list-request", "mailer-daemon",
@@ -112,6 +114,8 @@ class UpstreamSection:
     timeout: float
     retry_max_age_hours: float
     retry_initial_delay: float
+    max_connection_age: float = 300.0     # seconds a pooled upstream connection is reused
+    max_connection_messages: int = 100    # copies one pooled upstream connection carries
 
     @property
     def scheme(self) -> str:
@@ -141,6 +145,7 @@ class Config:
     optin: OptinSection
     clients: dict[str, ClientConfig] = field(default_factory=dict)
     content: dict[str, Any] = field(default_factory=dict)  # [policy.content], checked by filters.content
+    ops: OpsSettings = field(default_factory=OpsSettings)  # [admin] and [log] (relay/ops, SPEC §12)
 
     @property
     def stages_off(self) -> list[str]:
@@ -278,6 +283,8 @@ def _upstream(t: _Table, base: Path) -> UpstreamSection:
         timeout=t.number("timeout", 30.0, 0.1, integer=False),
         retry_max_age_hours=t.number("retry_max_age_hours", 120.0, 0.01, integer=False),
         retry_initial_delay=t.number("retry_initial_delay", 60.0, 0.1, integer=False),
+        max_connection_age=t.number("max_connection_age", 300.0, 0, integer=False),
+        max_connection_messages=t.number("max_connection_messages", 100, 1),
     )
     t.finish()
     return section
@@ -467,6 +474,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         rate_per_client_per_hour=o.number("rate_per_client_per_hour", 10000, 1),
     )
     o.finish()
+    ops = parse_ops(root, _listen)
     clients_t = root.table("clients")
     clients = {}
     for name in clients_t.data:
@@ -486,7 +494,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         token_max_age_days=token_max_age_days,
         create_missing_secrets=create_missing, stages=tuple(stages),
         role_addresses=frozenset(str(x).lower() for x in roles), optin=optin, clients=clients,
-        content=content,
+        content=content, ops=ops,
     )
 
 

@@ -21,6 +21,7 @@ from relay.offload import BatchedThreads, signing_threads, thread_pool
 from relay.keys import load_client_secrets, read_token_keys, tls_context
 from relay.message import Message, split_header_block
 from relay.metrics import Metrics
+from relay.ops.logs import mail_line, upstream_queue_id
 from relay.passwords import verify_password
 from relay.pipeline import Decision, Pipeline
 from relay.smtp import PeerLimits
@@ -57,7 +58,10 @@ class Runtime:
         self.config = config
         self.store = store
         self.upstream = upstream or make_upstream(
-            config.upstream.url, config.upstream.pool_size, config.upstream.timeout, config.relay.hostname)
+            config.upstream.url, config.upstream.pool_size, config.upstream.timeout, config.relay.hostname,
+            config.upstream.max_connection_age, config.upstream.max_connection_messages)
+        # the last delivery's outcome: None before any, else (ok, monotonic time, reply) for /healthz
+        self.upstream_state: tuple[bool, float, str] | None = None
         self.tokens = TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days))
         self.services = Services(clock=clock, store=store, tokens=self.tokens)
         self.writer = GroupWriter(store)
@@ -135,6 +139,10 @@ class Runtime:
             from relay.transaction import audit_row
 
             self.metrics.refused(decision.stage, decision.verdict.rule)
+            self.metrics.client_recipient(client.name, "refused")
+            mail_line(event="decision", client=client.name, peer=getattr(session, "peer", None) and session.peer[0],
+                      rcpt=recipient, stage=decision.stage, rule=decision.verdict.rule,
+                      reply=replies.verdict_reply(decision.verdict))
             # a refusal is evidence too; if storage is down the refusal still stands
             try:
                 await self.writer.write([audit_row(self.services.clock(), client.name, None, "", None, recipient,
@@ -155,7 +163,15 @@ class Runtime:
             self.in_flight -= 1
         self.metrics.latency.observe(time.perf_counter() - started)
         self.metrics.reply(reply)
+        self.metrics.client_message(client.name, reply)
         return reply
+
+    def note_delivery(self, client: str, result: Any) -> None:
+        """Upstream health (a reply, even a refusal, means it is up) and the per-client copy counters."""
+        up = result.status != "temporary"
+        self.upstream_state = (up, time.monotonic(), replies.one_line(f"{result.code} {result.reply}"))
+        self.metrics.upstream_result(up)
+        self.metrics.client_copy(client, result.status)
 
     # --- mail to unsubscribe+TOKEN@hostname: accepted without AUTH, same effect as the POST ---
     def unsubscribe_address_refusal(self, address: str) -> str | None:
@@ -225,7 +241,14 @@ class Runtime:
             del held[row.id]
             return
         held[row.id] = lease
+        started = time.perf_counter()
         result = await self.upstream.deliver(row.mail_from, row.recipient, row.data)
+        self.note_delivery(row.client, result)
+        upstream_qid = upstream_queue_id(result.reply) if result.status == "delivered" else None
+        mail_line(event="retry", qid=row.queue_id, client=row.client, rcpt=row.recipient, stage="delivery",
+                  rule=result.status, reply=replies.one_line(f"{result.code} {result.reply}"),
+                  upstream_qid=upstream_qid, attempt=row.attempts + 1,
+                  elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
         now = self.services.clock()
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
         expired = now - created > timedelta(hours=self.config.upstream.retry_max_age_hours)
@@ -233,7 +256,7 @@ class Runtime:
             await self.store.run(self.store.spool_done, row.id)
             self.metrics.copies_delivered(1)
             self._record_spooled(row, now, "deliver", 250, "2.0.0",
-                                 f"accepted by upstream at attempt {row.attempts + 1}")
+                                 f"accepted by upstream at attempt {row.attempts + 1}", upstream_qid)
         elif result.status == "temporary" and not expired:
             next_at = now + timedelta(seconds=self.retry_delay(row.attempts))
             await self.store.run(self.store.spool_retry, row.id, next_at,
@@ -246,7 +269,7 @@ class Runtime:
         del held[row.id]
 
     def _record_spooled(self, row: Any, at: datetime, outcome: str, code: int | None, status: str,
-                        reason: str) -> None:
+                        reason: str, upstream_qid: str | None = None) -> None:
         """The audit row of a spooled copy's end (delivered or bounced), written behind, as for a
         copy delivered at once; a delivery also keeps the recipient's consent current."""
         from relay.transaction import audit_row, resolve_list
@@ -258,7 +281,7 @@ class Runtime:
         mailing = resolve_list(client, message)
         list_key = None if isinstance(mailing, str) else mailing.key
         audit = [audit_row(at, client.name, list_key, row.queue_id, message.first("message-id"), row.recipient,
-                           "delivery", None, outcome, code, status, reason)]
+                           "delivery", None, outcome, code, status, reason, upstream_qid)]
         contacts = ((client.name, list_key, [row.recipient], at),) if outcome == "deliver" and list_key else ()
 
         async def write() -> None:

@@ -15,7 +15,7 @@ from relay import replies
 from relay.addresses import AddressError, is_unsubscribe_address, normalize_address
 from relay.message import Message
 from relay.offload import BIG, cpu_bound
-from relay.smtp_data import read_data
+from relay.smtp_data import normalize_line_ends, read_data
 from relay.windows import SlidingWindows, peer_key
 
 if TYPE_CHECKING:
@@ -359,8 +359,10 @@ class RelayHandler:
         pieces: list[bytes] = envelope.pieces
         envelope.pieces = []
         size = sum(map(len, pieces))
-        if await cpu_bound(size, pieces_have_bare_line_ending_or_nul, pieces):
+        normalized = await cpu_bound(size, normalize_line_ends, pieces)
+        if normalized is None:  # bare CR or NUL (the end-of-data look-alikes were refused while reading)
             return replies.SMUGGLING
+        pieces = normalized
         if getattr(envelope, "unsubscribe", False):
             return await self.runtime.unsubscribe_by_mail(envelope.rcpt_tos)
         client = self.runtime.config.clients[session.client_name]
