@@ -1,4 +1,4 @@
-"""The HTTP side (aiohttp, same loop as SMTP): health, metrics, and the recipients' endpoints."""
+"""The public HTTP side (aiohttp, same loop as SMTP): the recipients' endpoints (health and metrics: relay/ops/admin.py)."""
 from __future__ import annotations
 
 import functools
@@ -125,20 +125,6 @@ async def no_tracebacks(request: web.Request, handler):  # type: ignore[no-untyp
         return _error(request, 500, "Something went wrong", "Please try again in a few minutes.")
 
 
-async def healthz(request: web.Request) -> web.Response:
-    runtime: Runtime = request.app[RUNTIME]
-    try:
-        await runtime.store.run(runtime.store.ping)
-    except Exception:
-        return web.Response(status=503, text="storage unavailable\n")
-    return web.Response(text="ok\n")
-
-
-async def metrics(request: web.Request) -> web.Response:
-    runtime: Runtime = request.app[RUNTIME]
-    return web.Response(body=runtime.metrics.render(), content_type="text/plain", charset="utf-8")
-
-
 class _NoRequestBytes(logging.Filter):
     """aiohttp logs a request it cannot parse with a traceback and the line's first 100 bytes, which
     can hold a token (/u/TOKEN?…8 KB…): keep the peer and the kind of error, at INFO (it is the sender's)."""
@@ -160,8 +146,7 @@ def make_app(runtime: "Runtime") -> web.Application:
     logging.getLogger("aiohttp.server").addFilter(_NO_REQUEST_BYTES)  # once: addFilter skips a repeat
     app = web.Application(middlewares=[no_tracebacks], client_max_size=BODY_LIMIT)
     app[RUNTIME] = runtime
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    # /healthz and /metrics are on the admin listener (relay/ops/admin.py, SPEC §12), never here
     app.router.add_get("/u/{token}", unsubscribe_page)
     app.router.add_post("/u/{token}", unsubscribe_post)
     from relay.http_optin import add_routes

@@ -27,9 +27,11 @@ def run_relay(*args: str, cwd: Path, input: str | None = None) -> subprocess.Com
     return subprocess.run([*RELAY, *args], cwd=cwd, input=input, capture_output=True, text=True, timeout=60)
 
 
-def demo_config(tmp: Path, smtp_port: int, http_port: int, db_url: str | None = None) -> Path:
+def demo_config(tmp: Path, smtp_port: int, http_port: int, db_url: str | None = None,
+                admin_port: int | None = None) -> Path:
     text = DEMO.read_text()
     text = text.replace("127.0.0.1:2525", f"127.0.0.1:{smtp_port}").replace("127.0.0.1:8025", f"127.0.0.1:{http_port}")
+    text = text.replace("127.0.0.1:8026", f"127.0.0.1:{admin_port or free_port()}")
     if db_url:
         text = text.replace('url = "sqlite:///relay.db"', f'url = "{db_url}"')
     path = tmp / "relay.toml"

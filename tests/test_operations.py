@@ -1,0 +1,233 @@
+"""Operations (SPEC §8 bare LF, §12): through SMTP, the admin HTTP listener and the `relay` CLI."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from conftest import Sink, SinkHandler, free_port
+from smtp_client import RawSMTP
+from test_relay_smtp import code_of, login, send, message, verify_dkim
+
+RELAY = [sys.executable, "-m", "relay"]
+ACCEPTED = 250
+SMUGGLED = (550, "5.5.2")
+UPSTREAM_QID = "4QX7Z1A2B3"
+DEFERRED = "451 4.3.0 Try again later"
+
+
+class QueueIdHandler(SinkHandler):
+    """An upstream answering as Postfix does (`queued as ID`), counting the connections it gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ehlos = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
+        self.ehlos += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        await super().handle_DATA(server, session, envelope)
+        return f"250 2.0.0 Ok: queued as {UPSTREAM_QID}"
+
+
+@pytest.fixture(scope="module")
+def qsink():
+    sink = Sink()
+    sink.handler = QueueIdHandler()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture()
+def upstream(qsink: Sink) -> Sink:
+    qsink.clear()
+    qsink.handler.ehlos = 0
+    return qsink
+
+
+@pytest.fixture(scope="module")
+def relay(relay_factory, qsink: Sink):
+    return relay_factory(upstream=f"smtp://127.0.0.1:{qsink.port}")
+
+
+def admin_get(relay, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{relay.running.admin_port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def sample(metrics: str, name: str) -> float | None:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", metrics, re.M)
+    return float(match.group(1)) if match else None
+
+
+def relay_cli(config: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*RELAY, "--config", str(config), *args], capture_output=True, text=True, timeout=60,
+                          cwd=config.parent)
+
+
+# -- SPEC §8: bare LF is a CRLF; look-alikes, bare CR and NUL are still refused -------------------
+
+def lf_message(body: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "news@acme.example", "alice@example.org", "LF only"
+    msg.set_content(body)
+    return msg.as_bytes()  # the README's old example: LF line ends, as smtplib then sends them
+
+
+def test_lf_only_mail_from_smtplib_is_taken_and_goes_out_as_crlf(relay, upstream, keys_dir):
+    data = lf_message("first line\n.a line that starts with a dot\nlast line\n")
+    assert b"\r" not in data
+    with login(relay.port) as s:
+        s.sendmail("bounce@acme.example", ["alice@example.org"], data)  # raises unless 250
+    (got,) = upstream.wait_for(1)
+    assert not re.search(rb"(?<!\r)\n|\r(?!\n)", got.data), "only CRLF line ends reach the upstream"
+    # smtplib doubled the dot at the start of the LF line; the relay took one away, as on a CRLF line
+    assert b"\r\n.a line that starts with a dot\r\n" in got.data
+    assert b"\r\n..a line" not in got.data
+    assert verify_dkim(got.data, keys_dir)
+
+
+@pytest.mark.parametrize("trap", [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r", b"\x00"])
+def test_lf_only_mail_with_an_end_of_data_lookalike_bare_cr_or_nul_is_still_refused(relay, upstream, trap):
+    with RawSMTP(relay.port) as c:
+        import base64
+
+        from conftest import PASSWORD
+
+        c.cmd("EHLO client.test")
+        assert c.cmd("AUTH PLAIN " + base64.b64encode(f"\0acme\0{PASSWORD}".encode()).decode()).startswith("235")
+        c.cmd("MAIL FROM:<bounce@acme.example>")
+        c.cmd("RCPT TO:<alice@example.org>")
+        assert c.cmd("DATA").startswith("354")
+        c.send(b"From: news@acme.example\nTo: alice@example.org\nSubject: x\n\nbody" + trap
+               + b"MAIL FROM:<x@acme.example>\n" + b"\r\n.\r\n")
+        assert code_of(c.reply()) == SMUGGLED
+    assert upstream.messages == []
+
+
+# -- SPEC §12: the upstream's queue id in the audit, the admin listener ---------------------------
+
+def test_upstream_queue_id_is_kept_in_the_audit_log(relay, upstream):
+    assert send(relay.port, message(), ["alice@example.org"])[0] == ACCEPTED
+    relay.flush()
+    rows = [r for r in relay.store.audit_rows("acme") if r.verdict == "deliver" and r.recipient == "alice@example.org"]
+    assert rows and rows[-1].upstream_queue_id == UPSTREAM_QID
+    out = relay_cli(relay.config_path, "audit", "export", "--client", "acme", "--format", "jsonl")
+    assert out.returncode == 0, out.stderr
+    assert any(json.loads(line).get("upstream_queue_id") == UPSTREAM_QID for line in out.stdout.splitlines())
+
+
+def test_metrics_and_healthz_are_on_the_admin_listener_only(relay, upstream):
+    assert send(relay.port, message(), ["alice@example.org"])[0] == ACCEPTED
+    for path in ("/metrics", "/healthz"):
+        try:
+            urllib.request.urlopen(relay.http + path, timeout=5)
+            raise AssertionError(f"{path} answered on the public listener")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+    status, text = admin_get(relay, "/metrics")
+    assert status == 200
+    assert sample(text, 'relay_client_messages_total{client="acme",result="accepted"}') >= 1
+    assert sample(text, 'relay_client_copies_total{client="acme",outcome="delivered"}') >= 1
+    assert sample(text, "relay_upstream_up") == 1 and sample(text, "relay_storage_up") == 1
+    assert sample(text, "relay_retry_queue_copies") is not None
+    status, text = admin_get(relay, "/healthz")
+    assert (status, text.splitlines()[0]) == (200, "ok")
+
+
+def test_healthz_is_503_naming_the_upstream_when_it_is_down(relay_factory):
+    dead = relay_factory(upstream=f"smtp://127.0.0.1:{free_port()}")
+    status, text = admin_get(dead, "/healthz")
+    assert status == 503 and "upstream: down" in text and "storage: ok" in text
+    status, text = admin_get(dead, "/metrics")
+    assert sample(text, "relay_upstream_up") == 0
+
+
+# -- `relay queue` ------------------------------------------------------------------------------
+
+def test_queue_list_hold_release_delete_and_the_queue_depth_gauge(relay, upstream):
+    upstream.handler.reply_for = lambda rcpt: DEFERRED if rcpt.startswith("later") else None
+    code, text = send(relay.port, message(), ["alice@example.org", "later1@example.org"])
+    assert code == ACCEPTED and b"1 queued for retry" in text
+    code, _ = send(relay.port, message(), ["alice@example.org", "later2@example.org"])
+    held = relay_cli(relay.config_path, "queue", "hold", "--all")
+    assert held.returncode == 0 and held.stdout.startswith("2 copies held"), held.stdout + held.stderr
+    listed = relay_cli(relay.config_path, "queue", "list", "--json")
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted(r["to"] for r in rows) == ["later1@example.org", "later2@example.org"]
+    assert all(r["next_attempt"] == "held" for r in rows)
+    attempts = {r["id"]: r["attempts"] for r in rows}
+    _, metrics = admin_get(relay, "/metrics")
+    assert sample(metrics, "relay_retry_queue_copies") == 2 and sample(metrics, "relay_retry_queue_held") == 2
+    time.sleep(1.0)  # the relay retries every 0.2 s here: a held copy is left alone
+    rows = [json.loads(line) for line in relay_cli(relay.config_path, "queue", "list", "--json").stdout.splitlines()]
+    assert {r["id"]: r["attempts"] for r in rows} == attempts
+    shown = relay_cli(relay.config_path, "queue", "show", str(rows[0]["id"]), "--body")
+    assert shown.returncode == 0 and "DKIM-Signature:" in shown.stdout and "to:" in shown.stdout
+    later2 = next(r for r in rows if r["to"] == "later2@example.org")
+    deleted = relay_cli(relay.config_path, "queue", "delete", str(later2["id"]))
+    assert deleted.returncode == 0 and deleted.stdout.strip() == "deleted 1 copy"
+    upstream.handler.reply_for = lambda rcpt: None
+    released = relay_cli(relay.config_path, "queue", "release", "--all")
+    assert released.returncode == 0 and released.stdout.startswith("1 copy released")
+    deadline = time.monotonic() + 10
+    while not upstream.for_rcpt("later1@example.org") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.for_rcpt("later1@example.org") and not upstream.for_rcpt("later2@example.org")
+    relay.flush()
+    assert relay_cli(relay.config_path, "queue", "list").stdout.strip() == "the retry spool is empty"
+    audit = relay.store.audit_rows("acme")
+    assert any(r.recipient == "later2@example.org" and r.verdict == "delete" for r in audit)
+    missing = relay_cli(relay.config_path, "queue", "delete", "999999")
+    assert missing.returncode == 1 and missing.stderr.startswith("Error: no spooled copy")
+
+
+# -- pooled upstream connections retire ---------------------------------------------------------
+
+@pytest.mark.parametrize("limit, pause, connections", [
+    ("max_connection_messages = 2\n", 0.0, 3),   # 5 copies, 2 per connection
+    ("max_connection_age = 0.3\n", 0.4, 5),      # each copy after the connection has aged
+])
+def test_pooled_upstream_connections_retire_by_count_and_age(relay_factory, upstream, limit, pause, connections):
+    r = relay_factory(upstream=f"smtp://127.0.0.1:{upstream.port}", upstream_extra=limit)
+    for _ in range(5):
+        assert send(r.port, message(), ["alice@example.org"])[0] == ACCEPTED
+        time.sleep(pause)
+    assert upstream.handler.ehlos == connections
+
+
+# -- CLI: no silent demo, --version, 0600 ------------------------------------------------------
+
+def test_admin_commands_without_a_configuration_say_so_and_create_nothing(tmp_path):
+    for args in (["consent", "add", "a@example.org", "--client", "demo", "--list", "news", "--source", "x"],
+                 ["suppress", "add", "a@example.org"], ["audit", "export", "--client", "demo"],
+                 ["queue", "list"]):
+        result = subprocess.run([*RELAY, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("Error: no configuration") and "--demo" in line
+    assert list(tmp_path.iterdir()) == []  # no relay.db, no secrets
+    demo = subprocess.run([*RELAY, "--demo", "config-check"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert demo.returncode == 0 and "demo.toml: ok" in demo.stdout
+
+
+def test_version():
+    result = subprocess.run([*RELAY, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and re.fullmatch(r"relay \d+\.\d+\.\d+\S*\n", result.stdout)
