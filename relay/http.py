@@ -63,7 +63,22 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
         values = _token_page_values(runtime, request.match_info["token"])
     except TokenError:
         return plain_page(400, *BAD_LINK)
+    if await _already_unsubscribed(runtime, request.match_info["token"]):
+        # a used link says it is done, not the button again (issue 17)
+        return page(200, "page_unsubscribed.html.j2", title="Already done: you are unsubscribed", already="1",
+                    **values)
     return page(200, "page_unsubscribe.html.j2", title=f"Unsubscribe from {values['list_name']}", **values)
+
+
+async def _already_unsubscribed(runtime: "Runtime", token: str) -> bool:
+    parsed = runtime.tokens.verify(token, "unsubscribe", runtime.services.clock())
+    store = runtime.store
+    try:
+        found = await store.read(store.list_lookup, parsed.client, parsed.list_key, [parsed.recipient])
+    except Exception:  # the page still works (with its button) when storage is down
+        log.warning("could not look up the unsubscribe state; showing the button")
+        return False
+    return parsed.recipient in found.unsubscribed
 
 
 async def _one_click(request: web.Request) -> bool:

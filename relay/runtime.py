@@ -199,18 +199,28 @@ class Runtime:
         return b"".join(signer.sign(message.headers, message.body, int(self.services.clock().timestamp()))) + data
 
     async def deliver_notification(self, client: ClientConfig, recipient: str, data: bytes,
-                                   mail_from: str = "") -> None:
-        """Sign and send; a temporary failure goes to the retry spool, never lost."""
+                                   mail_from: str = "") -> str:
+        """Sign and send; a temporary failure goes to the retry spool, never lost. Returns what
+        became of it: "sent" (the upstream took it), "queued for retry" or "refused by the upstream"."""
         signed = self.sign(client, data)
+        started = time.perf_counter()
         result = await self.upstream.deliver(mail_from, recipient, signed)
+        self.note_delivery(client.name, result)
+        mail_line(event="notice", client=client.name, rcpt=recipient, stage="delivery", rule=result.status,
+                  reply=replies.one_line(f"{result.code} {result.reply}"),
+                  upstream_qid=upstream_queue_id(result.reply) if result.status == "delivered" else None,
+                  attempt=1, elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
         if result.status == "temporary":
             now = self.services.clock()
             await self.store.run(self.store.spool_add, [{
                 "queue_id": "notice", "client": client.name, "mail_from": mail_from, "recipient": recipient,
                 "data": signed, "created_at": now, "next_attempt_at": now + timedelta(seconds=self.retry_delay(0)),
                 "attempts": 1, "last_error": replies.one_line(f"{result.code} {result.reply}")}])
-        elif result.status == "permanent":
+            return "queued for retry"
+        if result.status == "permanent":
             log.warning("notification to %s refused by upstream: %s %s", recipient, result.code, result.reply)
+            return "refused by the upstream"
+        return "sent"
 
     # --- retry spool ---
     def retry_delay(self, attempts: int) -> float:

@@ -231,3 +231,62 @@ def test_admin_commands_without_a_configuration_say_so_and_create_nothing(tmp_pa
 def test_version():
     result = subprocess.run([*RELAY, "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and re.fullmatch(r"relay \d+\.\d+\.\d+\S*\n", result.stdout)
+
+
+def test_dkim_record_prints_the_record_of_an_existing_key(tmp_path):
+    key = tmp_path / "keys" / "shop.example.s2.pem"
+    made = subprocess.run([*RELAY, "dkim", "keygen", "shop.example", "--selector", "s2", "--out", str(key)],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    printed = subprocess.run([*RELAY, "dkim", "record", str(key)], capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.startswith("s2._domainkey.shop.example.") and printed.stdout.strip() in made.stdout
+
+
+def test_relay_db_is_private_and_consent_add_says_queued_when_the_upstream_defers(tmp_path):
+    from test_cli_and_demo import demo_config
+
+    config = demo_config(tmp_path, free_port(), free_port())
+    config.write_text(config.read_text().replace('url = "maildir:outbox"', f'url = "smtp://127.0.0.1:{free_port()}"'))
+    from relay.config import load_config
+    from relay.keys import ensure_demo_secrets, ensure_token_key
+
+    loaded = load_config(config)
+    ensure_token_key(loaded)
+    ensure_demo_secrets(loaded)  # what `relay serve` makes on its first run
+    added = relay_cli(config, "consent", "add", "pat@example.org", "--client", "demo", "--list", "members",
+                      "--source", "test")
+    assert added.returncode == 0, added.stderr
+    assert "confirmation mail: queued for retry" in added.stdout, added.stdout
+    for name in ("relay.db", "relay.db-wal", "relay.db-shm"):
+        if (tmp_path / name).exists():
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+
+
+def test_a_used_unsubscribe_or_confirm_link_says_already_done(relay, upstream):
+    import datetime as dt
+
+    from conftest import API_TOKEN
+
+    now = dt.datetime.now(dt.timezone.utc)
+    link = f"{relay.http}/u/" + relay.runtime.tokens.issue("unsubscribe", "acme", "news", "used@example.org", now)
+    with urllib.request.urlopen(link, timeout=10) as r:
+        assert b"<button" in r.read()
+    urllib.request.urlopen(urllib.request.Request(link, data=b"List-Unsubscribe=One-Click", method="POST"), timeout=10)
+    with urllib.request.urlopen(link, timeout=10) as r:
+        page = r.read().decode()
+    assert "Already done" in page and "<button" not in page
+
+    api = urllib.request.Request(f"{relay.http}/api/v1/subscribers", method="POST", headers={
+        "Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
+        data=json.dumps({"email": "joiner@example.org", "list": "vip", "source": "test"}).encode())
+    with urllib.request.urlopen(api, timeout=10) as r:
+        assert json.loads(r.read())["confirmation_mail"] == "sent"
+    (mail,) = upstream.wait_for(1)
+    confirm = re.search(rb"(http://127\.0\.0\.1:\d+/c/[a-z0-9]+)", mail.data).group(1).decode()
+    with urllib.request.urlopen(confirm, timeout=10) as r:
+        assert b"<button" in r.read()
+    urllib.request.urlopen(urllib.request.Request(confirm, data=b"confirm=yes", method="POST"), timeout=10)
+    with urllib.request.urlopen(confirm, timeout=10) as r:
+        page = r.read().decode()
+    assert "Already done" in page and "<button" not in page
