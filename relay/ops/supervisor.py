@@ -51,6 +51,9 @@ class Supervisor:
         self.status = 0
 
     def run(self) -> int:
+        from relay.ops.logs import apply_settings
+
+        apply_settings(self.config.ops.log_format, self.config.ops.log_mail)  # the parent's lines too
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         self.ready_r, self.ready_w = os.pipe()
         os.set_blocking(self.ready_r, False)
