@@ -290,3 +290,79 @@ def test_a_used_unsubscribe_or_confirm_link_says_already_done(relay, upstream):
     with urllib.request.urlopen(confirm, timeout=10) as r:
         page = r.read().decode()
     assert "Already done" in page and "<button" not in page
+
+
+class TcpProxy:
+    """A loopback TCP proxy that can be cut: the database becomes unreachable for whoever uses it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                self.threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b) -> None:  # noqa: ANN001
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        import socket
+
+        try:  # wakes the accepting thread: close() alone leaves the port accepting while accept() waits
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@pytest.mark.skipif(not os.environ.get("RELAY_TEST_DATABASE_URL"), reason="PostgreSQL behind a proxy that can be cut")
+def test_healthz_is_503_naming_storage_when_the_database_is_unreachable(relay_factory, fresh_database_url, qsink):
+    from sqlalchemy import make_url
+
+    url = make_url(fresh_database_url())
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    r = relay_factory(upstream=f"smtp://127.0.0.1:{qsink.port}",
+                      db_url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+    assert admin_get(r, "/healthz")[0] == 200
+    proxy.stop()
+    status, text = admin_get(r, "/healthz")
+    assert status == 503 and "storage: down" in text and "upstream: ok" in text, text
+    _, metrics = admin_get(r, "/metrics")
+    assert sample(metrics, "relay_storage_up") == 0
