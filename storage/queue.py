@@ -15,7 +15,7 @@ _LISTED = [c for c in _spool.c if c.name != "data"]
 def _match(ids: list[str]) -> Any:
     """A spool row id (a number) or a relay queue id (every copy of that message)."""
     numbers = [int(x) for x in ids if x.isdigit()]
-    names = [x.upper() for x in ids if not x.isdigit()]
+    names = [v for x in ids if not x.isdigit() for v in {x, x.upper()}]  # relay ids are upper-case hex
     return or_(_spool.c.id.in_(numbers), _spool.c.queue_id.in_(names))
 
 

@@ -366,3 +366,23 @@ def test_healthz_is_503_naming_storage_when_the_database_is_unreachable(relay_fa
     assert status == 503 and "storage: down" in text and "upstream: ok" in text, text
     _, metrics = admin_get(r, "/metrics")
     assert sample(metrics, "relay_storage_up") == 0
+
+
+def test_line_end_normalisation_is_the_same_whatever_the_pieces():
+    """DATA arrives in pieces split anywhere (a CRLF may straddle two): same answer as for the whole."""
+    import random
+
+    from relay.smtp_data import normalize_line_ends
+
+    rng = random.Random(17)
+    for _ in range(2000):
+        data = bytes(rng.choice(b"ab\r\n.\x00") if rng.random() < 0.3 else rng.choice(b"xyz")
+                     for _ in range(rng.randint(0, 40)))
+        cuts = sorted(rng.sample(range(len(data) + 1), k=min(len(data) + 1, rng.randint(0, 4))))
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+        whole = normalize_line_ends([data])
+        split = normalize_line_ends(pieces)
+        assert (None if whole is None else b"".join(whole)) == (None if split is None else b"".join(split)), pieces
+        if whole is not None:
+            out = b"".join(whole)
+            assert b"\x00" not in out and out.count(b"\r") == out.count(b"\n") == out.count(b"\r\n")
