@@ -88,7 +88,7 @@ def queue_show(rc: RelayContext, ident: str, body: bool) -> None:
 
 def _ids_or_all(ids: tuple[str, ...], every: bool, verb: str) -> list[str] | None:
     if ids and every:
-        raise click.UsageError(f"give ids or --all, not both")
+        raise click.UsageError("give ids or --all, not both")
     if not ids and not every:
         raise click.UsageError(f"say which copies to {verb}: ids, or --all")
     return list(ids) or None

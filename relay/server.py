@@ -49,7 +49,7 @@ class RunningRelay:
     runtime: Runtime
     smtp_server: asyncio.base_events.Server
     http_runner: web.AppRunner
-    background: list[asyncio.Task]  # the retry loop, the loop-lag watch, the SQLite checkpoints
+    background: list[asyncio.Task]  # the retry loop, mail log lines, the loop-lag watch, the SQLite checkpoints
     smtp_port: int
     http_port: int
     admin_runner: web.AppRunner | None = None  # the [admin] listener (relay/ops/admin.py)
@@ -101,7 +101,10 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     await runner.setup()
     http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port, shared_ports)
     await web.SockSite(runner, http_sock, backlog=backlog).start()
+    from relay.ops.logs import flush_forever
+
     background = [asyncio.create_task(runtime.retry_forever(retry_interval)),
+                  asyncio.create_task(flush_forever()),  # the mail log lines, written in batches
                   asyncio.create_task(runtime.metrics.watch_loop_lag()),
                   asyncio.create_task(runtime.checkpoint_forever())]
     admin_runner, admin_port = None, None

@@ -258,6 +258,9 @@ def test_relay_db_is_private_and_consent_add_says_queued_when_the_upstream_defer
                       "--source", "test")
     assert added.returncode == 0, added.stderr
     assert "confirmation mail: queued for retry" in added.stdout, added.stdout
+    # the attempt is a log line (text by default): `… INFO relay.mail: event=notice … rule=temporary reply="451 …"`
+    (line,) = [x for x in added.stderr.splitlines() if " INFO relay.mail: event=notice " in x]
+    assert "rcpt=pat@example.org" in line and "rule=temporary" in line and 'reply="451 ' in line, line
     for name in ("relay.db", "relay.db-wal", "relay.db-shm"):
         if (tmp_path / name).exists():
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name

@@ -86,6 +86,7 @@ def test_two_workers_one_host(tmp_path, upstream, fresh_database_url):
         assert admin(admin_port, "/healthz")[0] == 200
 
         # 2. one JSON line per decision and per delivery attempt, with the upstream's queue id
+        wait_until(lambda: log_path.read_text().count('"event": "deliver"') >= 6, what="the lines (written every 0.1 s)")
         lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
         decisions = [x for x in lines if x.get("event") == "decision" and x.get("rcpt") == "alice@example.org"]
         deliveries = [x for x in lines if x.get("event") == "deliver"]

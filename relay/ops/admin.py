@@ -31,6 +31,11 @@ class UpstreamProbe:
         self._last: tuple[float, bool, str] | None = None
         self._lock = asyncio.Lock()
 
+    def follow(self, url: str) -> None:
+        """The upstream after a reload (SIGHUP may change [upstream] url)."""
+        if url != self.url:
+            self.url, self._last = url, None
+
     async def check(self) -> tuple[bool, str]:
         async with self._lock:
             now = time.monotonic()
@@ -90,6 +95,7 @@ class HostCollector:
                            "oldest": (now - oldest).total_seconds() if oldest is not None else 0.0}
         except Exception:
             self.values = {"storage_up": 0}
+        self.probe.follow(rt.config.upstream.url)
         self.values["upstream_up"] = 1 if (await self.probe.check())[0] else 0
 
     def collect(self) -> Any:
@@ -140,6 +146,7 @@ def make_admin_app(runtime: "Runtime") -> web.Application:
         except Exception:
             healthy = False
             lines.append("storage: down (the database does not answer)")
+        probe.follow(runtime.config.upstream.url)
         up, why = await probe.check()
         healthy = healthy and up
         lines.append(f"upstream: {'ok' if up else 'down'} ({why})")

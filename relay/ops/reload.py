@@ -38,7 +38,7 @@ def apply(runtime: "Runtime", new: Config) -> list[str]:
     transactions in flight keep the objects they already hold; nothing is dropped. Returns notes."""
     from filters.context import Services
     from filters.footer import templates as footer_templates
-    from relay.keys import load_client_secrets, read_token_keys
+    from relay.keys import load_client_secrets, read_token_keys, tls_context
     from relay.ops.logs import apply_settings
     from relay.pipeline import Pipeline
     from relay.tokens import TokenCodec
@@ -48,8 +48,6 @@ def apply(runtime: "Runtime", new: Config) -> list[str]:
     secrets = {name: load_client_secrets(c) for name, c in new.clients.items()}
     tokens = TokenCodec(read_token_keys(new), timedelta(days=new.token_max_age_days))
     pipeline = Pipeline(new.stages)
-    from relay.keys import tls_context
-
     tls = tls_context(new)
     if "footer" in new.stages:
         from filters import footer
@@ -93,13 +91,9 @@ async def reload(runtime: "Runtime") -> bool:
         new = await asyncio.to_thread(load_checked, runtime.config)
         notes = apply(runtime, new)
     except (ConfigError, OSError, ValueError) as exc:
-        log.error("reload refused, keeping the running configuration: %s", _one_line(exc))
+        log.error("reload refused, keeping the running configuration: %s",
+                  str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return False
     log.info("configuration reloaded from %s (%d client(s))%s", runtime.config.path, len(runtime.config.clients),
              "; " + "; ".join(notes) if notes else "")
     return True
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-
 import shutil
 import signal
 import sys
@@ -185,6 +184,3 @@ def supervise(config: Config, workers: int, worker_main: Callable[[int, Callable
         path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
         if os.path.basename(path).startswith("relay-metrics-"):
             shutil.rmtree(path, ignore_errors=True)
-
-
-
