@@ -131,18 +131,24 @@ def prepare(config: Config) -> None:
 @pass_ctx
 def serve(rc: RelayContext, workers: int) -> None:
     """Run SMTP and HTTP until SIGTERM (finishes transactions in flight); SIGHUP reloads relay.toml."""
+    import shutil
+
     config = rc.config
+    counters = None
     if workers > 1:
         from relay.ops.supervisor import metrics_dir
 
-        metrics_dir()  # before prometheus-client is imported: its counters then add up across workers
+        counters = metrics_dir()  # before prometheus-client is imported: its counters then add up across workers
     from relay.server import serve as run
 
-    prepare(config)
     try:
+        prepare(config)
         sys.exit(run(config, workers))
     except OSError as exc:
         raise click.ClickException(listen_error(config, exc)) from None
+    finally:
+        if counters is not None:
+            shutil.rmtree(counters, ignore_errors=True)
 
 
 def listen_error(config: Config, exc: OSError) -> str:

@@ -129,7 +129,7 @@ def _hold(rc: RelayContext, ids: tuple[str, ...], every: bool, held: bool) -> No
     with open_store(rc.config) as store:
         n = spool.hold(store.engine, chosen, held, _now())
     if held:
-        click.echo(f"{n} cop{'y' if n == 1 else 'ies'} held: not retried (and not expired) until released")
+        click.echo(f"{n} cop{'y' if n == 1 else 'ies'} held: not retried (nor bounced) until released")
     else:
         click.echo(f"{n} cop{'y' if n == 1 else 'ies'} released: due now")
 

@@ -60,8 +60,6 @@ class Runtime:
         self.upstream = upstream or make_upstream(
             config.upstream.url, config.upstream.pool_size, config.upstream.timeout, config.relay.hostname,
             config.upstream.max_connection_age, config.upstream.max_connection_messages)
-        # the last delivery's outcome: None before any, else (ok, monotonic time, reply) for /healthz
-        self.upstream_state: tuple[bool, float, str] | None = None
         self.tokens = TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days))
         self.services = Services(clock=clock, store=store, tokens=self.tokens)
         self.writer = GroupWriter(store)
@@ -167,10 +165,8 @@ class Runtime:
         return reply
 
     def note_delivery(self, client: str, result: Any) -> None:
-        """Upstream health (a reply, even a refusal, means it is up) and the per-client copy counters."""
-        up = result.status != "temporary"
-        self.upstream_state = (up, time.monotonic(), replies.one_line(f"{result.code} {result.reply}"))
-        self.metrics.upstream_result(up)
+        """Per-client copy counters, and whether the upstream took or refused the copy (answered)."""
+        self.metrics.upstream_result(result.status != "temporary")
         self.metrics.client_copy(client, result.status)
 
     # --- mail to unsubscribe+TOKEN@hostname: accepted without AUTH, same effect as the POST ---

@@ -86,6 +86,9 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
                       smtp_sock: socket.socket | None = None, http_sock: socket.socket | None = None,
                       shared_ports: bool = False, admin: bool = True, **runtime_args: Any) -> RunningRelay:
     """Start both listeners on the running loop; the caller awaits stop()."""
+    # the admin port first: when it is taken nothing else has started yet
+    admin_sock = (listening_socket(config.ops.admin_host or "", config.ops.admin_port)
+                  if admin and config.ops.admin else None)
     store = store or Store(config.storage_url, background_checkpoint=True)
     store.open_loop_reader()  # SQLite: the hot-path reads run on this thread (Store.read)
     runtime = Runtime(config, store, **runtime_args)
@@ -108,11 +111,10 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
                   asyncio.create_task(runtime.metrics.watch_loop_lag()),
                   asyncio.create_task(runtime.checkpoint_forever())]
     admin_runner, admin_port = None, None
-    if admin and config.ops.admin:
+    if admin_sock is not None:
         from relay.ops.admin import start_admin
 
         # one process of a host holds it (not SO_REUSEPORT): its /metrics reads every worker's counters
-        admin_sock = listening_socket(config.ops.admin_host or "", config.ops.admin_port)
         admin_runner, admin_port = await start_admin(runtime, admin_sock), admin_sock.getsockname()[1]
     return RunningRelay(runtime, smtp_server, runner, background,
                         smtp_sock.getsockname()[1], http_sock.getsockname()[1], admin_runner, admin_port)
@@ -190,6 +192,8 @@ def serve(config: Config, workers: int = 1) -> int:
     for host, port in ((config.relay.listen_host, config.relay.listen_port),
                        (config.http.listen_host, config.http.listen_port)):
         listening_socket(host, port, shared=True, listen=False).close()
+    if config.ops.admin:  # the first worker binds it alone
+        listening_socket(config.ops.admin_host or "", config.ops.admin_port, listen=False).close()
     from relay.ops.supervisor import supervise
 
     def worker(slot: int, ready: Any) -> None:
