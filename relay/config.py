@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.mail.identity_check import contact_email_problem, postal_address_problem
+from relay.base.ops_settings import OpsSettings, parse_ops
 
 DEFAULT_ROLE_ADDRESSES = (
     "abuse", "admin", "administrator", "billing", "compliance", "contact", "devnull",
@@ -131,6 +132,8 @@ class UpstreamSection:
     timeout: float
     retry_max_age_hours: float
     retry_initial_delay: float
+    max_connection_age: float = 300.0     # seconds a pooled upstream connection is reused
+    max_connection_messages: int = 100    # copies one pooled upstream connection carries
 
     @property
     def scheme(self) -> str:
@@ -176,6 +179,7 @@ class Config:
     milter_listen: str = "127.0.0.1:8891"
     policy_listen: str = "127.0.0.1:10040"
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
+    ops: OpsSettings = field(default_factory=OpsSettings)  # [admin] and [log] (relay/ops, SPEC §12)
 
     @property
     def stages_off(self) -> list[str]:
@@ -325,6 +329,8 @@ def _upstream(t: _Table, base: Path) -> UpstreamSection:
         timeout=t.number("timeout", 30.0, 0.1, integer=False),
         retry_max_age_hours=t.number("retry_max_age_hours", 120.0, 0.01, integer=False),
         retry_initial_delay=t.number("retry_initial_delay", 60.0, 0.1, integer=False),
+        max_connection_age=t.number("max_connection_age", 300.0, 0, integer=False),
+        max_connection_messages=t.number("max_connection_messages", 100, 1),
     )
     t.finish()
     return section
@@ -605,6 +611,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
     milter_listen = _socket_listen(root.table("milter"), "127.0.0.1:8891")
     policy_listen = _socket_listen(root.table("policy_service"), "127.0.0.1:10040")
     feedback = _feedback(root.table("feedback"))
+    ops = parse_ops(root, _listen)
     clients_t = root.table("clients")
     clients = {}
     for name in clients_t.data:
@@ -625,7 +632,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         create_missing_secrets=create_missing, stages=tuple(stages),
         role_addresses=frozenset(str(x).lower() for x in roles), optin=optin, clients=clients,
         content=content, spam_score=spam_score, milter_listen=milter_listen, policy_listen=policy_listen,
-        feedback=feedback,
+        feedback=feedback, ops=ops,
     )
 
 

@@ -133,7 +133,7 @@ class Store(ConsentQueries, OptinQueries, CounterQueries, FeedbackQueries):
         free = or_(_spool.c.lease_until.is_(None), _spool.c.lease_until < now)
         due = (
             select(_spool.c.id)
-            .where(_spool.c.next_attempt_at <= now, free)
+            .where(_spool.c.next_attempt_at <= now, free, _spool.c.held.is_(False))
             .order_by(_spool.c.next_attempt_at, _spool.c.id)
             .limit(limit)
             # PostgreSQL: concurrent claimers skip each other's rows instead of

@@ -221,6 +221,16 @@ async def confirm_get(request: web.Request) -> web.Response:
         return plain_page(400, *BAD_CONFIRM_LINK)
     if client.suspended:
         return _signups_closed(client, mailing)
+    store = runtime.store
+    try:
+        found = await store.read(store.list_lookup, client.name, mailing.key, [parsed.recipient])
+        record = found.consents.get(parsed.recipient)
+    except Exception:  # the page still works (with its button) when storage is down
+        record = None
+    if record is not None and record.status == "confirmed" and record.confirmed_at is not None:
+        # a used link says it is done, not the button again (issue 17)
+        return page(200, "page_confirmed.html.j2", title="Already done: subscription confirmed", already="1",
+                    company=client.company, list_name=mailing.name, masked=masked(parsed.recipient))
     return page(200, "page_confirm.html.j2", title=f"Confirm {mailing.name}", company=client.company,
                 list_name=mailing.name, masked=masked(parsed.recipient), disclosure=mailing.disclosure)
 

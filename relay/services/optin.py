@@ -113,18 +113,19 @@ class Optin:
         if double and outcome.state != "confirmed":  # (a confirmed record stays as it was: nothing to confirm)
             mail = "limit reached"
             if outcome.send_mail:
-                await self.send_confirmation(client, mailing, address, reminder=outcome.reminder)
-                mail = "reminder" if outcome.reminder else "sent"
+                fate = await self.send_confirmation(client, mailing, address, reminder=outcome.reminder)
+                # "sent" only when the upstream took it: a deferred one is queued (issue 17)
+                mail = fate if fate != "sent" else "reminder" if outcome.reminder else "sent"
         return SignupResult(address, outcome.state, mail)
 
     async def send_confirmation(self, client: "ClientConfig", mailing: "ListConfig", address: str,
-                                reminder: bool = False, repermission: bool = False) -> None:
+                                reminder: bool = False, repermission: bool = False) -> str:
         rt = self.rt
         now = rt.services.clock()
         token = rt.tokens.issue("confirm", client.name, mailing.key, address, now)
         data = confirmation_mail(client, mailing, address, f"{rt.config.http.public_url}/c/{token}",
                                  now, reminder, repermission, rt.config.optin.pending_expiry_days)
-        await rt.deliver_notification(client, address, data, mail_from=client.confirm_from)
+        return await rt.deliver_notification(client, address, data, mail_from=client.confirm_from)
 
     def parse(self, token: str) -> tuple[Token, "ClientConfig", "ListConfig"]:
         parsed = self.rt.tokens.verify(token, "confirm", self.rt.services.clock())
