@@ -15,7 +15,9 @@ from sqlmodel import select as model_select  # yields model instances via Sessio
 
 from relay.offload import thread_pool
 from storage import hotpath
+from storage.accounts import AccountQueries
 from storage.consent import ConsentQueries
+from storage.counters import CounterQueries
 from storage.hotpath import DriverSql
 from storage.optin import OptinQueries
 from storage.engine import make_engine
@@ -34,7 +36,7 @@ def _complete(rows: Iterable[Mapping[str, Any]], defaults: Mapping[str, Any]) ->
     return [{**defaults, **row} for row in rows]
 
 
-class Store(ConsentQueries, OptinQueries):
+class Store(ConsentQueries, OptinQueries, AccountQueries, CounterQueries):
     """All database access of the relay; each method is one short transaction."""
 
     def __init__(self, url_or_engine: str | Engine, *, workers: int = 4, background_checkpoint: bool = False) -> None:
