@@ -216,6 +216,7 @@ def _mount() -> None:
 
     for command in (consent_add, consent_export, consent_repermission):
         consent.add_command(command)
+    __import__("relay.cli_accounts").cli_accounts.mount(main, client)  # relay client state/show, relay campaign
 
 
 _mount()

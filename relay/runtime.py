@@ -89,6 +89,9 @@ class Runtime:
         from relay.optin import Optin
 
         self.optin = Optin(self)
+        from relay.accounts import Accounts
+
+        self.accounts = self.services.accounts = Accounts(config, store, clock, self.deliver_notification)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         return tls_context(self.config)

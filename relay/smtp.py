@@ -302,8 +302,9 @@ class RelayHandler:
                           mail_options: list[str]) -> str:
         client = self.client_of(server, session)
         if client is not None:
-            if client.suspended:
-                return f"550 5.7.1 Client {client.name} is suspended; mail is not accepted"
+            refusal = self.runtime.accounts.refusal(client)  # the state in storage, cached (relay/accounts)
+            if refusal is not None:
+                return refusal.line
             if not address or address == "<>":  # aiosmtpd reports the null sender as "<>"
                 return replies.NULL_SENDER
             try:
