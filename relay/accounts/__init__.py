@@ -115,9 +115,12 @@ class Accounts:
 
         now = self.clock()
         mailing = ctx.list
-        limits = [LimitKey(*k) for k in settings.limit_keys(self.config, ctx.client, mailing, now.timestamp())]
-        repeats = int(settings.merged("limits", self.config, ctx.client)["identical_per_day"]) > 0
-        marketing = mailing is not None and not mailing.transactional
+        limits = ([LimitKey(*k) for k in settings.limit_keys(self.config, ctx.client, mailing, now.timestamp())]
+                  if "limits" in self.config.stages else [])
+        # each half only where its stage runs: the repeat guard belongs to `limits`, campaigns to `canary`
+        repeats = "limits" in self.config.stages and int(
+            settings.merged("limits", self.config, ctx.client)["identical_per_day"]) > 0
+        marketing = mailing is not None and not mailing.transactional and "canary" in self.config.stages
         ask = None
         fp = fingerprint(ctx) if (repeats or marketing) else None
         if marketing:

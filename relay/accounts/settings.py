@@ -41,6 +41,8 @@ def check_table(name: str, data: Any, where: str, keys: tuple[str, ...] | None =
     if name == "reputation" and (merged["complaint_warn"] > merged["complaint_freeze"]
                                  or merged["bounce_warn"] > merged["bounce_freeze"]):
         raise ValueError(f"{where}: a *_warn threshold must not exceed its *_freeze threshold")
+    if name == "limits" and merged["identical_per_day"] not in (0, 1):
+        raise ValueError(f"{where}.identical_per_day: 1 (one copy of a body per recipient and day) or 0 (off)")
     if name == "canary" and (merged["threshold"] < 1 or merged["max_first"] < 1):
         raise ValueError(f"{where}: threshold and max_first must be at least 1")
     return dict(data)
