@@ -148,7 +148,8 @@ def _with_policy(text: str, policy: str) -> str:
 
 
 @pytest.mark.parametrize("policy, stages, left_out", [
-    ("", "suppression, sender-identity, consent, content, unsubscribe, footer", None),
+    ("", "account-state, suppression, sender-identity, consent, content, promo-guard, limits, canary, unsubscribe, "
+         "footer", None),
     ('[policy]\nstages = ["suppression", "consent", "content", "sender-identity", "unsubscribe"]\n',
      "suppression, consent, content, sender-identity, unsubscribe, footer", None),
     ('[policy]\nstages = ["sender-identity"]\n', "sender-identity, footer",
