@@ -65,7 +65,7 @@ async def api_subscribers(request: web.Request) -> web.Response:
     if client is None:
         return _json_error(401, "missing or invalid API token (Authorization: Bearer ...)")
     try:
-        refuse_if_suspended(client)  # before the body: the answer is about the client, not its input
+        refuse_if_suspended(client, runtime.accounts.state_of(client))  # before the body: the answer is about the client, not its input
     except SignupRefused as refused:
         return _json_error(refused.status, str(refused), refused.field)
     try:
@@ -122,7 +122,7 @@ def _form_page(status: int, client, mailing, email: str = "", error: str = "") -
 
 async def form_get(request: web.Request) -> web.Response:
     client, mailing = _form_list(request.app[RUNTIME], request)
-    if client.suspended:
+    if request.app[RUNTIME].accounts.closed(client):
         return _signups_closed(client, mailing)
     return _form_page(200, client, mailing)
 
@@ -135,7 +135,7 @@ async def form_post(request: web.Request) -> web.Response:
     """
     runtime: Runtime = request.app[RUNTIME]
     client, mailing = _form_list(runtime, request)
-    if client.suspended:
+    if runtime.accounts.closed(client):
         return _signups_closed(client, mailing)
     try:
         form = await read_form(request)
@@ -167,7 +167,7 @@ async def confirm_get(request: web.Request) -> web.Response:
         parsed, client, mailing = runtime.optin.parse(request.match_info["token"])
     except TokenError:
         return plain_page(400, *BAD_CONFIRM_LINK)
-    if client.suspended:
+    if runtime.accounts.closed(client):
         return _signups_closed(client, mailing)
     return page(200, "page_confirm.html.j2", title=f"Confirm {mailing.name}", company=client.company,
                 list_name=mailing.name, masked=masked(parsed.recipient), disclosure=mailing.disclosure)
@@ -178,7 +178,7 @@ async def confirm_post(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     try:
         parsed, client, mailing = runtime.optin.parse(token)
-        if client.suspended:
+        if runtime.accounts.closed(client):
             # confirming makes consent to mail from this client: not while it sends nothing
             return _signups_closed(client, mailing)
         state, client, mailing = await runtime.optin.confirm(

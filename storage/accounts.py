@@ -136,6 +136,20 @@ class CampaignAsk:
     hold_seconds: float
 
 
+@dataclass(frozen=True)
+class StepAsk:
+    """One message's step: see AccountQueries.account_steps."""
+
+    client: str
+    recipients: list[str]
+    folded: list[str]          # the recipients as suppressions store them (local part case-folded)
+    now: datetime
+    limits: list[LimitKey]
+    fingerprint: str | None    # for the repeat guard; None: off
+    ask: CampaignAsk | None
+    queue_id: str
+
+
 @dataclass
 class StepResult:
     over: LimitKey | None = None               # a volume limit that refuses the whole message
@@ -146,21 +160,27 @@ class StepResult:
     campaign: dict[str, Any] | None = None               # the campaign row after the step
 
 
-_COUNT = ("INSERT INTO rate_counter (client, scope, span, bucket, n) VALUES (?, ?, ?, ?, ?) "
-          "ON CONFLICT (client, scope, span, bucket) DO UPDATE SET n = rate_counter.n + excluded.n RETURNING n")
+_COUNT_ROW = "(?, ?, ?, ?, ?)"
+_COUNT = ("INSERT INTO rate_counter (client, scope, span, bucket, n) VALUES {rows} "
+          "ON CONFLICT (client, scope, span, bucket) DO UPDATE SET n = rate_counter.n + excluded.n "
+          "RETURNING scope, span, n")
 _REPEATS = ("SELECT recipient FROM recent_copy WHERE client = ? AND fingerprint = ? AND day = ? "
             "AND recipient IN ?")
 _REMEMBER = ("INSERT INTO recent_copy (client, fingerprint, recipient, day, queue_id) VALUES (?, ?, ?, ?, ?) "
              "ON CONFLICT DO NOTHING")
-_CAMPAIGN_NEW = ("INSERT INTO campaign (id, client, list_key, label, subject, declared_size, seen, sent, held, "
-                 "state, started_at, hold_until, decided_at, decided_by, reason) "
-                 "VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0, 'counting', ?, NULL, NULL, '', '') ON CONFLICT DO NOTHING")
 _CAMPAIGN_COLUMNS = ("id", "client", "list_key", "label", "subject", "declared_size", "seen", "sent", "held",
                      "state", "started_at", "hold_until", "decided_at", "decided_by", "reason")
+# creates the campaign or counts the recipients offered, and returns the row as it was before (the
+# row lock on PostgreSQL, the write lock on SQLite, holds until the step commits)
+_CAMPAIGN_SEEN = ("INSERT INTO campaign (id, client, list_key, label, subject, declared_size, seen, sent, held, "
+                  "state, started_at, hold_until, decided_at, decided_by, reason) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 'counting', ?, NULL, NULL, '', '') "
+                  "ON CONFLICT (id) DO UPDATE SET seen = campaign.seen + excluded.seen "
+                  f"RETURNING {', '.join(_CAMPAIGN_COLUMNS)}")
 _CAMPAIGN_GET = f"SELECT {', '.join(_CAMPAIGN_COLUMNS)} FROM campaign WHERE id = ?"
 _CANARY_KNOWN = "SELECT recipient FROM canary_recipient WHERE campaign_id = ? AND recipient IN ?"
 _CANARY_ADD = "INSERT INTO canary_recipient (campaign_id, recipient) VALUES (?, ?) ON CONFLICT DO NOTHING"
-_CAMPAIGN_SET = ("UPDATE campaign SET seen = seen + ?, sent = sent + ?, held = held + ?, state = ?, "
+_CAMPAIGN_SET = ("UPDATE campaign SET sent = sent + ?, held = held + ?, state = ?, "
                  "hold_until = ?, declared_size = COALESCE(declared_size, ?) WHERE id = ?")
 
 
@@ -284,48 +304,60 @@ class AccountQueries:
     def account_step(self, client: str, recipients: list[str], folded: list[str], now: datetime,
                      limits: list[LimitKey], fingerprint: str | None, ask: CampaignAsk | None,
                      queue_id: str) -> StepResult:
-        """Decide a message's volume limits, repeats and campaign share, and count it, atomically.
+        """One message's step in a transaction of its own (see account_steps)."""
+        return self.account_steps([StepAsk(client, recipients, folded, now, limits, fingerprint, ask, queue_id)])[0]
 
-        `folded[i]` is `recipients[i]` as suppressions store it (local part case-folded). A limit
-        that would be exceeded rolls the whole step back: nothing is counted for a deferred message.
+    def account_steps(self, asks: list[StepAsk]) -> list[StepResult]:
+        """Decide messages' volume limits, repeats and campaign shares, and count them, atomically.
+
+        Several concurrent messages share one transaction (one thread hop, one commit), each in a
+        savepoint of its own: a limit that would be exceeded rolls back that message's step only,
+        so nothing is counted for a deferred message and its canary places are given back.
         """
-        day = now.date()
+        def body(run: Any) -> list[StepResult]:
+            out = []
+            for ask in asks:
+                run("SAVEPOINT step")
+                try:
+                    out.append(self._step(run, ask))
+                except _Rollback as over:
+                    run("ROLLBACK TO SAVEPOINT step")
+                    out.append(over.result)
+                run("RELEASE SAVEPOINT step")
+            return out
+
+        return self._tx(body, durable=False)
+
+    def _step(self, run: Any, a: StepAsk) -> StepResult:
+        day, client, recipients = a.now.date(), a.client, a.recipients
         result = StepResult()
-
-        def body(run: Any) -> StepResult:
-            open_rcpts = list(recipients)
-            if fingerprint is not None:
-                seen = {r for (r,) in run(_REPEATS, client, fingerprint, self._d(day), list(recipients))}
-                result.repeats = [r for r in recipients if r in seen]
-                open_rcpts = [r for r in recipients if r not in seen]
-            admitted = open_rcpts
-            if ask is not None and open_rcpts:
-                admitted = self._campaign(run, client, ask, open_rcpts, dict(zip(recipients, folded)), now, result)
-            if admitted:
-                # only copies that would go out count; over a limit, the rollback also gives the
-                # canary places back
-                for key in limits:
-                    n = run(_COUNT, client, key.scope, key.span, key.bucket, len(admitted))[0][0]
-                    if n > key.limit:
-                        result.over, result.count = key, n - len(admitted)
-                        raise _Rollback()
-            if fingerprint is not None and admitted:
-                for r in admitted:
-                    run(_REMEMBER, client, fingerprint, r, self._d(day), queue_id)
-            return result
-
-        try:
-            return self._tx(body, durable=False)
-        except _Rollback:
-            result.held, result.declined, result.campaign = [], [], None
-            return result
+        open_rcpts = list(recipients)
+        if a.fingerprint is not None:
+            seen = {r for (r,) in run(_REPEATS, client, a.fingerprint, self._d(day), list(recipients))}
+            result.repeats = [r for r in recipients if r in seen]
+            open_rcpts = [r for r in recipients if r not in seen]
+        admitted = open_rcpts
+        if a.ask is not None and open_rcpts:
+            admitted = self._campaign(run, client, a.ask, open_rcpts, dict(zip(recipients, a.folded)), a.now, result)
+        if admitted and a.limits:
+            # only copies that would go out count; every bucket in one statement
+            params = [p for key in a.limits for p in (client, key.scope, key.span, key.bucket, len(admitted))]
+            counted = {(scope, span): n for scope, span, n in
+                       run(_COUNT.format(rows=", ".join([_COUNT_ROW] * len(a.limits))), *params)}
+            for key in a.limits:
+                n = counted[(key.scope, key.span)]
+                if n > key.limit:
+                    raise _Rollback(StepResult(over=key, count=n - len(admitted), repeats=result.repeats))
+        if a.fingerprint is not None:
+            for r in admitted:
+                run(_REMEMBER, client, a.fingerprint, r, self._d(day), a.queue_id)
+        return result
 
     def _campaign(self, run: Any, client: str, ask: CampaignAsk, rcpts: list[str], fold: dict[str, str],
                   now: datetime, result: StepResult) -> list[str]:
-        run(_CAMPAIGN_NEW, ask.id, client, ask.list_key, ask.label, ask.subject[:200], ask.declared_size,
-            self._t(now))
-        lock = " FOR UPDATE" if self.sql.postgres else ""
-        row = _row(run(_CAMPAIGN_GET + lock, ask.id)[0])
+        row = _row(run(_CAMPAIGN_SEEN, ask.id, client, ask.list_key, ask.label, ask.subject[:200],
+                       ask.declared_size, len(rcpts), self._t(now))[0])
+        row["seen"] -= len(rcpts)  # RETURNING gives the row after the update: as it was before this message
         state, sent, hold_until = row["state"], row["sent"], row["hold_until"]
         size = row["declared_size"] if row["declared_size"] is not None else ask.declared_size
         admitted: list[str] = []
@@ -356,8 +388,9 @@ class AccountQueries:
             if held and state == "counting":
                 state, hold_until = "holding", now + timedelta(seconds=ask.hold_seconds)
         new_sent = sent - row["sent"]
-        run(_CAMPAIGN_SET, len(rcpts), new_sent, len(held), state,
-            self._t(hold_until) if hold_until else None, ask.declared_size, ask.id)
+        if new_sent or held or state != row["state"] or (ask.declared_size is not None and row["declared_size"] is None):
+            run(_CAMPAIGN_SET, new_sent, len(held), state,
+                self._t(hold_until) if hold_until else None, ask.declared_size, ask.id)
         result.held = held
         row.update(state=state, sent=sent, held=row["held"] + len(held), seen=row["seen"] + len(rcpts),
                    hold_until=hold_until)
@@ -443,4 +476,6 @@ class _NoChange(Exception):
 
 
 class _Rollback(Exception):
-    pass
+    def __init__(self, result: StepResult):
+        super().__init__()
+        self.result = result

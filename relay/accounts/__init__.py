@@ -16,7 +16,8 @@ from typing import Any, Awaitable, Callable
 from relay.accounts import settings
 from relay.accounts.fingerprint import campaign_key, fingerprint
 from relay.accounts.notify import build_notice
-from storage.accounts import CampaignAsk, LimitKey, StepResult
+from relay.accounts.batch import StepBatcher
+from storage.accounts import CampaignAsk, LimitKey, StepAsk, StepResult
 
 log = logging.getLogger("relay.accounts")
 
@@ -57,11 +58,16 @@ class Accounts:
         self.config, self.store, self.clock, self.send = config, store, clock, send
         self.version = -1
         self.stored: dict[str, str] = {}
+        self.batcher = StepBatcher(store)
 
     # -- states ------------------------------------------------------------------------------
 
     def state_of(self, client: Any) -> str:
         return self.stored.get(client.name, client.state)
+
+    def closed(self, client: Any) -> bool:
+        """Suspended or terminated: no sign-ups, no mail in the client's name."""
+        return self.state_of(client) in ("suspended", "terminated")
 
     def refusal(self, client: Any) -> Refusal | None:
         return refusal_for(client.name, self.state_of(client))
@@ -131,9 +137,8 @@ class Accounts:
                               mailing.key, label or f"fingerprint:{fp[:16]}", (ctx.message.first("subject") or ""),
                               size, canary.threshold, canary.first(size), canary.hold_seconds)
         recipients = list(ctx.recipients)
-        result = await self.store.run(self.store.account_step, ctx.client.name, recipients,
-                                      [suppression_key(r) for r in recipients], now, limits,
-                                      fp if repeats else None, ask, ctx.queue_id)
+        result = await self.batcher.step(StepAsk(ctx.client.name, recipients, [suppression_key(r) for r in recipients],
+                                                 now, limits, fp if repeats else None, ask, ctx.queue_id))
         ctx.facts[STEP_FACT] = result
         ctx.facts[HOLD_FACT] = (limits, len(recipients) - len(result.repeats) - len(result.held)
                                 - len(result.declined))
