@@ -91,7 +91,8 @@ class Runtime:
         self.optin = Optin(self)
         from relay.accounts import Accounts
 
-        self.accounts = self.services.accounts = Accounts(config, store, clock, self.deliver_notification)
+        self.accounts = self.services.accounts = Accounts(config, store, clock, self.deliver_notification,
+                                                          self.writer)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         return tls_context(self.config)

@@ -22,6 +22,8 @@ class GroupWriter:
         self.rows: list[dict[str, Any]] = []
         self.contacts: list[tuple[str, str, list[str], datetime]] = []
         self.waiters: list[asyncio.Future[None]] = []
+        # account steps (relay/accounts) of other messages, decided in the same transaction
+        self.asks: list[tuple[Any, asyncio.Future[Any]]] = []
         self.task: asyncio.Task[None] | None = None
 
     async def write(self, rows: list[dict[str, Any]] = (), contacts: tuple = ()) -> None:  # type: ignore[assignment]
@@ -34,22 +36,34 @@ class GroupWriter:
             self.task = asyncio.ensure_future(self._flush())
         await done
 
+    async def step(self, ask: Any) -> Any:
+        """One message's account step (storage.accounts.StepAsk), decided in the next group commit:
+        no thread hop or commit of its own."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.asks.append((ask, done))
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._flush())
+        return await done
+
     async def _flush(self) -> None:
         try:
-            while self.waiters:
-                rows, contacts, waiters = self.rows, self.contacts, self.waiters
-                self.rows, self.contacts, self.waiters = [], [], []
+            while self.waiters or self.asks:
+                rows, contacts, waiters, asks = self.rows, self.contacts, self.waiters, self.asks
+                self.rows, self.contacts, self.waiters, self.asks = [], [], [], []
                 try:
-                    await self.store.run(self.store.write_batch, rows, contacts)
+                    results = await self.store.run(self.store.write_batch, rows, contacts, [a for a, _ in asks])
                 except Exception as error:
                     log.error("group commit of %d rows failed: %s", len(rows), type(error).__name__)
-                    for w in waiters:
+                    for w in [*waiters, *(f for _, f in asks)]:
                         if not w.done():
                             w.set_exception(error)
                 else:
                     for w in waiters:
                         if not w.done():
                             w.set_result(None)
+                    for (_, w), result in zip(asks, results):
+                        if not w.done():
+                            w.set_result(result)
         finally:
             self.task = None
 

@@ -16,7 +16,6 @@ from typing import Any, Awaitable, Callable
 from relay.accounts import settings
 from relay.accounts.fingerprint import campaign_key, fingerprint
 from relay.accounts.notify import build_notice
-from relay.accounts.batch import StepBatcher
 from storage.accounts import CampaignAsk, LimitKey, StepAsk, StepResult
 
 log = logging.getLogger("relay.accounts")
@@ -54,11 +53,12 @@ class Accounts:
     """States, limits and campaigns of every client, as this process sees them."""
 
     def __init__(self, config: Any, store: Any, clock: Callable[[], datetime],
-                 send: Callable[[Any, str, bytes], Awaitable[None]] | None = None):
+                 send: Callable[[Any, str, bytes], Awaitable[None]] | None = None, writer: Any = None):
         self.config, self.store, self.clock, self.send = config, store, clock, send
         self.version = -1
         self.stored: dict[str, str] = {}
-        self.batcher = StepBatcher(store)
+        # steps ride in the audit group commit (relay/writer.py): no hop or commit of their own
+        self.writer = writer
 
     # -- states ------------------------------------------------------------------------------
 
@@ -137,8 +137,10 @@ class Accounts:
                               mailing.key, label or f"fingerprint:{fp[:16]}", (ctx.message.first("subject") or ""),
                               size, canary.threshold, canary.first(size), canary.hold_seconds)
         recipients = list(ctx.recipients)
-        result = await self.batcher.step(StepAsk(ctx.client.name, recipients, [suppression_key(r) for r in recipients],
-                                                 now, limits, fp if repeats else None, ask, ctx.queue_id))
+        ask_step = StepAsk(ctx.client.name, recipients, [suppression_key(r) for r in recipients],
+                           now, limits, fp if repeats else None, ask, ctx.queue_id)
+        result = (await self.writer.step(ask_step) if self.writer is not None
+                  else (await self.store.run(self.store.account_steps, [ask_step]))[0])
         ctx.facts[STEP_FACT] = result
         ctx.facts[HOLD_FACT] = (limits, len(recipients) - len(result.repeats) - len(result.held)
                                 - len(result.declined))
