@@ -323,15 +323,18 @@ class AccountQueries:
         so nothing is counted for a deferred message and its canary places are given back. `then`:
         the group commit's statements (storage.hotpath.DriverSql.write's form), in the same commit.
         """
+        # one lock order in every transaction (PostgreSQL row locks): by client, then campaign
+        order = sorted(range(len(asks)), key=lambda i: (asks[i].client, asks[i].ask.id if asks[i].ask else ""))
+
         def body(run: Any) -> list[StepResult]:
-            out = []
-            for ask in asks:
+            out: list[StepResult] = [StepResult()] * len(asks)
+            for i in order:
                 run("SAVEPOINT step")
                 try:
-                    out.append(self._step(run, ask))
+                    out[i] = self._step(run, asks[i])
                 except _Rollback as over:
                     run("ROLLBACK TO SAVEPOINT step")
-                    out.append(over.result)
+                    out[i] = over.result
                 run("RELEASE SAVEPOINT step")
             for sql, params, many in then:
                 if many:

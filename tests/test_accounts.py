@@ -270,3 +270,27 @@ def _promo_relay(relay_factory, sink):  # one relay for the whole corpus
         _PROMO[id(relay_factory)] = relay_factory(f"smtp://127.0.0.1:{sink.port}",
                                                   stages='["sender-identity", "promo-guard"]')
     return _PROMO[id(relay_factory)]
+
+
+# --- storage: one transaction for many messages' steps -------------------------------------------
+
+def test_steps_in_one_transaction_roll_back_one_by_one(store):
+    from storage.accounts import CampaignAsk, LimitKey, StepAsk
+
+    now = dt.datetime.now(dt.timezone.utc)
+    client = f"steps-{time.monotonic_ns()}"
+    limit = [LimitKey("client", "minute", 7, 1)]
+    camp = CampaignAsk(f"c-{client}", "news", "label", "subject", None, 5, 5, 60)
+
+    def ask(rcpt: str, with_campaign: bool = False) -> StepAsk:
+        return StepAsk(client, [rcpt], [rcpt], now, limit, None, camp if with_campaign else None, "Q")
+
+    # one lock order: steps without a campaign first, so "a" takes the only place this minute
+    results = store.account_steps([ask("b@x.org", True), ask("a@x.org")])
+    assert results[1].over is None and results[0].over == limit[0] and results[0].campaign is None
+    assert store.rate_counts(client, [("client", "minute", 7)]) == {("client", "minute"): 1}
+    assert store.campaign(camp.id) is None  # b's step, campaign row included, was rolled back alone
+    later = store.account_steps([ask("b@x.org", True)])[0]  # still over: the place is a's
+    assert later.over == limit[0]
+    results = store.account_steps([StepAsk(client, ["b@x.org"], ["b@x.org"], now, [], None, camp, "Q")])
+    assert results[0].campaign["sent"] == 1 and store.campaign(camp.id)["seen"] == 1
