@@ -29,6 +29,13 @@ HOLD_FACT = "accounts.limits"
 
 
 @dataclass(frozen=True)
+class _Plan:
+    limits: tuple[tuple[str, str, int, int], ...]  # (scope, span, seconds, limit)
+    repeats: bool
+    canary: settings.Canary | None
+
+
+@dataclass(frozen=True)
 class Refusal:
     code: int
     status: str
@@ -57,6 +64,7 @@ class Accounts:
         self.config, self.store, self.clock, self.send = config, store, clock, send
         self.version = -1
         self.stored: dict[str, str] = {}
+        self._plans: dict[tuple[int, str, str | None], _Plan] = {}
         # steps ride in the audit group commit (relay/writer.py): no hop or commit of their own
         self.writer = writer
 
@@ -121,16 +129,13 @@ class Accounts:
 
         now = self.clock()
         mailing = ctx.list
-        limits = ([LimitKey(*k) for k in settings.limit_keys(self.config, ctx.client, mailing, now.timestamp())]
-                  if "limits" in self.config.stages else [])
-        # each half only where its stage runs: the repeat guard belongs to `limits`, campaigns to `canary`
-        repeats = "limits" in self.config.stages and int(
-            settings.merged("limits", self.config, ctx.client)["identical_per_day"]) > 0
-        marketing = mailing is not None and not mailing.transactional and "canary" in self.config.stages
+        plan = self._plan(ctx.client, mailing)
+        ts = int(now.timestamp())
+        limits = [LimitKey(scope, span, ts // seconds, limit) for scope, span, seconds, limit in plan.limits]
         ask = None
-        fp = fingerprint(ctx) if (repeats or marketing) else None
-        if marketing:
-            canary = settings.canary(self.config, ctx.client)
+        fp = fingerprint(ctx) if (plan.repeats or plan.canary) else None
+        if plan.canary is not None:
+            canary = plan.canary
             label = (ctx.message.first("x-campaign-id") or "").strip()[:200]
             size = _declared_size(ctx.message.first("x-campaign-size"))
             ask = CampaignAsk(campaign_key(ctx.client.name, mailing.key, label or f"fingerprint:{fp}"),
@@ -138,13 +143,28 @@ class Accounts:
                               size, canary.threshold, canary.first(size), canary.hold_seconds)
         recipients = list(ctx.recipients)
         ask_step = StepAsk(ctx.client.name, recipients, [suppression_key(r) for r in recipients],
-                           now, limits, fp if repeats else None, ask, ctx.queue_id)
+                           now, limits, fp if plan.repeats else None, ask, ctx.queue_id)
         result = (await self.writer.step(ask_step) if self.writer is not None
                   else (await self.store.run(self.store.account_steps, [ask_step]))[0])
         ctx.facts[STEP_FACT] = result
         ctx.facts[HOLD_FACT] = (limits, len(recipients) - len(result.repeats) - len(result.held)
                                 - len(result.declined))
         return result
+
+    def _plan(self, client: Any, mailing: Any) -> "_Plan":
+        """What the step checks for this client and list: worked out once per configuration."""
+        key = (id(self.config), client.name, getattr(mailing, "key", None))
+        plan = self._plans.get(key)
+        if plan is None:
+            stages = self.config.stages
+            # each half only where its stage runs: limits and the repeat guard belong to `limits`,
+            # campaigns to `canary`
+            limits = tuple((scope, span, settings.SPANS[span], limit) for scope, span, _, limit in
+                           settings.limit_keys(self.config, client, mailing, 0)) if "limits" in stages else ()
+            repeats = "limits" in stages and int(settings.merged("limits", self.config, client)["identical_per_day"]) > 0
+            marketing = mailing is not None and not mailing.transactional and "canary" in stages
+            plan = self._plans[key] = _Plan(limits, repeats, settings.canary(self.config, client) if marketing else None)
+        return plan
 
     async def undo(self, client: Any, facts: dict[str, Any], queue_id: str) -> None:
         """The message ended in a 4xx after its step (upstream down): its retry is neither a repeat
