@@ -48,22 +48,33 @@ class GroupWriter:
     async def _flush(self) -> None:
         try:
             while self.waiters or self.asks:
-                rows, contacts, waiters, asks = self.rows, self.contacts, self.waiters, self.asks
-                self.rows, self.contacts, self.waiters, self.asks = [], [], [], []
+                if self.asks:
+                    # the steps first, in a transaction without an fsync of its own: they answer
+                    # before this round's audit commit, so a message never waits two durable commits
+                    asks, self.asks = self.asks, []
+                    try:
+                        results = await self.store.run(self.store.account_steps, [a for a, _ in asks])
+                    except Exception as error:
+                        log.error("account steps of %d messages failed: %s", len(asks), type(error).__name__)
+                        results = [error] * len(asks)
+                    for (_, w), result in zip(asks, results):
+                        if not w.done():
+                            w.set_exception(result) if isinstance(result, Exception) else w.set_result(result)
+                if not self.waiters:
+                    continue
+                rows, contacts, waiters = self.rows, self.contacts, self.waiters
+                self.rows, self.contacts, self.waiters = [], [], []
                 try:
-                    results = await self.store.run(self.store.write_batch, rows, contacts, [a for a, _ in asks])
+                    await self.store.run(self.store.write_batch, rows, contacts)
                 except Exception as error:
                     log.error("group commit of %d rows failed: %s", len(rows), type(error).__name__)
-                    for w in [*waiters, *(f for _, f in asks)]:
+                    for w in waiters:
                         if not w.done():
                             w.set_exception(error)
                 else:
                     for w in waiters:
                         if not w.done():
                             w.set_result(None)
-                    for (_, w), result in zip(asks, results):
-                        if not w.done():
-                            w.set_result(result)
         finally:
             self.task = None
 

@@ -222,14 +222,6 @@ class AccountQueries:
                 cur.execute(text, flat)
                 return cur.fetchall() if cur.description else []
 
-            def many(sql: str, rows: Any) -> None:
-                text = self.sql._text(sql, ())
-                for listener in self.sql.listeners:
-                    listener(text)
-                cur.executemany(text, rows)
-
-            run.many = many  # type: ignore[attr-defined]
-
             try:
                 result = body(run)
                 conn.commit()
@@ -315,13 +307,12 @@ class AccountQueries:
         """One message's step in a transaction of its own (see account_steps)."""
         return self.account_steps([StepAsk(client, recipients, folded, now, limits, fingerprint, ask, queue_id)])[0]
 
-    def account_steps(self, asks: list[StepAsk], then: list[tuple[str, Any, bool]] = ()) -> list[StepResult]:  # type: ignore[assignment]
+    def account_steps(self, asks: list[StepAsk]) -> list[StepResult]:
         """Decide messages' volume limits, repeats and campaign shares, and count them, atomically.
 
         Several concurrent messages share one transaction (one thread hop, one commit), each in a
         savepoint of its own: a limit that would be exceeded rolls back that message's step only,
-        so nothing is counted for a deferred message and its canary places are given back. `then`:
-        the group commit's statements (storage.hotpath.DriverSql.write's form), in the same commit.
+        so nothing is counted for a deferred message and its canary places are given back.
         """
         # one lock order in every transaction (PostgreSQL row locks): by client, then campaign
         order = sorted(range(len(asks)), key=lambda i: (asks[i].client, asks[i].ask.id if asks[i].ask else ""))
@@ -336,14 +327,9 @@ class AccountQueries:
                     run("ROLLBACK TO SAVEPOINT step")
                     out[i] = over.result
                 run("RELEASE SAVEPOINT step")
-            for sql, params, many in then:
-                if many:
-                    run.many(sql, params)
-                else:
-                    run(sql, *params)
             return out
 
-        return self._tx(body, durable=bool(then))
+        return self._tx(body, durable=False)
 
     def _step(self, run: Any, a: StepAsk) -> StepResult:
         day, client, recipients = a.now.date(), a.client, a.recipients

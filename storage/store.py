@@ -198,14 +198,10 @@ class Store(ConsentQueries, OptinQueries, AccountQueries, CounterQueries):
             return conn.execute(select(func.count()).select_from(_spool)).scalar_one()
 
     def write_batch(self, audit_rows: list[dict[str, Any]],
-                    contacts: list[tuple[str, str, list[str], datetime]], asks: list[Any] = ()) -> list[Any]:  # type: ignore[assignment]
-        """Many messages' audit rows and last-contact updates in one transaction (group commit); with
-        `asks`, other messages' account steps (storage.accounts) share it. Returns their results."""
+                    contacts: list[tuple[str, str, list[str], datetime]]) -> None:
+        """Many messages' audit rows and last-contact updates in one transaction (group commit)."""
         steps = self.touch_last_contact_steps(contacts)
         if audit_rows:
             steps.insert(0, (hotpath.INSERT_AUDIT, hotpath.audit_tuples(audit_rows, utcnow(), self.sql.time), True))
-        if asks:
-            return self.account_steps(list(asks), steps)
         if steps:
             self.sql.write(steps)
-        return []
