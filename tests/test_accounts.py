@@ -238,8 +238,18 @@ def test_reputation_rules_freeze_only_the_complained_about_client(relay_factory,
     store.add("acme", "news", today, delivered=1000, complaints=6)       # 0.6 % >= 0.5 %: frozen
     store.add("beta", "news", today, delivered=1000, complaints=0, hard_bounces=60)  # 6 % >= 5 %: warned
     store.add("idle", "news", today, delivered=10, complaints=10)        # under min_volume: nothing
+    try:
+        _reputation(relay)
+    finally:
+        relay.stop()  # before its fresh database goes
+
+
+def _reputation(relay) -> None:
+    store = relay.store
     changed = relay.loop.run(relay.runtime.accounts.reputation_pass())
-    assert sorted(changed) == [("acme", "frozen"), ("beta", "warned")]
+    # the relay's own background pass may have got there first: the states are what counts
+    assert sorted(changed) in ([("acme", "frozen"), ("beta", "warned")], [])
+    assert store.account_states() == {"acme": "frozen", "beta": "warned"}
     assert status(mail_reply(relay.port)) == FROZEN
     out = cli(relay.config_path, "client", "show", "acme")[1]
     assert "by rule:reputation: complaint rate 0.60% >= 0.50%" in out and "6 complaints" in out
