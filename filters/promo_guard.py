@@ -17,6 +17,7 @@ NAME = "promo-guard"
 DESCRIPTION = "refuse promotional content (discounts, coupon codes, shop-now, sale wording) on transactional lists"
 PHASE = "message"
 RULE_FILE = RULES_DIR / "promotional" / "promotional.toml"
+VIEW_FACT = "text_view"  # the content stage's reader view of the message, when it ran first
 
 
 @cache
@@ -32,8 +33,6 @@ def promotional_hits(subject: str, visible: list[str]) -> list[tuple[str, str]]:
 async def check(ctx: MessageContext) -> Verdict:
     if ctx.list is None or not ctx.list.transactional:
         return CONTINUE
-    from relay.accounts.fingerprint import VIEW_FACT
-
     view = ctx.facts.get(VIEW_FACT)
     if view is None:
         from relay.textview import reader_view_of

@@ -170,7 +170,7 @@ _REMEMBER = ("INSERT INTO recent_copy (client, fingerprint, recipient, day, queu
              "ON CONFLICT DO NOTHING")
 _CAMPAIGN_COLUMNS = ("id", "client", "list_key", "label", "subject", "declared_size", "seen", "sent", "held",
                      "state", "started_at", "hold_until", "decided_at", "decided_by", "reason")
-# creates the campaign or counts the recipients offered, and returns the row as it was before (the
+# creates the campaign or counts the recipients offered, and returns the row with them counted (the
 # row lock on PostgreSQL, the write lock on SQLite, holds until the step commits)
 _CAMPAIGN_SEEN = ("INSERT INTO campaign (id, client, list_key, label, subject, declared_size, seen, sent, held, "
                   "state, started_at, hold_until, decided_at, decided_by, reason) "
@@ -300,12 +300,6 @@ class AccountQueries:
         return out
 
     # -- the per-message step: limits, repeats, campaign, in one transaction ------------------
-
-    def account_step(self, client: str, recipients: list[str], folded: list[str], now: datetime,
-                     limits: list[LimitKey], fingerprint: str | None, ask: CampaignAsk | None,
-                     queue_id: str) -> StepResult:
-        """One message's step in a transaction of its own (see account_steps)."""
-        return self.account_steps([StepAsk(client, recipients, folded, now, limits, fingerprint, ask, queue_id)])[0]
 
     def account_steps(self, asks: list[StepAsk]) -> list[StepResult]:
         """Decide messages' volume limits, repeats and campaign shares, and count them, atomically.
