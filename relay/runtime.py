@@ -102,6 +102,10 @@ class Runtime:
 
         self.feedback = Feedback(self)  # return paths, Feedback-ID, bounce and complaint intake
         self.webhooks = WebhookRunner(self)
+        from relay.accounts import Accounts
+
+        self.accounts = self.services.accounts = Accounts(config, store, clock, self.deliver_notification,
+                                                          self.writer)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         return tls_context(self.config)
@@ -145,8 +149,9 @@ class Runtime:
         and the policy service ask the same)."""
         from filters.sender_identity import aligned_domain
 
-        if client.suspended:
-            return f"550 5.7.1 Client {client.name} is suspended; mail is not accepted"
+        refusal = self.accounts.refusal(client)  # the state in storage, cached (relay/accounts)
+        if refusal is not None:
+            return refusal.line
         if not address or address == "<>":  # aiosmtpd reports the null sender as "<>"
             return replies.NULL_SENDER
         try:

@@ -96,6 +96,10 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     store = store or Store(config.storage_url, background_checkpoint=True)
     store.open_loop_reader()  # SQLite: the hot-path reads run on this thread (Store.read)
     runtime = Runtime(config, store, **runtime_args)
+    try:
+        await runtime.accounts.refresh()  # the client states in storage, before the first MAIL
+    except Exception:
+        logging.getLogger("relay.server").warning("could not read the client states yet; retrying in the background")
     loop = asyncio.get_running_loop()
     handler = RelayHandler(runtime)
     smtp_sock = smtp_sock or listening_socket(config.relay.listen_host, config.relay.listen_port, shared_ports)
@@ -126,7 +130,8 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
                   asyncio.create_task(runtime.metrics.watch_loop_lag()),
                   asyncio.create_task(runtime.checkpoint_forever()),
                   asyncio.create_task(trim_memory_forever()),
-                  asyncio.create_task(runtime.webhooks.run_forever(retry_interval))]
+                  asyncio.create_task(runtime.webhooks.run_forever(retry_interval)),
+                  asyncio.create_task(runtime.accounts.run_forever())]
     admin_runner, admin_port = None, None
     if admin_sock is not None:
         from relay.ops.admin import start_admin

@@ -155,6 +155,8 @@ class Transaction:
         if not accepted:
             return _refusal_reply(decision, list_cfg)
         outcome = await self.deliver_copies(ctx, list_cfg, accepted)
+        if not outcome.delivered and outcome.temporary:  # the client retries it: not a repeat, not counted
+            self.rt.spawn(self.rt.accounts.undo(self.client, ctx.facts, self.qid))
         # a delivered copy keeps consent current (max_consent_age_days counts from it)
         if "consent" in ctx.facts and outcome.delivered:
             self.contacts.append((self.client.name, list_cfg.key, outcome.delivered, self.now))

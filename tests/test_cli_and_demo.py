@@ -151,7 +151,8 @@ def _with_policy(text: str, policy: str) -> str:
 
 # (the footer brings its rule half, footer-guard: a copy without a visible footer is refused)
 @pytest.mark.parametrize("policy, stages, left_out", [
-    ("", "suppression, sender-identity, consent, content, unsubscribe, footer, footer-guard", None),
+    ("", "account-state, suppression, sender-identity, consent, content, promo-guard, limits, canary, unsubscribe, "
+         "footer, footer-guard", None),
     ('[policy]\nstages = ["suppression", "consent", "content", "sender-identity", "unsubscribe"]\n',
      "suppression, consent, content, sender-identity, unsubscribe, footer, footer-guard", None),
     ('[policy]\nstages = ["sender-identity"]\n', "sender-identity, footer, footer-guard",

@@ -248,6 +248,9 @@ def _mount() -> None:
     from relay.cli.feedback import feedback
 
     main.add_command(feedback)
+    from relay.cli.accounts import mount as mount_accounts
+
+    mount_accounts(main, client)  # relay client state/show, relay campaign
 
 
 _mount()

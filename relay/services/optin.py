@@ -43,10 +43,13 @@ class SignupResult:
     confirmation_mail: str  # sent / reminder / limit reached / not needed
 
 
-def refuse_if_suspended(client: "ClientConfig") -> None:
-    """A suspended client gets no new subscribers and no mail sent in its name, as SMTP refuses its mail."""
-    if client.suspended:
-        raise SignupRefused(f"client {client.name} is suspended: it takes no sign-ups and sends no confirmation mail",
+def refuse_if_suspended(client: "ClientConfig", state: str | None = None) -> None:
+    """A suspended client gets no new subscribers and no mail sent in its name, as SMTP refuses its mail.
+
+    `state` is the client's current state (relay/accounts, from storage); without it, the config's."""
+    state = state or client.state
+    if state in ("suspended", "terminated"):
+        raise SignupRefused(f"client {client.name} is {state}: it takes no sign-ups and sends no confirmation mail",
                             None, 403)
 
 
@@ -83,7 +86,7 @@ class Optin:
         every sign-up with `confirm_by_mail` (the hosted form: anyone can type anyone's address).
         """
         rt = self.rt
-        refuse_if_suspended(client)
+        refuse_if_suspended(client, rt.accounts.state_of(client))
         if mailing.transactional:
             raise SignupRefused(f"list {mailing.key} is transactional: nobody subscribes to it", "list")
         try:
