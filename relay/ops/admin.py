@@ -165,7 +165,11 @@ def make_admin_app(runtime: "Runtime") -> web.Application:
 
 async def start_admin(runtime: "Runtime", sock: Any) -> web.AppRunner:
     """Serve the admin app on `sock`; the caller cleans the runner up."""
-    runner = web.AppRunner(make_admin_app(runtime), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    from relay.http.guard import GuardedSite, HttpGuard, runner_args
+
+    runner = web.AppRunner(make_admin_app(runtime), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                           **runner_args(runtime.config.http))
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    # bounded apart from the public listener: a flood of unsubscribe links never starves the scrapes
+    await GuardedSite(runner, sock, HttpGuard(runtime.config.http, "admin")).start()
     return runner
