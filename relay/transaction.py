@@ -14,6 +14,7 @@ from filters.context import CopyContext, MessageContext
 from filters.verdict import Verdict
 from relay import replies
 from relay.delivery import DeliveryResult
+from relay.dkim_fanout import FanoutSigning
 from relay.dsn import FailedRecipient, build_dsn, upstream_failure
 from relay.offload import cpu_bound
 from relay.message import Copy, Message, field_name, make_field
@@ -186,6 +187,8 @@ class Transaction:
         rt = self.rt
         headers = self.base_headers(ctx.facts)
         signer = rt.signer_for(self.client, self.message)
+        # what every copy's signature shares (body runs, header values) is worked out once
+        signing = FanoutSigning(signer, self.message.body) if len(accepted) > 1 else signer
         outcome = Outcome()
         pending = iter(accepted)
         now_ts = int(self.now.timestamp())
@@ -199,7 +202,7 @@ class Transaction:
                     rt.services, self.qid, ctx.facts))
                 # signing is the last step: nothing touches the copy after this. OpenSSL releases the
                 # GIL, so in the signing threads it uses the second core and never stalls the loop
-                signatures = await rt.signing.run(signer.sign, copy.headers, copy.body, now_ts, size=len(copy.body))
+                signatures = await rt.signing.run(signing.sign, copy.headers, copy.body, now_ts, size=len(copy.body))
                 data = await cpu_bound(len(copy.body), b"".join, [*signatures, *copy.headers, b"\r\n", copy.body])
                 del copy
                 result = await rt.upstream.deliver(self.mail_from, recipient, data)
