@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from relay.offload import BIG, line_pieces
 
 __all__ = [
-    "SIGNED_HEADERS", "OVERSIGNED_HEADERS", "DkimSigner", "BodyHasher", "body_hash", "canon_lines", "load_private_key", "generate_rsa_key",
-    "generate_ed25519_key", "dns_txt_record", "dns_record_line", "validate_name",
+    "SIGNED_HEADERS", "OVERSIGNED_HEADERS", "DkimSigner", "BodyHasher", "body_hash", "canon_lines",
+    "load_private_key", "generate_rsa_key", "generate_ed25519_key", "dns_txt_record", "dns_record_line",
+    "validate_name",
 ]
 
 #: Header fields signed when present, in the order they appear in h=.
