@@ -284,7 +284,7 @@ def render(started: dt.datetime, elapsed: float, command: str, targets: list[Tar
     L += ["", *note, "", "| target | figure | met |", "|---|--:|---|"]
     for text, value, bound, unit in checks:
         met = value <= bound if unit == " ms" else value >= bound
-        L.append(f"| {text} | {value:.2f}{unit} | {'met' if met else 'MISSED'} |")
+        L.append(f"| {text} | {value:.3f}{unit} | {'met' if met else 'MISSED'} |")  # 0.297 is not 0.30
     return "\n".join(L) + "\n"
 
 

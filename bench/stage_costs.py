@@ -14,11 +14,13 @@ A stage's cost is 1/rate(without it) − 1/rate(all), in ms per message. The tar
 ≥ 40 % of the baseline) allows 1/(0.4·baseline) ms per message in all; 1/rate(none) of that is
 the relay's backbone, and the rest is the budget for every stage together.
 
-The budget (issue 23): the CPU the relay spends per message, in units of what the bare sink
-spends per message in the same rounds (so a busy machine shifts both), may grow at most 10 %
-over STARTING_LOAD for the new stages together (feedback, accounts, footer-guard); each stage
-listed in STARTING_STAGE keeps its own share (see budget_check). Every run prints the budget
-table; `--check` measures only what it needs (about a minute) and exits 1 when over budget.
+The budget (issue 23): the relay's CPU per message for the whole pipeline (its own work on the
+message plus every stage, measured in process, in units of one email parse of the same message
+measured alongside, so a busy machine shifts both) may grow at most 10 % over STARTING_WHOLE for
+the new work together (feedback, accounts, footer-guard); each stage in STARTING_STAGE keeps its
+own share, and a stage not in it is new and counts against the 10 % (see budget_check). Every
+run prints the budget table; `--check` measures only what it needs (about a minute) and exits 1
+when over budget. Run it twice before believing an OVER within a few % of the line.
 """
 from __future__ import annotations
 
@@ -40,24 +42,24 @@ import run  # noqa: E402
 TARGET = 0.40
 
 # The starting point of issue 23, measured by this file on the shared 2-core machine (STARTING_RUN).
-# Two units, each a ratio to a yardstick measured in the same run, so a busy or faster machine
+# Each figure is a ratio to a yardstick measured in the same run, so a busy or faster machine
 # moves both sides:
-#  * LOAD: the relay's CPU per message under load (10 KB, 1 rcpt, one process; smtp-source, 20
-#    sessions), ÷ the bare aiosmtpd sink's CPU per message in the same rounds (least of the rounds);
-#  * STAGE: each stage's CPU per message in process (stage_cpu), ÷ one email.message_from_bytes
-#    of the same message ("parses").
-STARTING_RUN = "2026-12-07 05:30 UTC, bench/stage_costs.py (sink 0.697 ms CPU/msg, one parse 0.318 ms)"
-STARTING_LOAD = {"all": 4.33, "none": 2.18}
-STARTING_STAGE = {"suppression": 0.19, "consent": 0.21, "content": 2.05, "sender-identity": 0.08,
-                  "footer": 1.10, "unsubscribe": 0.08}
-STARTING_ALL_PARSES = 9.5  # the whole pipeline under load (3.016 ms CPU/msg) in parses (0.318 ms)
-GROWTH = 0.10  # what the new stages (feedback, accounts, footer-guard) may add together
-# in-process figures repeated within ~5 % here: closer than this is "within noise"
+#  * STAGE, BACKBONE, WHOLE: CPU per message in process (stage_cpu: 10 KB newsletter, 1 recipient)
+#    ÷ one email.message_from_bytes of the same message ("parses"); the backbone is the relay's
+#    own work on the message (parse, MIME scan, copy headers, DKIM, dot-stuffing; not SMTP I/O or
+#    the audit commit); WHOLE = backbone + every stage. This is what the budget holds.
+#  * LOAD (information): the relay's CPU per message under load (one process; smtp-source, 20
+#    sessions) ÷ the bare aiosmtpd sink's in the same rounds (least of the rounds); it moved by
+#    up to 30 % between runs on the shared machine with no change.
+STARTING_RUN = "2026-12-07 05:30-06:10 UTC, mean of 5 runs of stage_cpu (one parse 0.29-0.35 ms CPU)"
+STARTING_STAGE = {"suppression": 0.18, "consent": 0.20, "content": 2.00, "sender-identity": 0.07,
+                  "footer": 1.05, "unsubscribe": 0.07}
+STARTING_BACKBONE = 1.90
+STARTING_WHOLE = STARTING_BACKBONE + sum(STARTING_STAGE.values())  # 5.47 parses
+STARTING_LOAD = {"all": 4.33, "none": 2.18}  # 3.02 and 1.52 ms CPU/msg over the sink's 0.70 ms
+GROWTH = 0.10  # what the new work (feedback, accounts, footer-guard) may add to WHOLE, together
+# in-process ratios repeated within ~5-10 % between runs here: a stage is "over" past this
 NOISE = 0.10
-# load figures (CPU per message on a shared machine) moved by up to ~20 % between runs: the
-# backbone's line is information only; the whole pipeline is held to GROWTH (run --check twice
-# before believing an OVER that is within this of the line)
-LOAD_NOISE = 0.20
 
 
 def main() -> int:
@@ -142,7 +144,8 @@ async def _stage_cpu(tmp: Path, messages: int, repeat: int) -> dict[str, float]:
     sys.path.insert(0, str(run.ROOT))
     from filters.context import CopyContext, MessageContext, RcptContext, Services
     from relay.config import load_config
-    from relay.keys import ensure_token_key, read_token_keys
+    from relay.delivery import _stuff
+    from relay.keys import ensure_token_key, load_client_secrets, read_token_keys
     from relay.message import Copy, Message
     from relay.mime_footer import STRUCTURE_FACT, mime_structure
     from relay.pipeline import Pipeline
@@ -163,11 +166,12 @@ async def _stage_cpu(tmp: Path, messages: int, repeat: int) -> dict[str, float]:
     services = Services(clock=lambda: now, store=store,
                         tokens=TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days)))
     pipeline = Pipeline(config.stages)
+    signer = load_client_secrets(client).signers[client.signing_domain]
     best: dict[str, float] = {}
     try:
         for _ in range(repeat):
             spent = dict.fromkeys([s.name for s in pipeline.rcpt_stages + pipeline.message_stages
-                                   + pipeline.copy_stages] + ["parse"], 0.0)
+                                   + pipeline.copy_stages] + ["parse", "backbone"], 0.0)
             for n in range(messages):
                 t = time.process_time()
                 email.message_from_bytes(raw)
@@ -177,24 +181,33 @@ async def _stage_cpu(tmp: Path, messages: int, repeat: int) -> dict[str, float]:
                     t = time.process_time()
                     await stage.run(ctx)
                     spent[stage.name] += time.process_time() - t
+                t = time.process_time()  # the backbone's own work on the message (SMTP and storage aside)
                 message = Message(raw)
                 list_cfg = resolve_list(client, message)
                 assert not isinstance(list_cfg, str), list_cfg
                 mctx = MessageContext(config, client, list_cfg, run.SENDER, (run.TO,), message, services, f"Q{n}")
                 mctx.facts[STRUCTURE_FACT] = mime_structure(message.headers, message.body)
+                spent["backbone"] += time.process_time() - t
                 for stage in pipeline.message_stages:
                     t = time.process_time()
                     verdict = await stage.run(mctx)
                     spent[stage.name] += time.process_time() - t
                     if getattr(verdict, "code", None) and verdict.code >= 400:
                         raise RuntimeError(f"{stage.name} refused the bench message: {verdict}")
+                t = time.process_time()
                 copy = Copy(run.TO, copy_headers(message, client, now, f"Q{n}", mctx.facts), message.body)
+                copy.prepend("Received", f"from bench by relay.bench.example id Q{n} for <{run.TO}>")
+                spent["backbone"] += time.process_time() - t
                 cctx = CopyContext(config, client, list_cfg, run.SENDER, run.TO, message, copy, services, f"Q{n}",
                                    mctx.facts)
                 for stage in pipeline.copy_stages:
                     t = time.process_time()
                     await stage.run(cctx)
                     spent[stage.name] += time.process_time() - t
+                t = time.process_time()  # signing, the copy's bytes, dot-stuffing for the upstream
+                signatures = signer.sign(copy.headers, copy.body, int(now.timestamp()))
+                _stuff(b"".join([*signatures, *copy.headers, b"\r\n", copy.body]))
+                spent["backbone"] += time.process_time() - t
             for name, total in spent.items():
                 best[name] = min(best.get(name, 1e9), total / messages * 1e6)
     finally:
@@ -206,12 +219,15 @@ async def _stage_cpu(tmp: Path, messages: int, repeat: int) -> dict[str, float]:
 def budget_check(load: dict[str, float], stage: dict[str, float]) -> tuple[list[str], bool]:
     """Lines comparing this run with the starting point; True when over budget.
 
-    `load`: relay CPU/msg ÷ sink CPU/msg for "all" and "none"; `stage`: µs CPU/msg per stage and
-    "parse" (stage_cpu). Over budget: the whole pipeline past STARTING_LOAD["all"] + 10 %, or the
-    stages not in STARTING_STAGE (the new ones) adding more than 10 % of the whole pipeline.
+    `load`: relay CPU/msg ÷ sink CPU/msg for "all" and "none" (information); `stage`: µs CPU/msg
+    per stage, "backbone" and "parse" (stage_cpu). Over budget: the whole pipeline in process past
+    STARTING_WHOLE + 10 %, or the stages not in STARTING_STAGE (the new ones) adding more than 10 %
+    of STARTING_WHOLE.
     """
     parse = stage["parse"]
-    units = {k: v / parse for k, v in stage.items() if k != "parse"}
+    units = {k: v / parse for k, v in stage.items() if k not in ("parse", "backbone")}
+    backbone = stage["backbone"] / parse
+    whole = backbone + sum(units.values())
     L = [f"### budget (issue 23): starting point {STARTING_RUN}",
          "",
          f"Stage CPU in process, in parses of the message (one parse: {parse:.0f} µs CPU this run); a known "
@@ -229,19 +245,23 @@ def budget_check(load: dict[str, float], stage: dict[str, float]) -> tuple[list[
         else:
             new += value
             L.append(f"| {name} (new) | — | {value:.2f} | {stage[name]:.0f} | counts against the {GROWTH:.0%} |")
-    allowance = STARTING_ALL_PARSES * GROWTH
+    allowance = STARTING_WHOLE * GROWTH
     new_over = new > allowance
     L.append(f"| **new stages together** | allowed {allowance:.2f} | {new:.2f} | {new * parse:.0f} | "
              f"**{'OVER' if new_over else 'within'} budget** |")
-    allowed = STARTING_LOAD["all"] * (1 + GROWTH)
-    all_over = load["all"] > allowed
-    L += ["", "Whole pipeline under load, relay CPU per message ÷ the bare sink's (least of the rounds):", "",
-          "| relay | starting point | this run | verdict |", "|---|--:|--:|---|",
-          f"| no stage (the backbone) | {STARTING_LOAD['none']:.2f} | {load['none']:.2f} | "
-          f"{'over' if load['none'] > STARTING_LOAD['none'] * (1 + LOAD_NOISE) else 'within noise'} |",
-          f"| **every stage** | {STARTING_LOAD['all']:.2f} | {load['all']:.2f} | "
-          f"**{'OVER' if all_over else 'within'} budget ({allowed:.2f})** |"]
-    return L, new_over or all_over
+    L.append(f"| backbone (parse, MIME scan, copy headers, DKIM, dot-stuffing) | {STARTING_BACKBONE:.2f} | "
+             f"{backbone:.2f} | {stage['backbone']:.0f} | "
+             f"{'over' if backbone > STARTING_BACKBONE * (1 + NOISE) else 'within noise'} |")
+    allowed = STARTING_WHOLE * (1 + GROWTH)
+    whole_over = whole > allowed
+    L.append(f"| **whole pipeline in process** | {STARTING_WHOLE:.2f} | {whole:.2f} | {whole * parse:.0f} | "
+             f"**{'OVER' if whole_over else 'within'} budget ({allowed:.2f})** |")
+    L += ["", "Under load (information: on the shared machine this moved by up to 30 % between runs with no change), "
+          "relay CPU per message ÷ the bare sink's, least of the rounds:", "",
+          "| relay | starting point | this run | +10 % would be |", "|---|--:|--:|--:|",
+          f"| no stage | {STARTING_LOAD['none']:.2f} | {load['none']:.2f} | {STARTING_LOAD['none'] * (1 + GROWTH):.2f} |",
+          f"| every stage | {STARTING_LOAD['all']:.2f} | {load['all']:.2f} | {STARTING_LOAD['all'] * (1 + GROWTH):.2f} |"]
+    return L, new_over or whole_over
 
 
 def render(started: dt.datetime, elapsed: float, command: str, stages: list[str], median: dict[str, float],
