@@ -1,7 +1,7 @@
 """Build step for the one C extension; everything else is in pyproject.toml."""
 from setuptools import Extension, setup
 
-# the content stage's word finder (filters/_wordscan.c); optional: without a C compiler the install
-# goes on and filters/content_text.py takes its Python path (the same results, slower)
-setup(ext_modules=[Extension("filters._wordscan", ["filters/_wordscan.c"], optional=True,
+# the content stage's word finder (filters/content/_wordscan.c); optional: without a C compiler the install
+# goes on and filters/content/text.py takes its Python path (the same results, slower)
+setup(ext_modules=[Extension("filters.content._wordscan", ["filters/content/_wordscan.c"], optional=True,
                              extra_compile_args=["-O2"])])

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.hashes import SHA256
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from relay.dkim import DkimSigner  # noqa: E402
+from relay.mail.dkim import DkimSigner  # noqa: E402
 
 ITERATIONS = 2000
 WARMUP = 200

@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/fanout_bench.py [--copies 100] [--repeat 5]
 
-For 10 KB and 100 KB newsletters (bench/payload.py), the real footer planner (relay/mime_footer.py)
+For 10 KB and 100 KB newsletters (bench/payload.py), the real footer planner (relay/mail/mime_footer.py)
 makes one body per recipient; then, interleaved `--repeat` times, DkimSigner.sign signs each copy
-alone and FanoutSigning.sign (relay/dkim_fanout.py) signs them as the relay now does: the body
+alone and FanoutSigning.sign (relay/mail/dkim_fanout.py) signs them as the relay now does: the body
 runs and header values every copy shares are worked out once per message. Also the body hash
 alone (where the saving is). CPU time of this process (time.process_time), best of the
 repeats: the machine is shared, and CPU time is what other load disturbs least.
@@ -23,10 +23,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
 import payload  # noqa: E402
-from relay.dkim import DkimSigner, body_hash  # noqa: E402
-from relay.dkim_fanout import FanoutSigning  # noqa: E402
-from relay.message import Message  # noqa: E402
-from relay.mime_footer import plan_footer  # noqa: E402
+from relay.mail.dkim import DkimSigner, body_hash  # noqa: E402
+from relay.mail.dkim_fanout import FanoutSigning  # noqa: E402
+from relay.mail.message import Message  # noqa: E402
+from relay.mail.mime_footer import plan_footer  # noqa: E402
 
 
 def copies(size: int, n: int) -> tuple[Message, list[tuple[list[bytes], bytes]]]:

@@ -2,7 +2,12 @@
 `email.message_from_bytes` of the same message, for 10 KB and 100 KB messages.
 
 The footer plan (MIME scan, decoding of the text parts) is made once per message and shown
-separately; per copy only the footer is rendered, encoded and spliced in. Run:
+separately; per copy only the footer is rendered, encoded and spliced in. The footer-guard stage's
+visibility check (`check/msg`: the HTML part parsed with the footer in it, its ancestors and style
+sheets checked) also runs once per message; `before/copy` is the footer as it was before the guard
+(the same plan, the pre-guard default HTML template: no `!important` styles, no wrapper), measured
+interleaved with `footer/copy` in the same run; `after/before` is the median ratio of 21 back-to-back
+pairs (robust to a shared machine's drifting load). Run:
 
     .venv/bin/python bench/footer_bench.py [--iterations N]
 """
@@ -19,11 +24,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from filters.footer import ConsentFacts, FooterValues, reason_for, render_footer  # noqa: E402
-from relay.dkim import DkimSigner  # noqa: E402
-from relay.message import Copy, Message  # noqa: E402
-from relay.mime_footer import plan_footer  # noqa: E402
-from relay.tokens import TokenCodec  # noqa: E402
+import jinja2  # noqa: E402
+
+from filters.footer import ConsentFacts, FooterValues, _context, _render, reason_for, render_footer  # noqa: E402
+from filters.footer_guard import _VERDICTS, place_all  # noqa: E402
+from relay.mail.dkim import DkimSigner  # noqa: E402
+from relay.mail.message import Copy, Message  # noqa: E402
+from relay.mail.mime_footer import plan_footer  # noqa: E402
+from relay.crypto.tokens import TokenCodec  # noqa: E402
 
 ROUNDS = 5
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
@@ -63,6 +71,25 @@ def make_message(kind: str, size: int) -> bytes:
             b"Content-Disposition: attachment; filename=\"offer.pdf\"\r\n\r\n" + pdf + b"--mix--\r\n")
 
 
+# the default HTML footer template before the guard (git history: footer_templates/footer.html.j2)
+BEFORE_HTML = """<div style="margin:24px 0 0;padding:12px 0 0;border-top:1px solid #dddddd;font-family:Arial,Helvetica,sans-serif;font-size:12px;line-height:1.5;color:#666666;">
+<p style="margin:0 0 6px;">Sent by {{ company }} &lt;<a href="mailto:{{ contact_email }}" style="color:#666666;">{{ contact_email }}</a>&gt;<br>
+{{ postal_address }}</p>
+<p style="margin:0 0 6px;">{{ reason }}</p>
+{% if unsubscribe_url %}
+<p style="margin:0;"><a href="{{ unsubscribe_url }}" style="color:#666666;">Unsubscribe from {{ list_name }}</a></p>
+{% endif %}
+</div>"""
+_BEFORE_ENV = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+BEFORE_TEMPLATE = _BEFORE_ENV.from_string(BEFORE_HTML)
+
+
+def render_before(values: FooterValues, text: bool, html: bool) -> tuple[str, str]:
+    """The footer as rendered before the guard: the text one is unchanged, the HTML one unguarded."""
+    text_footer, _ = render_footer(values, None, text=text, html=False)
+    return text_footer, _render(BEFORE_TEMPLATE, _context(values)) if html else ""
+
+
 def per_call_us(fn, n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
@@ -81,6 +108,22 @@ def measure(fns: dict[str, object], n: int) -> dict[str, float]:
     return {k: min(v) for k, v in runs.items()}
 
 
+def paired_ratio(after, before, n: int, pairs: int = 21) -> float:
+    """Median of after/before over short back-to-back pairs (order alternating): on a shared machine
+    the load drifts between rounds, and a pair measured within milliseconds shares it."""
+    import statistics
+
+    ratios = []
+    k = max(5, n // pairs)
+    for i in range(pairs):
+        if i % 2:
+            b, a = per_call_us(before, k), per_call_us(after, k)
+        else:
+            a, b = per_call_us(after, k), per_call_us(before, k)
+        ratios.append(a / b)
+    return statistics.median(ratios)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iterations", type=int, default=2000)
@@ -90,8 +133,9 @@ def main() -> int:
     consent = ConsentFacts("2026-03-01", "signup form", "double", True, "2026-03-02")
     counter = iter(range(10**9))
 
-    print(f"{'message':<22}{'bytes':>8}{'plan/msg':>11}{'footer/copy':>13}{'+unsub+DKIM':>13}"
-          f"{'email parse':>13}{'DKIM alone':>12}   (microseconds)")
+    print(f"{'message':<22}{'bytes':>8}{'plan/msg':>11}{'check/msg':>11}{'(same body)':>12}{'before/copy':>13}"
+          f"{'footer/copy':>13}"
+          f"{'after/before':>13}{'+unsub+DKIM':>13}{'email parse':>13}{'DKIM alone':>12}   (microseconds)")
     for size in (10_000, 100_000):
         for kind in ("plain", "alternative", "mixed"):
             raw = make_message(kind, size)
@@ -101,14 +145,33 @@ def main() -> int:
             plan = plan_footer(msg.headers, msg.body)
             assert plan is not None, kind
 
-            def footer_only() -> bytes:
+            def values_for_next() -> FooterValues:
                 rcpt = f"r{next(counter)}@example.org"
                 token = tokens.issue("unsubscribe", "acme", "news", rcpt, NOW)
-                values = FooterValues("Acme Inc", "hello@acme.example", "Acme Inc, 1 Main St, Springfield, IL 62701, USA",
-                                      "Acme News", False, reason_for("Acme News", "Acme Inc", False, consent),
-                                      f"https://relay.example/u/{token}", f"unsubscribe+{token}@relay.example", consent)
-                text, html = render_footer(values, None, text=plan.needs_text, html=plan.needs_html)
+                return FooterValues("Acme Inc", "hello@acme.example", "Acme Inc, 1 Main St, Springfield, IL 62701, USA",
+                                    "Acme News", False, reason_for("Acme News", "Acme Inc", False, consent),
+                                    f"https://relay.example/u/{token}", f"unsubscribe+{token}@relay.example", consent)
+
+            def footer_only() -> bytes:
+                text, html = render_footer(values_for_next(), None, text=plan.needs_text, html=plan.needs_html)
                 return plan.apply(text, html).body
+
+            def footer_before() -> bytes:
+                text, html = render_before(values_for_next(), text=plan.needs_text, html=plan.needs_html)
+                return plan.apply(text, html).body
+
+            first_html = render_footer(values_for_next(), None, text=False, html=True)[1]
+
+            def check() -> None:
+                for slot in plan.slots:
+                    slot.lead = ""  # as planned: each round checks afresh
+                _VERDICTS.clear()
+                place_all(plan, first_html)
+
+            def check_again() -> None:  # the same body again (a campaign sent one recipient at a time)
+                for slot in plan.slots:
+                    slot.lead = ""
+                place_all(plan, first_html)
 
             def whole_copy() -> None:
                 body = footer_only()
@@ -117,13 +180,18 @@ def main() -> int:
                 copy.replace("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
                 signer.sign(copy.headers, copy.body, 1_700_000_000)
 
+            check_us = per_call_us(check, max(20, n // 10)) if plan.needs_html else 0.0
+            again_us = per_call_us(check_again, max(20, n // 10)) if plan.needs_html else 0.0
             figures = measure({
+                "before": footer_before,
                 "footer": footer_only,
                 "copy": whole_copy,
                 "parse": lambda: email.message_from_bytes(raw),
                 "dkim": lambda: signer.sign(msg.headers, msg.body, 1_700_000_000),
             }, n)
-            print(f"{kind + ' ' + str(size // 1000) + ' KB':<22}{len(raw):>8}{plan_us:>11.1f}{figures['footer']:>13.1f}"
+            check_text = f"{check_us:>11.1f}{again_us:>12.1f}" if plan.needs_html else f"{'-':>11}{'-':>12}"
+            print(f"{kind + ' ' + str(size // 1000) + ' KB':<22}{len(raw):>8}{plan_us:>11.1f}{check_text}"
+                  f"{figures['before']:>13.1f}{figures['footer']:>13.1f}{paired_ratio(footer_only, footer_before, n):>13.2f}"
                   f"{figures['copy']:>13.1f}{figures['parse']:>13.1f}{figures['dkim']:>12.1f}")
     return 0
 

@@ -144,12 +144,12 @@ async def _stage_cpu(tmp: Path, messages: int, repeat: int) -> dict[str, float]:
     sys.path.insert(0, str(run.ROOT))
     from filters.context import CopyContext, MessageContext, RcptContext, Services
     from relay.config import load_config
-    from relay.delivery import _stuff
+    from relay.delivery.upstream import _stuff
     from relay.keys import ensure_token_key, load_client_secrets, read_token_keys
-    from relay.message import Copy, Message
-    from relay.mime_footer import STRUCTURE_FACT, mime_structure
+    from relay.mail.message import Copy, Message
+    from relay.mail.mime_footer import STRUCTURE_FACT, mime_structure
     from relay.pipeline import Pipeline
-    from relay.tokens import TokenCodec
+    from relay.crypto.tokens import TokenCodec
     from relay.transaction import copy_headers, resolve_list
     from storage import Store
 

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import aiosmtplib
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from relay.delivery import (  # noqa: E402
+from relay.delivery.upstream import (  # noqa: E402
     LOCAL_BAD_ADDRESS, DeliveryResult, SmtpUpstream, _classify, _Dead, _one_line, _temporary,
 )
 

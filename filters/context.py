@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig, Config, ListConfig
-    from relay.message import Copy, Message
+    from relay.mail.message import Copy, Message
 
 
 @dataclass

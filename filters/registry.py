@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any, Awaitable, Callable
 
 PHASES = ("rcpt", "message", "copy")
-_INFRASTRUCTURE = {"verdict", "registry", "context"}
+_INFRASTRUCTURE = {"verdict", "registry", "context", "links"}
 
 
 @dataclass(frozen=True)

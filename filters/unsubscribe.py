@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from filters.context import CopyContext
-from relay.unsubscribe import unsubscribe_links
+from filters.links import unsubscribe_links
 
 NAME = "unsubscribe"
 DESCRIPTION = "replace List-Unsubscribe / List-Unsubscribe-Post with the relay's own one-click links"

@@ -1,4 +1,4 @@
 """`python -m relay` runs the CLI."""
-from relay.cli import main
+from relay.cli.main import main
 
 main()

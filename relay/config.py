@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from relay.mail.identity_check import contact_email_problem, postal_address_problem
+
 DEFAULT_ROLE_ADDRESSES = (
     "abuse", "admin", "administrator", "billing", "compliance", "contact", "devnull",
     "dns", "ftp", "help", "hostmaster", "info", "list", "list-request", "mailer-daemon",
@@ -37,6 +39,7 @@ class ListConfig:
     confirmed_opt_in: bool
     max_consent_age_days: int | None
     disclosure: str = ""  # what a subscriber is told at sign-up; kept with each consent record
+    footer_templates: Path | None = None  # overrides its client's footer templates (checked at load)
 
     @property
     def transactional(self) -> bool:
@@ -96,6 +99,12 @@ class RelaySection:
     data_timeout: float
     auth_max_failures: int
     auth_failure_delay: float
+    # docs/ABUSE.md: strangers (before AUTH) get shorter timeouts, fewer idle commands and never the reserve
+    pre_auth_timeout: float = 30.0
+    pre_auth_data_timeout: float = 120.0
+    reserved_connections: int = 50
+    max_commands_without_progress: int = 20
+    max_auth_per_ip: int = 3
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,13 @@ class HttpSection:
     listen_host: str
     listen_port: int
     public_url: str
+    # docs/ABUSE.md: the public listener faces the internet (unsubscribe links)
+    max_connections: int = 512
+    max_connections_per_ip: int = 64
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 15.0
+    max_requests_per_connection: int = 100
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,7 @@ class OptinSection:
     resend_window_hours: float      # at most one confirmation mail and one reminder per address+list in it
     rate_per_ip_per_hour: int       # hosted form and API submissions from one IP address
     rate_per_client_per_hour: int   # hosted form and API submissions for one client
+    api_rate_per_ip_per_hour: int = 3600  # the authenticated API's own budget, apart from the form's
 
 
 @dataclass(frozen=True)
@@ -283,7 +300,7 @@ def _upstream(t: _Table, base: Path) -> UpstreamSection:
     return section
 
 
-def _lists(client: _Table, company: str) -> dict[str, ListConfig]:
+def _lists(client: _Table, company: str, base: Path) -> dict[str, ListConfig]:
     lists: dict[str, ListConfig] = {}
     lists_table = client.table("lists")
     for key in lists_table.data:
@@ -303,6 +320,7 @@ def _lists(client: _Table, company: str) -> dict[str, ListConfig]:
             max_consent_age_days=age,
             disclosure=lt.text("disclosure", f"You will receive {lt.data.get('name', key)} from {company} by email. "
                                              f"Every message has a link to unsubscribe at once."),
+            footer_templates=_path(base, lt.text("footer_templates", None)),
         )
         lt.finish()
     return lists
@@ -336,6 +354,22 @@ def _confirm_from(t: _Table, contact: str, domains: tuple[str, ...]) -> str:
     return contact if aligned(contact) else f"subscriptions@{domains[0]}"
 
 
+def _check_footer_templates(t: _Table, client: ClientConfig) -> None:
+    """A client's and its lists' footer templates, rendered with sample data (filters/footer_check.py)."""
+    from filters.footer_check import TemplateProblem, check_templates
+
+    own = (client.footer_templates,) if client.footer_templates else ()
+    checks = [("footer_templates", own, frozenset(lst.kind for lst in client.lists.values()
+                                                 if lst.footer_templates is None))] if own else []
+    checks += [(f"lists.{key}.footer_templates", (lst.footer_templates, *own), frozenset({lst.kind}))
+               for key, lst in client.lists.items() if lst.footer_templates is not None]
+    for key, dirs, kinds in checks:
+        try:
+            check_templates(dirs, kinds)
+        except TemplateProblem as exc:
+            raise t.fail(key, str(exc)) from None
+
+
 def _client(name: str, t: _Table, base: Path) -> ClientConfig:
     if not _NAME_RE.match(name):
         raise ConfigError(f"{t.file}: {t.path}: client names use a-z, 0-9, '.', '_' and '-'")
@@ -350,6 +384,14 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
     contact = t.text("contact_email")
     if not _EMAIL_RE.match(contact):
         raise t.fail("contact_email", f"{contact!r} is not an email address")
+    # the footer's identity must be true and reachable (SPEC §5, §8; relay/mail/identity_check.py)
+    problem = contact_email_problem(contact, domains, t.get("contact_email_external", bool, False))
+    if problem is not None:
+        raise t.fail("contact_email", problem)
+    postal = t.text("postal_address")
+    problem = postal_address_problem(postal)
+    if problem is not None:
+        raise t.fail("postal_address", f"{postal!r} {problem}")
     dkim_t = t.table("dkim", required=True)
     selector = dkim_t.text("selector")
     if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", selector):
@@ -374,7 +416,7 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
             raise t.fail("networks", f"{raw!r} would make an open relay; name your own networks")
         networks.append(net)
     company = t.text("company")
-    lists = _lists(t, company)
+    lists = _lists(t, company, base)
     default_list = t.text("default_list", None)
     if default_list is not None and default_list not in lists:
         raise t.fail("default_list", f"names list {default_list!r}, which [{t.path}.lists] does not define")
@@ -387,13 +429,14 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
     client = ClientConfig(
         name=name, password_hash=password_hash, password_file=password_file,
         sender_domains=domains, company=company, contact_email=contact,
-        postal_address=t.text("postal_address"), dkim=dkim, default_list=default_list,
+        postal_address=postal, dkim=dkim, default_list=default_list,
         networks=tuple(networks), api_token_hash=api_hash, suspended=state == "suspended",
         lists=lists, footer_templates=_path(base, t.text("footer_templates", None)),
         confirm_from=_confirm_from(t, contact, domains),
         content=_content_table(t, "content", f"clients.{name}.content", client=True),
     )
     t.finish()
+    _check_footer_templates(t, client)
     if password_hash is None and password_file is None and not networks:
         raise t.fail("password_hash", "is required (or password_file, or networks): the client could not log in")
     return client
@@ -424,6 +467,11 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         data_timeout=r.number("data_timeout", 600.0, 0.1, integer=False),
         auth_max_failures=r.number("auth_max_failures", 5, 1),
         auth_failure_delay=r.number("auth_failure_delay", 1.0, 0, integer=False),
+        pre_auth_timeout=r.number("pre_auth_timeout", 30.0, 0.1, integer=False),
+        pre_auth_data_timeout=r.number("pre_auth_data_timeout", 120.0, 0.1, integer=False),
+        reserved_connections=r.number("reserved_connections", 50, 0),
+        max_commands_without_progress=r.number("max_commands_without_progress", 20, 1),
+        max_auth_per_ip=r.number("max_auth_per_ip", 3, 1),
     )
     if not re.match(r"^[A-Za-z0-9.-]+$", relay.hostname):
         raise r.fail("hostname", f"{relay.hostname!r} is not a host name")
@@ -433,6 +481,14 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
     public_url = h.text("public_url", f"http://{http_host}:{http_port}").rstrip("/")
     if not re.match(r"^https?://[^\s/]+(/\S*)?$", public_url):
         raise h.fail("public_url", f"must be an http(s) URL, got {public_url!r}")
+    http = HttpSection(
+        http_host, http_port, public_url,
+        max_connections=h.number("max_connections", 512, 1),
+        max_connections_per_ip=h.number("max_connections_per_ip", 64, 1),
+        header_timeout=h.number("header_timeout", 10.0, 0.1, integer=False),
+        body_timeout=h.number("body_timeout", 30.0, 0.1, integer=False),
+        keepalive_timeout=h.number("keepalive_timeout", 15.0, 0.1, integer=False),
+        max_requests_per_connection=h.number("max_requests_per_connection", 100, 1))
     h.finish()
     s = root.table("storage")
     storage_url = _storage_url(s, base)
@@ -456,6 +512,10 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         # half of sender identity and unsubscribe (a module decides or transforms, never both), so
         # a list naming either brings it, last; naming "footer" places it elsewhere
         stages.append("footer")
+    if "footer" in stages and "footer-guard" not in stages and "footer-guard" in known_stages:
+        # the footer's rule half (SPEC §8): a copy carries a visible footer or the message is
+        # refused 554 5.6.0, never sent without it; no stages list turns that off
+        stages.append("footer-guard")
     roles = p.get("role_addresses", list, list(DEFAULT_ROLE_ADDRESSES))
     content = _content_table(p, "content", "policy.content")
     p.finish()
@@ -465,6 +525,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         resend_window_hours=o.number("resend_window_hours", 24.0, 0.01, integer=False),
         rate_per_ip_per_hour=o.number("rate_per_ip_per_hour", 20, 1),
         rate_per_client_per_hour=o.number("rate_per_client_per_hour", 10000, 1),
+        api_rate_per_ip_per_hour=o.number("api_rate_per_ip_per_hour", 3600, 1),
     )
     o.finish()
     clients_t = root.table("clients")
@@ -481,7 +542,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
                                   f"already belongs to client {owners[domain]}")
             owners[domain] = client.name
     return Config(
-        path=path, relay=relay, http=HttpSection(http_host, http_port, public_url),
+        path=path, relay=relay, http=http,
         storage_url=storage_url, upstream=upstream, token_key_file=token_key_file,
         token_max_age_days=token_max_age_days,
         create_missing_secrets=create_missing, stages=tuple(stages),

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relay.config import ClientConfig, Config, ConfigError
-from relay.dkim import DkimSigner, generate_ed25519_key, generate_rsa_key, load_private_key
-from relay.passwords import generate_password, hash_password
+from relay.mail.dkim import DkimSigner, generate_ed25519_key, generate_rsa_key, load_private_key
+from relay.crypto.passwords import generate_password, hash_password
 
 
 @dataclass

@@ -32,6 +32,13 @@ NO_LIST = "550 5.7.1 Message names no list (List-Id) and client {client} has no 
 UNKNOWN_LIST = "550 5.7.1 Unknown list {list!r} for client {client}"
 NULL_SENDER = "550 5.7.1 Null sender <> not accepted from clients"
 MIME_TOO_DEEP = "554 5.6.0 MIME parts nested more than 100 levels deep; message refused"
+TLS_HANDSHAKE_FAILED = "421 4.7.0 TLS handshake failed; closing connection"
+UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"  # never the line itself: it may be a password
+NO_PROGRESS = "421 4.7.0 Too many commands without progress; closing connection"
+AUTH_BUSY = "454 4.7.0 Too many authentication attempts in progress from your address; try again later"
+AUTHZID_REFUSED = ("535 5.7.8 Authentication credentials invalid: "
+                   "the authorization identity must be empty or the user name (RFC 4616)")
+REPEATED_FIELD = "554 5.6.0 Message has more than one {field}: field; RFC 5322 section 3.6 allows one"
 OK = "250 2.0.0 OK"
 UNSUBSCRIBED = "250 2.0.0 Unsubscribed; no more mail from this list will be sent to this address"
 BAD_UNSUBSCRIBE_ADDRESS = "550 5.1.1 Unknown or expired unsubscribe address; use the link in a recent message"

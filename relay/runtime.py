@@ -14,20 +14,19 @@ from filters.context import RcptContext, Services
 from filters.footer import templates as footer_templates
 from relay import replies
 from relay.config import ClientConfig, Config
-from relay.delivery import Upstream, make_upstream
-from relay.dkim import DkimSigner
-from relay.dsn import build_dsn, upstream_failure
-from relay.offload import BatchedThreads, signing_threads, thread_pool
+from relay.delivery.upstream import Upstream, make_upstream
+from relay.mail.dkim import DkimSigner
+from relay.mail.dsn import build_dsn, upstream_failure
+from relay.base.offload import BatchedThreads, signing_threads, thread_pool
 from relay.keys import load_client_secrets, read_token_keys, tls_context
-from relay.message import Message, split_header_block
-from relay.metrics import Metrics
-from relay.passwords import verify_password
+from relay.mail.message import Message, split_header_block
+from relay.base.metrics import Metrics
+from relay.crypto.passwords import verify_password
 from relay.pipeline import Decision, Pipeline
-from relay.smtp import PeerLimits
-from relay.tokens import TokenCodec, TokenError
-from relay.writer import GroupWriter
-from relay.unsubscribe import unsubscribe
-from relay.addresses import unsubscribe_token
+from relay.crypto.tokens import TokenCodec, TokenError
+from relay.base.writer import GroupWriter
+from relay.services.unsubscribe import unsubscribe
+from relay.mail.addresses import unsubscribe_token
 from relay.transaction import Transaction
 
 log = logging.getLogger("relay.runtime")
@@ -71,11 +70,15 @@ class Runtime:
             check_content_rules(config)
         if "footer" in config.stages:
             # compiled now, not by the first message (10 ms on the event loop)
-            for template_dir in {None, *(c.footer_templates for c in config.clients.values())}:
-                footer_templates(template_dir)
+            from relay.mail.footer_lang import LANGUAGES
+
+            dirs = {()} | {tuple(d for d in (getattr(lst, "footer_templates", None), c.footer_templates) if d)
+                           for c in config.clients.values() for lst in (None, *c.lists.values())}
+            for template_dirs in dirs:  # (every language: the footer speaks the message's)
+                for lang in LANGUAGES:
+                    footer_templates(template_dirs, lang)
         self.secrets = {name: load_client_secrets(c) for name, c in config.clients.items()}
         self.tls_context = self._tls_context()
-        self.limits = PeerLimits(config.relay.max_connections, config.relay.max_connections_per_ip)
         self.metrics = Metrics()
         # How long a retry worker holds a spooled copy: longer than one delivery can take (about ten
         # upstream steps, each bounded by the upstream timeout), so nobody else claims a copy mid-send.
@@ -86,7 +89,7 @@ class Runtime:
         # successful logins, so a busy client does not pay scrypt on every connection
         self._verified: dict[str, bytes] = {}
         self._tasks: set[asyncio.Task] = set()
-        from relay.optin import Optin
+        from relay.services.optin import Optin
 
         self.optin = Optin(self)
 

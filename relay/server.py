@@ -14,10 +14,13 @@ from typing import Any
 from aiohttp import web
 
 from relay.config import Config
-from relay.http import make_app
-from relay.offload import signing_threads, thread_pool
+from relay.http.app import make_app
+from relay.http.guard import GuardedSite, HttpGuard, runner_args
+from relay.base.loop_guard import fd_shortfall, install_loop_guard, raise_fd_limit, trim_memory_forever
+from relay.base.offload import signing_threads, thread_pool
 from relay.runtime import Runtime
-from relay.smtp import RelayHandler, RelaySMTP
+from relay.smtp.session import RelayHandler, RelaySMTP
+from relay.smtp.guard import PeerLimits, SmtpGate
 from storage import Store
 
 log = logging.getLogger("relay.server")
@@ -51,6 +54,7 @@ class RunningRelay:
     background: list[asyncio.Task]  # the retry loop, the loop-lag watch, the SQLite checkpoints
     smtp_port: int
     http_port: int
+    limits: PeerLimits  # the SMTP front's connection slots and AUTH accounting
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop accepting, let transactions in flight finish, then close everything."""
@@ -91,17 +95,28 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     # asyncio listens again on the socket it is given: without backlog= it would shrink to 100,
     # and a burst of connections beyond it would hang waiting for a banner
     backlog = max(1024, config.relay.max_connections)
-    smtp_server = await loop.create_server(lambda: RelaySMTP(handler, runtime, runtime.limits), sock=smtp_sock,
+    # connection slots and AUTH accounting belong to the SMTP front, one set per process
+    limits = PeerLimits(config.relay.max_connections, config.relay.max_connections_per_ip,
+                        config.relay.reserved_connections, config.relay.max_auth_per_ip)
+
+    def session() -> RelaySMTP:
+        return RelaySMTP(handler, runtime, limits)
+
+    smtp_server = await loop.create_server(lambda: SmtpGate(session, runtime, limits), sock=smtp_sock,
                                            backlog=backlog)
-    runner = web.AppRunner(make_app(runtime), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = web.AppRunner(make_app(runtime), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                           **runner_args(config.http))
     await runner.setup()
     http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port, shared_ports)
-    await web.SockSite(runner, http_sock, backlog=backlog).start()
+    # bounded apart from SMTP (and from the admin listener, which gets its own HttpGuard)
+    await GuardedSite(runner, http_sock, HttpGuard(config.http, "public"), backlog=backlog).start()
+    install_loop_guard(loop)
     background = [asyncio.create_task(runtime.retry_forever(retry_interval)),
                   asyncio.create_task(runtime.metrics.watch_loop_lag()),
-                  asyncio.create_task(runtime.checkpoint_forever())]
+                  asyncio.create_task(runtime.checkpoint_forever()),
+                  asyncio.create_task(trim_memory_forever())]
     return RunningRelay(runtime, smtp_server, runner, background,
-                        smtp_sock.getsockname()[1], http_sock.getsockname()[1])
+                        smtp_sock.getsockname()[1], http_sock.getsockname()[1], limits)
 
 
 # Threads doing Python work (MIME scans of a big message) hand the GIL back to the event loop
@@ -126,6 +141,10 @@ def fix_malloc_threshold() -> bool:
 async def serve_until_signalled(config: Config, workers: int = 1) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
     fix_malloc_threshold()
+    # a flood must meet the connection limits, not the 1,024 descriptors of a login shell
+    shortfall = fd_shortfall(raise_fd_limit(), config.relay.max_connections, config.http.max_connections)
+    if shortfall:
+        log.warning("%s", shortfall)
     # to_thread / cpu_bound work runs on a pool started now (see thread_pool)
     asyncio.get_running_loop().set_default_executor(thread_pool(4, "cpu"))
     if os.environ.get("RELAY_SLOW_CALLBACK_MS"):

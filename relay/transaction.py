@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 from filters.context import CopyContext, MessageContext
 from filters.verdict import Verdict
 from relay import replies
-from relay.delivery import DeliveryResult
-from relay.dkim_fanout import FanoutSigning
-from relay.dsn import FailedRecipient, build_dsn, upstream_failure
-from relay.offload import cpu_bound
-from relay.message import Copy, Message, field_name, make_field
-from relay.mime_footer import MAX_DEPTH, STRUCTURE_FACT, mime_structure
+from relay.delivery.upstream import DeliveryResult
+from relay.mail.dkim_fanout import FanoutSigning
+from relay.mail.dsn import FailedRecipient, build_dsn, upstream_failure
+from relay.base.offload import cpu_bound
+from relay.mail.message import Copy, Message, field_name, make_field
+from relay.mail.mime_footer import MAX_DEPTH, STRUCTURE_FACT, mime_structure
+from relay.mail.headers_check import repeated_field
 from filters.content import TAG_HEADER, tag_header_fields
 from relay.pipeline import Decision, MessageDecision
 
@@ -143,6 +144,10 @@ class Transaction:
 
     async def run(self) -> str:
         rt = self.rt
+        repeated = repeated_field(self.message.headers)
+        if repeated is not None:  # before any stage: each reads one occurrence, a reader may show the other
+            rt.metrics.refused("headers", "headers.repeated")
+            return replies.REPEATED_FIELD.format(field=repeated)
         structure = mime_structure(self.message.headers, self.message.body)
         if (structure.depth if structure is not None else 1) > MAX_DEPTH:
             rt.metrics.refused("mime", "mime.depth")

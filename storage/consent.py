@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from sqlmodel import select as model_select
 
-from relay.addresses import suppression_key
 from storage import hotpath
 from storage.hotpath import DriverSql
 from storage.hotpath import sqlite_time as _sqlite_time
@@ -24,6 +23,17 @@ _event = ConsentEvent.__table__
 _supp = Suppression.__table__
 _audit = AuditEntry.__table__
 IMPORT_BATCH = 20000
+
+
+def suppression_key(address: str) -> str:
+    """A normalised address as suppressions store and match it: the local part case-folded as well.
+
+    A suppression must hold however the sender spells the mailbox (Carol@ after carol@ complained),
+    and practically every receiving domain ignores local-part case, as ESPs' suppression lists do.
+    Consent records keep the exact local part: there a mismatch finds no consent and refuses.
+    """
+    local, at, domain = address.rpartition("@")
+    return f"{local.casefold()}@{domain.lower()}" if at else address.casefold()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, delete, func, insert, or_, select, text, update
 from sqlmodel import Session
 from sqlmodel import select as model_select  # yields model instances via Session.exec
 
-from relay.offload import thread_pool
+from storage.threads import thread_pool
 from storage import hotpath
 from storage.consent import ConsentQueries
 from storage.hotpath import DriverSql

@@ -21,8 +21,8 @@ from cryptography.x509.oid import NameOID
 from fixtures_db import *  # noqa: F401,F403  (database_url, fresh_database_url, store)
 from fixtures_db import _Databases
 from relay.config import load_config
-from relay.dkim import generate_rsa_key
-from relay.passwords import hash_password
+from relay.mail.dkim import generate_rsa_key
+from relay.crypto.passwords import hash_password
 from relay.server import RunningRelay, start_relay
 from storage import Store
 from storage.migrate import upgrade
@@ -173,7 +173,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def relay_toml(*, smtp_port: int, http_port: int, db_url: str, upstream: str, keys: Path,
-               stages: str = '["sender-identity"]', relay_extra: str = "", extra: str = "",
+               stages: str = '["sender-identity"]', relay_extra: str = "", extra: str = "", http_extra: str = "",
                tls: tuple[Path, Path] | None = None, max_recipients: int = 5) -> str:
     tls_lines = f'tls_cert = "{tls[0]}"\ntls_key = "{tls[1]}"\n' if tls else ""
     return textwrap.dedent(f"""\
@@ -188,6 +188,7 @@ def relay_toml(*, smtp_port: int, http_port: int, db_url: str, upstream: str, ke
         [http]
         listen = "127.0.0.1:{http_port}"
         public_url = "http://127.0.0.1:{http_port}"
+        """) + http_extra + textwrap.dedent(f"""
 
         [storage]
         url = "{db_url}"

@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from relay.delivery import _stuff
-from relay.message import Message, split_header_block
-from relay.mime_footer import _last_character, plan_footer
-from relay.offload import BIG, copy_range
-from relay.smtp import has_bare_line_ending_or_nul, pieces_have_bare_line_ending_or_nul
-from relay.textview import reader_view
+from relay.delivery.upstream import _stuff
+from relay.mail.message import Message, split_header_block
+from relay.mail.mime_footer import _last_character, plan_footer
+from relay.base.offload import BIG, copy_range
+from relay.smtp.session import has_bare_line_ending_or_nul, pieces_have_bare_line_ending_or_nul
+from filters.content.textview import reader_view
 
 
 def _one_piece_stuff(data: bytes) -> bytes:

@@ -17,7 +17,7 @@ import dkim
 import pytest
 
 from conftest import free_port
-from relay.dkim import dns_txt_record, load_private_key
+from relay.mail.dkim import dns_txt_record, load_private_key
 
 RELAY = [sys.executable, "-m", "relay"]
 DEMO = Path(__file__).resolve().parent.parent / "relay" / "demo.toml"
@@ -152,14 +152,15 @@ def _with_policy(text: str, policy: str) -> str:
     return text[:start] + policy + "\n" + text[end:]
 
 
+# (the footer brings its rule half, footer-guard: a copy without a visible footer is refused)
 @pytest.mark.parametrize("policy, stages, left_out", [
-    ("", "suppression, sender-identity, consent, content, unsubscribe, footer", None),
+    ("", "suppression, sender-identity, consent, content, unsubscribe, footer, footer-guard", None),
     ('[policy]\nstages = ["suppression", "consent", "content", "sender-identity", "unsubscribe"]\n',
-     "suppression, consent, content, sender-identity, unsubscribe, footer", None),
-    ('[policy]\nstages = ["sender-identity"]\n', "sender-identity, footer",
+     "suppression, consent, content, sender-identity, unsubscribe, footer, footer-guard", None),
+    ('[policy]\nstages = ["sender-identity"]\n', "sender-identity, footer, footer-guard",
      "policy.stages leaves out suppression, consent, content, unsubscribe"),
     ('[policy]\nstages = ["footer", "suppression", "consent", "content", "sender-identity", "unsubscribe"]\n',
-     "footer, suppression, consent, content, sender-identity, unsubscribe", None),
+     "footer, suppression, consent, content, sender-identity, unsubscribe, footer-guard", None),
 ])
 def test_policy_stages_default_to_all_and_the_spec_names_bring_the_footer(tmp_path, policy, stages, left_out):
     """No [policy] means every stage; SPEC §2's list (no `footer`) still footers every copy (§5);
@@ -233,8 +234,8 @@ def test_check_says_each_stage_verdict_and_prints_the_copy_the_relay_would_send(
     assert not new_mail.exists() or not any(new_mail.iterdir())  # nothing sent
 
 
-@pytest.mark.parametrize("module", ["relay.cli", "relay.cli_consent", "relay.cli_keys", "relay.cli_optin",
-                                    "relay.cli_storage"])
+@pytest.mark.parametrize("module", ["relay.cli.main", "relay.cli.consent", "relay.cli.suppress", "relay.cli.audit",
+                                    "relay.cli.keys", "relay.cli.optin", "relay.cli.storage"])
 def test_each_cli_module_imports_first(module):
     """Any of them may be the first a script or a test imports: none may depend on import order."""
     result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)

@@ -333,7 +333,7 @@ def test_audit_export_merges_decisions_and_consent_events(admin: Admin) -> None:
     ("010.1.1.1", None), ("1.2.3", None), ("256.1.1.1", None), ("1.2.3.4.5", None), ("example.org", None),
 ])
 def test_sign_up_ip_is_stored_in_canonical_form(given, canonical):
-    from relay.cli_consent import canonical_ip
+    from relay.cli.consent import canonical_ip
 
     if canonical is None:
         with pytest.raises(ValueError):

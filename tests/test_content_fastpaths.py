@@ -6,10 +6,10 @@ import random
 import pytest
 
 from filters import content
-from filters import content_links as cl
-from filters import content_text as ct
-from relay import textview as tv
-from relay import textview_html as th
+from filters.content import links as cl
+from filters.content import text as ct
+from filters.content import textview as tv
+from filters.content import textview_html as th
 
 WORDS = ["viagra", "v1agra", "c@sino", "casino", "online", "pharmacy", "buy", "cheap", "wine", "delivery", "shop",
          "Scunthorpe", "cocktail", "free", "now!", "100mg", "h2o", "10am", "item37", "8f3e2a1b", "$500", "c@$h",
@@ -168,7 +168,7 @@ def test_link_checks_by_site_equal_a_check_of_every_link():
 
 
 # ---------------------------------------------------------------------------------------------
-# HTML (relay/textview_html.py): the tree operations against a Python walk over every node
+# HTML (filters/content/textview_html.py): the tree operations against a Python walk over every node
 
 _SKIPPED_NAMES = {"script", "style", "head", "title", "template", "noscript", "svg", "xml"}
 _BLOCK_NAMES = {"p", "div", "br", "tr", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "table", "tbody",

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from relay.delivery import (
+from relay.delivery.upstream import (
     DeliveryResult, MaildirUpstream, SmtpUpstream, Upstream, make_upstream,
 )
 

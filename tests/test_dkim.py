@@ -13,9 +13,9 @@ import dkim as dkimpy
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from relay.dkim import DkimSigner, dns_record_line, dns_txt_record, generate_ed25519_key, generate_rsa_key, \
+from relay.mail.dkim import DkimSigner, dns_record_line, dns_txt_record, generate_ed25519_key, generate_rsa_key, \
     load_private_key
-from relay.passwords import generate_password, hash_password, verify_password
+from relay.crypto.passwords import generate_password, hash_password, verify_password
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = "acme.example"
@@ -393,7 +393,7 @@ def test_generate_password() -> None:
 # --- CLI -------------------------------------------------------------------------------------------------
 
 def run_group(group: str, args: list[str], cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    code = f"from relay.cli_keys import {group}; {group}(prog_name='relay {group}')"
+    code = f"from relay.cli.keys import {group}; {group}(prog_name='relay {group}')"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, input=stdin,
                           capture_output=True, text=True, timeout=60)
@@ -464,7 +464,7 @@ def test_chunked_body_hash_equals_the_one_piece_canonicalization(seed):
     import hashlib
     import random
 
-    from relay.dkim import _canon_body, body_hash
+    from relay.mail.dkim import _canon_body, body_hash
 
     rng = random.Random(seed)
     lines = [rng.choice([b"", b" ", b"\t", b"text", b"a  b", b"tail \t ", b" lead", b"x" * 40])

@@ -1,4 +1,4 @@
-"""Fan-out signing (relay/dkim_fanout.py): what the copies share is hashed once, and every copy's
+"""Fan-out signing (relay/mail/dkim_fanout.py): what the copies share is hashed once, and every copy's
 signature is byte for byte the one DkimSigner.sign makes alone, and verifies at a real verifier."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from email.message import EmailMessage
 import pytest
 
 from conftest import Sink
-from relay.dkim import DkimSigner, body_hash, load_private_key
-from relay.dkim_fanout import FanoutSigning, shared_ranges
-from relay.message import Message
-from relay.mime_footer import plan_footer
+from relay.mail.dkim import DkimSigner, body_hash, load_private_key
+from relay.mail.dkim_fanout import FanoutSigning, shared_ranges
+from relay.mail.message import Message
+from relay.mail.mime_footer import plan_footer
 from test_relay_smtp import send, verify_dkim
 
 NOW = 1_796_000_000

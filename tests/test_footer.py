@@ -14,9 +14,10 @@ import pytest
 
 from conftest import PASSWORD_HASH, Sink
 from filters.footer import ConsentFacts, FooterValues, render_footer
-from relay.dkim import dns_txt_record, load_private_key
-from relay.message import Message, split_header_block
-from relay.mime_footer import MAX_DEPTH, mime_depth, plan_footer, plan_footer_explained
+from relay.mail.dkim import dns_txt_record, load_private_key
+from relay.mail.message import Message, split_header_block
+from relay.mail.mime_footer import MAX_DEPTH, mime_depth, plan_footer, plan_footer_explained
+from relay.mail.footer_lang import phrase
 from test_relay_smtp import login, verify_dkim
 
 CORPUS = Path(__file__).parent / "corpus" / "footer"
@@ -27,7 +28,8 @@ STAGES = '["suppression", "sender-identity", "consent", "unsubscribe"]'
 POSTAL = "1 Main St, Springfield, IL 62701, USA"  # marks the footer (the corpus never says it)
 FAN, KOELN, BUYER = "fan@example.org", "koeln@example.org", "buyer@example.org"
 
-# how many reader-visible (text/plain, text/html) parts get the footer; None: body left byte for byte
+# how many reader-visible (text/plain, text/html) parts get the footer; None: no visible footer can be
+# added (signed, encrypted, malformed), so the message is refused 554 5.6.0 (SPEC §8)
 EXPECTED: dict[str, tuple[int, int] | None] = {
     "01_plain_7bit.eml": (1, 0),
     "02_plain_utf8_8bit.eml": (1, 0),
@@ -71,7 +73,7 @@ def consent_row(address: str, source: str, method: str, confirmed: bool) -> dict
 def override_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("gamma-templates")
     # only the text template is overridden: the HTML one must come from the defaults
-    (d / "footer.txt.j2").write_text("GAMMA OVERRIDE for {{ company }}\n{{ postal_address }}\n{{ reason }}\n")
+    (d / "footer.txt.j2").write_text("GAMMA OVERRIDE for {{ company }} <{{ contact_email }}>\n{{ postal_address }}\n{{ reason }}\n")
     return d
 
 
@@ -140,18 +142,23 @@ def check_footer_part(orig: email.message.Message, out: email.message.Message, u
         added = after[len(head):len(after) - len(tail)]
         if re.search(r"</body\s*>", before, re.I):
             assert re.match(r"\s*</body\s*>", tail, re.I), "the footer sits right before </body>"
-        assert "<div" in added and "mailto:hello@acme.example" in added
+        assert "<div" in added and "hello@acme.example" in added
     assert POSTAL in added and "Acme Inc" in added and "hello@acme.example" in added
+    # the footer speaks the message's language (the German corpus messages get a German one)
+    lang = "de" if "Gesendet von" in added else "en"
     if unsubscribe_url is None:
-        assert "/u/" not in added and "about your account or an order with Acme Inc" in added
+        assert "/u/" not in added
+        assert phrase(lang, "transactional", company="Acme Inc") in added.replace("&#x27;", "'"), added
     else:
         assert unsubscribe_url in added
         day = (NOW - timedelta(days=30)).date().isoformat()
         if rcpt == FAN:
-            assert f"because you subscribed on {day} via signup form (confirmed by email)" in added
+            assert phrase(lang, "consent", list_name="Acme News", date=day, source="signup form",
+                          how=phrase(lang, "double")) in added
         else:
             # the part's charset decides: Köln, K&#246;ln, or the ASCII fallback Koln
-            assert re.search(r"via Anmeldeformular K(ö|&#246;|o)ln \(single opt-in\)", added), added
+            how = re.escape(phrase(lang, "single"))
+            assert re.search(rf"Anmeldeformular K(ö|&#246;|o)ln.*\({how}\)", added), added
     assert "\r" not in added.replace("\r\n", "")
 
 
@@ -211,8 +218,11 @@ def test_corpus_is_complete():
 def test_corpus_message_through_the_relay(name, relay, clean_sink, keys_dir):
     sent = (CORPUS / name).read_bytes()
     code, text = deliver(relay.port, sent, [FAN, KOELN])
-    if name == "23_deep_nesting.eml":
-        assert (code, text.split()[0]) == (554, "5.6.0"), text  # the core refuses nesting deeper than 100
+    if EXPECTED[name] is None:
+        # the core refuses nesting deeper than 100; the footer-guard stage everything else that
+        # cannot carry a visible footer, naming why
+        assert (code, text.split()[0]) == (554, "5.6.0"), text
+        assert name == "23_deep_nesting.eml" or "No visible footer" in text, text
         assert clean_sink.messages == []
         return
     assert code == 250, text
@@ -228,6 +238,9 @@ def test_transactional_copy_has_a_footer_without_unsubscribe(name, relay, clean_
     sent = (CORPUS / name).read_bytes().replace(b"List-Id: Acme News <news.acme.example>",
                                                  b"List-Id: Acme receipts <receipts.acme.example>")
     code, text = deliver(relay.port, sent, [BUYER])
+    if EXPECTED[name] is None:  # the sender's identity lines follow the same rule
+        assert (code, text.split()[0]) == (554, "5.6.0"), text
+        return
     assert code == 250, text
     (got,) = clean_sink.wait_for(1)
     check_copy(name, sent, got.data, keys_dir, BUYER, marketing=False)
@@ -263,8 +276,10 @@ def test_each_copy_gets_its_own_unsubscribe_link(relay, clean_sink):
 
 def test_client_override_template_wins(relay, clean_sink, keys_dir):
     sent = (CORPUS / "11_alternative_qp.eml").read_bytes()
+    # (the corpus text is German: Content-Language says English, so the English override applies;
+    # a German footer would come from footer.de.*.j2, which gamma does not override)
     sent = sent.replace(b"news@acme.example", b"news@gamma.example").replace(
-        b"List-Id: Acme News <news.acme.example>\r\n", b"")
+        b"List-Id: Acme News <news.acme.example>\r\n", b"Content-Language: en\r\n")
     code, text = deliver(relay.port, sent, [BUYER], user="gamma", frm="bounce@gamma.example")
     assert code == 250, text
     (got,) = clean_sink.wait_for(1)
@@ -273,7 +288,7 @@ def test_client_override_template_wins(relay, clean_sink, keys_dir):
                        if name == b"g1._domainkey.gamma.example." else b"")
     plain, html = (text_of(p) for p in leaves(email.message_from_bytes(got.data)))
     assert "GAMMA OVERRIDE for Gamma Ltd" in plain and "9 Quay St" in plain
-    assert "GAMMA OVERRIDE" not in html and "mailto:help@gamma.example" in html  # default HTML template
+    assert "GAMMA OVERRIDE" not in html and "help@gamma.example" in html  # default HTML template
     assert "/u/" not in plain + html  # transactional: no unsubscribe link
 
 
@@ -288,11 +303,14 @@ HIDING_PLACES = {
     "textarea": "<html><body><p>Hi</p><textarea></body></textarea></html>",
     "unclosed comment after the real one": "<html><body><p>Hi</p></body></html><!-- trailing",
 }
-# the part ends inside a comment, style or tag with no real `</body>` before: any place is unseen,
-# so the malformed-MIME rule applies (body as sent, header unsubscribe only)
-NOWHERE_TO_SEE = {
+# the part ends inside a comment or style with no real `</body>` before: the comment or style is
+# closed and the footer follows it
+CLOSED_FIRST = {
     "unclosed comment": "<html><body><p>Hi</p><!-- never closed </body></html>",
     "unclosed style": "<html><body><p>Hi</p><style>p { color: red }\r\n</body></html>",
+}
+# ... but inside a tag nothing can be closed: refused 554 5.6.0
+NOWHERE_TO_SEE = {
     "unclosed attribute value": '<html><body><p>Hi</p><a href="x></body></html>',
 }
 
@@ -303,11 +321,11 @@ def html_message(html: str) -> bytes:
             b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html.encode() + b"\r\n")
 
 
-@pytest.mark.parametrize("case", sorted(HIDING_PLACES))
+@pytest.mark.parametrize("case", sorted(HIDING_PLACES) + sorted(CLOSED_FIRST))
 def test_html_footer_goes_where_a_browser_shows_it(case, relay, clean_sink, keys_dir):
     from selectolax.lexbor import LexborHTMLParser
 
-    code, text = deliver(relay.port, html_message(HIDING_PLACES[case]), [FAN])
+    code, text = deliver(relay.port, html_message({**HIDING_PLACES, **CLOSED_FIRST}[case]), [FAN])
     assert code == 250, text
     (got,) = clean_sink.wait_for(1)
     assert verify_dkim(got.data, keys_dir)
@@ -320,15 +338,11 @@ def test_html_footer_goes_where_a_browser_shows_it(case, relay, clean_sink, keys
 
 
 @pytest.mark.parametrize("case", sorted(NOWHERE_TO_SEE))
-def test_html_ending_inside_markup_gets_the_header_unsubscribe_only(case, relay, clean_sink, keys_dir):
-    sent = html_message(NOWHERE_TO_SEE[case])
-    code, text = deliver(relay.port, sent, [FAN])
-    assert code == 250, text
-    (got,) = clean_sink.wait_for(1)
-    assert body_of(got.data) == body_of(sent)
-    out = email.message_from_bytes(got.data)
-    assert out["List-Unsubscribe"] and out["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert verify_dkim(got.data, keys_dir)
+def test_html_ending_inside_a_tag_is_refused(case, relay, clean_sink):
+    code, text = deliver(relay.port, html_message(NOWHERE_TO_SEE[case]), [FAN])
+    assert (code, text.split()[0]) == (554, "5.6.0"), text
+    assert "ends inside a tag" in text
+    assert clean_sink.messages == []
 
 
 def test_iso2022jp_text_left_in_two_byte_mode_gets_a_readable_footer(relay, clean_sink, keys_dir):
@@ -412,7 +426,7 @@ def test_no_footer_and_why(name, why):
     ("<p>" + "x" * 300_000 + "<script>" + "</body>" * 60_000 + "</script>z", ""),
 ])
 def test_html_insertion_point(html, rest):
-    from relay.footer_html import insertion_point
+    from relay.mail.footer_html import insertion_point
 
     found = insertion_point(html)
     assert (None if found is None else html[found:]) == rest

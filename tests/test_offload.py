@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from relay.offload import BIG, BatchedThreads, signing_threads, thread_pool
+from relay.base.offload import BIG, BatchedThreads, signing_threads, thread_pool
 
 
 class CountingPool(ThreadPoolExecutor):

@@ -14,7 +14,7 @@ import dkim
 import pytest
 
 from conftest import PASSWORD, Sink
-from relay.dkim import dns_txt_record, load_private_key
+from relay.mail.dkim import dns_txt_record, load_private_key
 from smtp_client import RawSMTP
 
 # Expected replies (code, enhanced status) — the contract of SPEC §4 and §8.
@@ -419,7 +419,7 @@ def test_metrics_and_healthz(relay):
     assert re.search(r"^relay_event_loop_lag_max_seconds \d", text, re.M)
 
 
-# --- DATA is read in large pieces (relay/smtp_data.py); these hold it to RFC 5321 §4.1.1.4 and §4.5.2 ---
+# --- DATA is read in large pieces (relay/smtp/data.py); these hold it to RFC 5321 §4.1.1.4 and §4.5.2 ---
 
 LINE_TOO_LONG = (500, "5.5.2")
 
@@ -505,7 +505,7 @@ def test_data_larger_than_the_read_buffer_arrives_whole(relay, clean_sink):
 def test_smuggling_check_in_chunks_agrees_with_the_whole_message_check():
     import random
 
-    from relay.smtp import has_bare_line_ending_or_nul
+    from relay.smtp.session import has_bare_line_ending_or_nul
 
     rng = random.Random(7)
     alphabet = [b"a", b"\r\n", b"\r", b"\n", b"\x00", b"."]

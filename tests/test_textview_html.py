@@ -1,4 +1,4 @@
-"""Stage content, HTML parts (relay/textview_html.py): real HTML in, the visible text, hidden text and links out."""
+"""Stage content, HTML parts (filters/content/textview_html.py): real HTML in, the visible text, hidden text and links out."""
 from __future__ import annotations
 
 import random
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from relay import textview as tv
+from filters.content import textview as tv
 
 
 def words(text: str) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.windows import SWEEP_AT_LEAST, SlidingWindows, peer_key
+from relay.base.windows import SWEEP_AT_LEAST, SlidingWindows, peer_key
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""The content stage's C word finder (filters/_wordscan.c) gives what its Python path gives."""
+"""The content stage's C word finder (filters/content/_wordscan.c) gives what its Python path gives."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +6,7 @@ import random
 import re
 
 from filters import content
-from filters import content_text as ct
+from filters.content import text as ct
 
 from test_content_fastpaths import SEPARATORS, WORDS
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from filters import content  # noqa: E402
 from filters.context import MessageContext, Services  # noqa: E402
 from relay.config import ClientConfig, Config, load_config  # noqa: E402
-from relay.message import Message  # noqa: E402
+from relay.mail.message import Message  # noqa: E402
 
 
 def load_labels() -> tuple[dict[str, Any], dict[str, dict[str, str]]]:

@@ -1,0 +1,126 @@
+"""Stage footer-guard: a message whose copies cannot carry a footer a reader sees is refused 554 5.6.0 (SPEC §8).
+
+The rule half of the footer (the `footer` stage is the handler that writes it). Once per message,
+before any copy is made, it plans the footer (`relay.mime_footer`), chooses its language
+(`relay.footer_lang`), renders the first recipient's footer and checks, after insertion, that it
+is visible text of every HTML part (`filters.footer_visibility`). Signed or encrypted bodies,
+malformed MIME, a message with no text part a reader sees, and HTML that hides or swallows the
+footer are refused, naming why: marketing and transactional lists alike (a transactional footer
+carries the sender's identity). The plan, with the end tags the check found necessary, is kept in
+`ctx.facts` for the footer stage, so no copy pays for any of this.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections import OrderedDict
+
+from filters.context import CopyContext, MessageContext
+from filters.footer import LANG_FACT, PLAN_FACT, footer_values, render_footer, template_dirs
+from filters.verdict import CONTINUE, Verdict
+from relay.mail.footer_lang import SAMPLE, language_for
+from filters.footer_visibility import FooterHidden, place
+from relay.mail.mime_footer import STRUCTURE_FACT, FooterPlan, plan_footer_explained
+from relay.base.offload import cpu_bound
+
+NAME = "footer-guard"
+DESCRIPTION = "refuse (554 5.6.0) a message that cannot carry a footer every reader sees"
+PHASE = "message"
+
+log = logging.getLogger("relay.footer")
+RULE = "footer.not-visible"
+
+
+def refusal(why: str) -> Verdict:
+    return Verdict.reject(f"No visible footer (sender, postal address, unsubscribe link) can be added: {why}; "
+                          f"the relay never sends a copy without one", RULE, code=554, status="5.6.0")
+
+
+def _texts(plan: FooterPlan) -> list[tuple[str, bool]]:
+    """Samples of the parts' text for the language guess, plain parts first."""
+    out = []
+    for slot in sorted(plan.slots, key=lambda s: s.kind != "plain"):
+        sample = slot.content_prefix[:SAMPLE * (3 if slot.kind == "html" else 1)]
+        out.append((sample.decode(slot.codec.name, "replace"), slot.kind == "html"))
+    return out
+
+
+# Verdicts of the check by (HTML parts, footer markup): a campaign sent one recipient per
+# transaction repeats the same body, and the answer depends on nothing else (the footer's values
+# are escaped text and URLs; filters.footer_visibility). Per process, bounded.
+CACHE_SIZE = 1024
+_VERDICTS: "OrderedDict[bytes, tuple[str, ...] | str]" = OrderedDict()
+_TAGS = re.compile(r"<[^>]*>")
+
+
+def _key(plan: FooterPlan, html_footer: str, urls: tuple[str | None, ...]) -> bytes:
+    """A digest of the HTML parts as planned and of the footer's markup (its tags, the copy's own
+    URLs blanked: they differ per recipient)."""
+    skeleton = "".join(_TAGS.findall(html_footer))
+    for url in urls:
+        if url:
+            skeleton = skeleton.replace(url, "\x00")
+    digest = hashlib.blake2b(skeleton.encode("utf-8", "surrogatepass"), digest_size=20)
+    for slot in plan.slots:
+        if slot.kind == "html":
+            digest.update(b"\x00%d\x00%d\x00%s\x00" % (len(slot.content_prefix), len(slot.content_suffix),
+                                                      slot.lead.encode()))
+            digest.update(slot.content_prefix)
+            digest.update(slot.content_suffix)
+            digest.update(slot.codec.name.encode())
+    return digest.digest()
+
+
+def place_all(plan: FooterPlan, html_footer: str, urls: tuple[str | None, ...] = ()) -> None:
+    """Check the footer in every HTML part; keep the end tags each needs before it (FooterHidden)."""
+    key = _key(plan, html_footer, urls)
+    known = _VERDICTS.get(key)
+    slots = [slot for slot in plan.slots if slot.kind == "html"]
+    if known is not None:
+        _VERDICTS.move_to_end(key)
+        if isinstance(known, str):
+            raise FooterHidden(known)
+        for slot, lead in zip(slots, known):
+            slot.lead = lead
+        return
+    try:
+        for slot in slots:
+            name = slot.codec.name
+            prefix = slot.content_prefix.decode(name, "surrogateescape")
+            suffix = slot.content_suffix.decode(name, "surrogateescape")
+            slot.lead = place(prefix, suffix, slot.lead, html_footer)
+    except FooterHidden as exc:
+        _remember(key, str(exc))
+        raise
+    _remember(key, tuple(slot.lead for slot in slots))
+
+
+def _remember(key: bytes, verdict: "tuple[str, ...] | str") -> None:
+    _VERDICTS[key] = verdict
+    if len(_VERDICTS) > CACHE_SIZE:
+        _VERDICTS.popitem(last=False)
+
+
+async def check(ctx: MessageContext) -> Verdict:
+    body = ctx.message.body
+    plan, why = await cpu_bound(len(body), plan_footer_explained, ctx.message.headers, body,
+                                ctx.facts.get(STRUCTURE_FACT))
+    ctx.facts[PLAN_FACT] = plan
+    if plan is None:
+        log.info("queue %s: refused: no footer possible: %s", ctx.queue_id, why)
+        return refusal(why)
+    lang = language_for(ctx.message.first("content-language"), _texts(plan))
+    ctx.facts[LANG_FACT] = lang
+    if not plan.needs_html or not ctx.recipients:
+        return CONTINUE
+    first = CopyContext(ctx.config, ctx.client, ctx.list, ctx.mail_from, ctx.recipients[0], ctx.message,
+                        None, ctx.services, ctx.queue_id, ctx.facts)  # type: ignore[arg-type]
+    values = footer_values(first, lang)
+    _, html = render_footer(values, template_dirs(first), text=False, html=True, lang=lang)
+    try:
+        await cpu_bound(len(body), place_all, plan, html, (values.unsubscribe_url, values.unsubscribe_mailto))
+    except FooterHidden as exc:
+        log.info("queue %s: refused: footer not visible: %s", ctx.queue_id, exc)
+        return refusal(str(exc))
+    return CONTINUE

@@ -1,0 +1,418 @@
+"""Is the HTML footer visible text of the copy? Checked after insertion, once per message, with the text view's hidden-text logic.
+
+`place(prefix, suffix, lead, footer)` parses the HTML part with the footer in it, as the content
+stage's text view does (lexbor, an HTML5 parser: `relay.textview_html`), and then:
+
+1. finds the footer's wrapper (`relay.footer_guard.WRAPPER_ATTR`). When the parser put it inside
+   something the sender left open (an unclosed `<div>`, `<a>`, `<table>`, `<template>` ...), the
+   end tags of those elements are added before the footer and the part is parsed again; when the
+   wrapper is nowhere in the document (swallowed by template content or a select), the end tags of
+   every element that can swallow it are tried. After that the footer must be a child of <body>;
+2. refuses when an element around it is one the text view drops (script, style, head, title,
+   template, noscript, svg) or hides (`textview_html.hides`: the `hidden` attribute, display:none,
+   visibility:hidden, opacity 0, font-size 0 ...), or when an element of the footer itself does;
+3. refuses when a style sheet rule (in any `<style>`, with `!important` or without, `:has()`
+   included, media queries ignored: the rule may apply) or the inline style of <body>/<html> hides
+   what holds the footer in a way the footer's own `!important` styles cannot undo: display:none,
+   opacity under 0.5, a transform, clip-path, mask, filter or zoom, an animation, a height with
+   overflow hidden, a negative offset or margin. Rules on the footer's own elements need no look:
+   its inline `!important` styles win over every style sheet (see `relay.footer_guard`);
+4. refuses a style sheet it cannot see (`<link rel=stylesheet>` or `@import` of anything but a
+   web-font service).
+
+The answer holds for every copy of the message: copies differ only in escaped text and URLs.
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
+
+from relay.mail.footer_guard import SWALLOWERS, WRAPPER_ATTR, closers_for
+from filters.content.textview_html import _SKIPPED, SAFE_TAGS, WORK_LIMIT, hides, nesting_work
+
+# style sheets that only declare web fonts: loading them cannot hide anything
+FONT_HOSTS = frozenset({"fonts.googleapis.com", "use.typekit.net", "fonts.bunny.net", "use.fontawesome.com"})
+_SELECTOR = f"div[{WRAPPER_ATTR}]"
+_SKIPPED_NAMES = frozenset({"script", "style", "head", "title", "template", "noscript", "svg"})
+
+
+class FooterHidden(ValueError):
+    """The footer would not be visible text of the copy; the message says why."""
+
+
+def place(prefix: str, suffix: str, lead: str, footer: str) -> str:
+    """The lead (end tags put before the footer) that makes the footer a visible child of <body>;
+    FooterHidden when there is none."""
+    if WRAPPER_ATTR in prefix or WRAPPER_ATTR in suffix:
+        raise FooterHidden(f"the HTML part already holds the relay's footer marker ({WRAPPER_ATTR})")
+    tree, wrapper = _parse(prefix, suffix, lead, footer)
+    if wrapper is None:
+        lead += closers_for(list(SWALLOWERS))
+        tree, wrapper = _parse(prefix, suffix, lead, footer)
+        if wrapper is None:
+            raise FooterHidden("the HTML part swallows the footer (it is not part of the document a reader sees)")
+    around = _ancestors(wrapper)
+    if len(around) > 2:  # more than body and html: close what the sender left open
+        lead += closers_for([n.tag for n in around])
+        tree, wrapper = _parse(prefix, suffix, lead, footer)
+        if wrapper is None:
+            raise FooterHidden("the HTML part swallows the footer")
+        around = _ancestors(wrapper)
+        if len(around) > 2:
+            raise FooterHidden(f"the footer cannot be taken out of <{around[0].tag}>, which the HTML part leaves open")
+    if _foreign(wrapper):
+        # the parser re-opened formatting elements the sender left open (<a>, <font>, <b> ...)
+        # inside the footer: close them before it as well
+        lead += FORMATTING_CLOSERS
+        tree, wrapper = _parse(prefix, suffix, lead, footer)
+        if wrapper is None:
+            raise FooterHidden("the HTML part swallows the footer")
+        around = _ancestors(wrapper)
+    check(tree, wrapper, around)
+    return lead
+
+
+# end tags of the formatting elements, which the HTML5 parser re-opens in later blocks until closed
+FORMATTING_CLOSERS = "".join(f"</{name}>" for name in (
+    "a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"))
+
+
+def _foreign(wrapper: LexborNode) -> bool:
+    """An element in the footer that the footer's template did not write (every one it writes is
+    guarded, but <br>)."""
+    for node in wrapper.traverse():
+        if node is wrapper or node.mem_id == wrapper.mem_id:
+            continue
+        tag = node.tag or ""
+        if tag.startswith(("-", "#")) or tag == "br":
+            continue
+        if "!important" not in (node.attrs.get("style") or ""):
+            return True
+    return False
+
+
+def _parse(prefix: str, suffix: str, lead: str, footer: str) -> tuple[LexborHTMLParser, LexborNode | None]:
+    text = "".join((prefix, "\n", lead, footer, "\n", suffix))
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # lone surrogates (undecodable bytes kept): the parser reads U+FFFD
+        data = text.encode("utf-8", "surrogatepass")
+    if data.count(b"<") > SAFE_TAGS and nesting_work(data) > WORK_LIMIT:
+        # the tree builder's cost grows with tags times depth (100,000 nested <div> take a minute);
+        # the text view reads such a part in pieces, which cannot say where the footer lands
+        raise FooterHidden("the HTML part nests elements too deeply to check where the footer would be")
+    tree = LexborHTMLParser(data)
+    found = tree.css(_SELECTOR)
+    return tree, (found[-1] if found else None)
+
+
+def _ancestors(node: LexborNode) -> list[LexborNode]:
+    """The elements around `node`, innermost first, up to and with <html>."""
+    out = []
+    parent = node.parent
+    while parent is not None and parent.tag not in ("-document", "#document", None):
+        out.append(parent)
+        if parent.tag == "html":
+            break
+        parent = parent.parent
+    return out
+
+
+def check(tree: LexborHTMLParser, wrapper: LexborNode, around: list[LexborNode]) -> None:
+    """FooterHidden when the footer in `tree` is not visible text (see the module doc)."""
+    for node in around:
+        if node.tag_id in _SKIPPED or node.tag in _SKIPPED_NAMES:
+            raise FooterHidden(f"the footer would be inside <{node.tag}>, which a reader never sees")
+        if hides(node):
+            raise FooterHidden(f"<{node.tag}> around the footer is hidden by its attributes")
+    for node in wrapper.traverse():
+        if node.tag and not node.tag.startswith(("-", "#")) and _hides_cached(node):
+            raise FooterHidden(f"an element of the footer is hidden (<{node.tag}>): fix the footer template")
+    _style_sheets(tree, around)
+
+
+_HIDES: dict[str, bool] = {}
+
+
+def _hides_cached(node: LexborNode) -> bool:
+    """`hides(node)` for the footer's own elements: their styles are the template's and the guard's,
+    the same in every message, and HIDING_STYLE is slow on a long style (its `.*` alternatives)."""
+    attrs = node.attrs
+    if "hidden" in attrs:
+        return True
+    style = attrs.get("style") or ""
+    found = _HIDES.get(style)
+    if found is None:
+        found = hides(node, style)
+        if len(_HIDES) < 256:
+            _HIDES[style] = found
+    return found
+
+
+# -- style sheets ---------------------------------------------------------------------------
+
+_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.S)
+_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\r\n\f]?|(.))", re.S)
+_PSEUDO_ELEMENT = re.compile(r"::?(?:before|after|first-line|first-letter|marker|placeholder|selection|backdrop)\b"
+                             r"|::[a-zA-Z-]+(?:\([^)]*\))?", re.I)
+# properties that, on an element around the footer, can hide it whatever the footer's own styles
+_RELEVANT = frozenset({
+    "display", "opacity", "transform", "translate", "scale", "rotate", "zoom", "clip-path", "clip", "mask",
+    "mask-image", "-webkit-mask", "-webkit-mask-image", "filter", "content-visibility", "animation",
+    "animation-name", "overflow", "overflow-x", "overflow-y", "overflow-block", "overflow-inline", "contain",
+    "height", "max-height", "width", "max-width", "block-size", "max-block-size", "left", "top", "right",
+    "bottom", "inset", "margin", "margin-left", "margin-top", "margin-right", "margin-bottom",
+    "inset-inline-start", "inset-block-start"})
+
+
+def _unescape(text: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        if m.group(1):
+            code = int(m.group(1), 16)
+            return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+        return m.group(2)
+    return _ESCAPE.sub(one, text) if "\\" in text else text
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """`text` split at `sep` outside parentheses, brackets and quotes."""
+    out, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch == sep and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+    out.append(text[start:])
+    return out
+
+
+def rules(css: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(selector list, declaration block) of every style rule, @media/@supports/@layer/@container
+    blocks entered; and the URLs of @import rules. Never raises."""
+    css = _COMMENT.sub(" ", css)
+    found: list[tuple[str, str]] = []
+    imports: list[str] = []
+    _rules_into(css, found, imports)
+    return found, imports
+
+
+def _block_end(css: str, start: int) -> int:
+    """Index just after the '}' closing the block whose '{' is at start - 1 (end of text if none)."""
+    depth, quote, i, n = 1, "", start, len(css)
+    while i < n:
+        ch = css[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n
+
+
+def _rules_into(css: str, found: list[tuple[str, str]], imports: list[str], depth: int = 0) -> None:
+    pos, n = 0, len(css)
+    while pos < n:
+        brace = css.find("{", pos)
+        semi = css.find(";", pos)
+        head_end = brace if brace >= 0 else n
+        if css[pos:head_end].lstrip().startswith("@") and 0 <= semi < head_end:
+            statement = css[pos:semi].strip()  # @import, @charset, @namespace, @layer a, b;
+            if statement.lower().startswith("@import"):
+                imports.append(statement[7:].strip())
+            pos = semi + 1
+            continue
+        if brace < 0:
+            return
+        head = css[pos:brace].strip()
+        end = _block_end(css, brace + 1)
+        inner = css[brace + 1:end - 1] if end <= n and css[end - 1:end] == "}" else css[brace + 1:end]
+        if head.startswith("@"):
+            word = head[1:].split(None, 1)[0].lower() if len(head) > 1 else ""
+            if word in ("media", "supports", "layer", "container", "document", "-moz-document", "scope",
+                        "starting-style") and depth < 20:
+                _rules_into(inner, found, imports, depth + 1)
+            # @font-face, @keyframes, @page ...: no rule of them selects an element
+        elif head:
+            found.append((head.lstrip("};"), inner))
+        pos = end
+
+
+def declarations(block: str) -> dict[str, str]:
+    """property → value (lower case, `!important` and escapes removed; the last one wins)."""
+    out: dict[str, str] = {}
+    for item in _split_top(_unescape(block), ";"):
+        name, colon, value = item.partition(":")
+        if not colon:
+            continue
+        name = name.strip().lower()
+        value = re.sub(r"!\s*important\s*$", "", value.strip(), flags=re.I).strip().lower()
+        if name:
+            out[name] = value
+    return out
+
+
+_NEGATIVE = re.compile(r"(?:^|[\s(,*/])-\s*(?:0*[1-9]|0*\.\d*[1-9])")  # a negative length, not -0
+_NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(%|[a-z]*)$")
+
+
+def _number(value: str) -> tuple[float, str] | None:
+    m = _NUMBER.match(value.strip())
+    return (float(m.group(1)), m.group(2)) if m else None
+
+
+def _hiding(props: dict[str, str]) -> str | None:
+    """Why these declarations, on an element around the footer, would hide it; None if they cannot."""
+    get = props.get
+    if get("display", "").startswith("none"):
+        return "display:none"
+    opacity = _number(get("opacity", "1"))
+    if opacity is not None and opacity[0] / (100 if opacity[1] == "%" else 1) < 0.5:
+        return f"opacity:{get('opacity')}"
+    for name in ("transform", "translate", "scale", "rotate", "clip-path", "mask", "mask-image", "-webkit-mask",
+                 "-webkit-mask-image", "filter", "animation", "animation-name"):
+        value = get(name)
+        if value is not None and value not in ("none", "initial", "unset", "revert", "inherit", "auto", "0", "1",
+                                               "normal", "") and not (name == "clip-path" and value == "none"):
+            return f"{name}:{value}"
+    clip = get("clip")
+    if clip is not None and clip not in ("auto", "initial", "unset", "revert", "inherit"):
+        return f"clip:{clip}"
+    if get("content-visibility") == "hidden":
+        return "content-visibility:hidden"
+    zoom = _number(get("zoom", "1"))
+    if zoom is not None and zoom[0] / (100 if zoom[1] == "%" else 1) < 0.5:
+        return f"zoom:{get('zoom')}"
+    # clipping: the footer comes last, below the sender's content, so any height limit with the
+    # overflow hidden cuts it off; a width limit only when it leaves no room to read (a newsletter's
+    # `body{width:100%;overflow-x:hidden}` is common and harmless)
+    clipping = [n for n in ("overflow", "overflow-x", "overflow-y", "overflow-block", "overflow-inline")
+                if any(w in ("hidden", "clip") for w in get(n, "").split())]
+    contain = get("contain", "")
+    if contain and any(w in ("paint", "strict", "content", "size") for w in contain.split()):
+        clipping.append("contain")
+    if clipping:
+        vertical = [n for n in clipping if n not in ("overflow-x", "overflow-inline")] or \
+            [n for n in clipping if any(w in ("hidden", "clip") for w in get(n, "").split()[1:2])]
+        names = ("width", "max-width") + (("height", "max-height", "block-size", "max-block-size")
+                                          if vertical or "overflow" in clipping else ())
+        for name in names:
+            value = get(name)
+            if value is None or value in ("auto", "none", "initial", "unset", "revert", "inherit",
+                                          "fit-content", "max-content", "min-content"):
+                continue
+            if name in ("width", "max-width"):
+                size = _number(value)
+                if size is None or size[1] == "%" and size[0] >= 50 or size[1] in ("px", "pt") and size[0] >= 100 \
+                        or size[1] in ("em", "rem", "vw", "ch") and size[0] >= 10:
+                    continue  # room enough to read the footer (or a calc() we do not judge)
+            return f"{clipping[0]}:{get(clipping[0], contain)} with {name}:{value}"
+    for name in ("left", "top", "right", "bottom", "inset", "margin", "margin-left", "margin-top",
+                 "margin-right", "margin-bottom", "inset-inline-start", "inset-block-start"):
+        value = get(name, "")
+        if _NEGATIVE.search(value):
+            return f"{name}:{value}"
+    return None
+
+
+def _external(href: str) -> bool:
+    """A style sheet URL that is not a web-font service's."""
+    href = href.strip().strip("\"'")
+    if href.lower().startswith("url("):
+        href = href[4:].rstrip(")").strip().strip("\"'")
+    host = (urlsplit(href if "//" in href else "//" + href).hostname or "").lower()
+    return host not in FONT_HOSTS
+
+
+def _without_has(selector: str) -> str:
+    """The selector with every `:has(...)` taken as true (removed). `:has()` is the one condition on
+    <body> or <html> that looks at the footer, whose URLs differ per copy (`a[href$="q"]` matches
+    one copy in 32): assuming it holds makes the answer the same for every copy, on the safe side."""
+    while True:
+        at = selector.lower().find(":has(")
+        if at < 0:
+            return selector
+        depth, i = 0, at + 4
+        while i < len(selector):
+            if selector[i] == "(":
+                depth += 1
+            elif selector[i] == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+            i += 1
+        selector = selector[:at] + selector[i + 1:]
+
+
+def _matched(tree: LexborHTMLParser, ids: set[int], selector: str) -> set[int]:
+    """Which of the elements `ids` (mem_ids) the selector selects. (selectolax's css_matches is
+    true when any descendant matches, so the document is queried and the answer intersected.)"""
+    plain = _without_has(_PSEUDO_ELEMENT.sub("", selector)).strip()
+    if not plain:
+        return set(ids)
+    try:
+        return {node.mem_id for node in tree.css(plain)} & ids
+    except (SelectolaxError, ValueError, TypeError):
+        return set(ids)  # a selector the parser cannot read may select them: the safe side
+
+
+def _style_sheets(tree: LexborHTMLParser, around: list[LexborNode]) -> None:
+    for link in tree.css("link[rel]"):
+        attrs = link.attrs
+        if "stylesheet" in (attrs.get("rel") or "").lower().split() and _external(attrs.get("href") or ""):
+            raise FooterHidden(f"the HTML part loads a style sheet the relay cannot check ({attrs.get('href')})")
+    collected: dict[int, dict[str, str]] = {}
+    ids = {node.mem_id for node in around}
+    for node in around:  # the inline styles of <body> and <html> count too
+        style = node.attrs.get("style")
+        if style:
+            collected[node.mem_id] = {k: v for k, v in declarations(style).items() if k in _RELEVANT}
+    for sheet in tree.css("style"):
+        css = sheet.text(deep=True)
+        if not css or not css.strip():
+            continue
+        found, imports = rules(css)
+        for url in imports:
+            if _external(url.split()[0] if url.split() else url):
+                raise FooterHidden(f"a style sheet imports one the relay cannot check ({url[:80]})")
+        for selectors, block in found:
+            props = {k: v for k, v in declarations(block).items() if k in _RELEVANT}
+            if not props or _hiding(props) is None and not _may_combine(props):
+                continue
+            for selector in _split_top(selectors, ","):
+                if not selector.strip():
+                    continue
+                for mem_id in _matched(tree, ids, selector.strip()):
+                    collected.setdefault(mem_id, {}).update(props)
+                    why = _hiding(props)
+                    if why is not None:
+                        raise FooterHidden(f"a style sheet rule hides what holds the footer: "
+                                           f"{' '.join(selector.split())[:80]} {{{why}}}")
+    for node in around:
+        why = _hiding(collected.get(node.mem_id, {}))
+        if why is not None:
+            raise FooterHidden(f"the styles of <{node.tag}> hide the footer ({why})")
+
+
+def _may_combine(props: dict[str, str]) -> bool:
+    """Declarations that hide only together with others (overflow with a height) on one element."""
+    return any(k.startswith(("overflow", "contain", "height", "max-height", "width", "max-width", "block-size",
+                             "max-block-size")) for k in props)

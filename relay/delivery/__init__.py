@@ -1,0 +1,1 @@
+"""Handing copies to the upstream: the pooled SMTP client, Maildir, and the retry spool."""

@@ -1,0 +1,1 @@
+"""The SMTP front: sessions, DATA reading, AUTH and peer limits (aiosmtpd)."""
