@@ -73,6 +73,9 @@ class ClientConfig:
     footer_templates: Path | None = None  # a directory whose templates override footer_templates/
     confirm_from: str = ""  # From: of confirmation mails; must be in a sender domain
     content: dict[str, Any] = field(default_factory=dict)  # [clients.X.content]: overrides of [policy.content]
+    spam_score: dict[str, Any] = field(default_factory=dict)  # [clients.X.spam_score]: filters.spam_score
+    webhook_url: str | None = None  # feedback events are POSTed here (docs/FEEDBACK.md)
+    webhook_secret: str | None = None  # HMAC-SHA256 key of the webhook signature header
 
     def owns_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.sender_domains
@@ -144,6 +147,16 @@ class OptinSection:
 
 
 @dataclass(frozen=True)
+class FeedbackSection:
+    soft_bounce_limit: int = 5       # soft bounces of one address ...
+    soft_bounce_days: int = 14       # ... within this many days → suppressed as inactive
+    webhook_timeout: float = 10.0    # seconds for one webhook POST
+    webhook_max_attempts: int = 30   # then the entry is kept as failed (about a day of back-off)
+    webhook_retry_delay: float = 30.0  # first retry after this many seconds, doubling up to an hour
+    verp: bool = True                # false: copies keep the client's envelope sender and get no Feedback-ID
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     relay: RelaySection
@@ -158,6 +171,11 @@ class Config:
     optin: OptinSection
     clients: dict[str, ClientConfig] = field(default_factory=dict)
     content: dict[str, Any] = field(default_factory=dict)  # [policy.content], checked by filters.content
+    spam_score: dict[str, Any] = field(default_factory=dict)  # [policy.spam_score], checked by filters.spam_score
+    # SPEC §13: `relay milter` and `relay policy` listen here ("host:port" or "unix:/path")
+    milter_listen: str = "127.0.0.1:8891"
+    policy_listen: str = "127.0.0.1:10040"
+    feedback: FeedbackSection = field(default_factory=FeedbackSection)
 
     @property
     def stages_off(self) -> list[str]:
@@ -248,6 +266,18 @@ def _listen(t: _Table, key: str, default: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _socket_listen(t: _Table, default: str) -> str:
+    """[milter] / [policy_service] listen: host:port, or unix:/absolute/path (Postfix's own forms)."""
+    value = t.text("listen", default)
+    if value.startswith("unix:"):
+        if not value[5:].startswith("/"):
+            raise t.fail("listen", f"must be host:port or unix:/absolute/path, got {value!r}")
+    else:
+        _listen(t, "listen", default)
+    t.finish()
+    return value
+
+
 def _path(base: Path, value: str | None) -> Path | None:
     if value is None:
         return None
@@ -336,6 +366,20 @@ def _content_table(t: _Table, key: str, where: str, client: bool = False) -> dic
     try:
         validate_table(data, where, client=client)
     except RuleError as exc:
+        raise ConfigError(f"{t.file}: {exc}") from None
+    return data
+
+
+def _spam_score_table(t: _Table, key: str, where: str, client: bool = False) -> dict[str, Any]:
+    """The spam-score stage's table, checked by the stage's own validator."""
+    data = t.get(key, dict, {})
+    if not data:
+        return {}
+    from filters.spam_score import SpamScoreError, validate_table
+
+    try:
+        validate_table(data, where, client=client)
+    except SpamScoreError as exc:
         raise ConfigError(f"{t.file}: {exc}") from None
     return data
 
@@ -434,12 +478,41 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
         lists=lists, footer_templates=_path(base, t.text("footer_templates", None)),
         confirm_from=_confirm_from(t, contact, domains),
         content=_content_table(t, "content", f"clients.{name}.content", client=True),
+        spam_score=_spam_score_table(t, "spam_score", f"clients.{name}.spam_score", client=True),
+        **_webhook(t),
     )
     t.finish()
     _check_footer_templates(t, client)
     if password_hash is None and password_file is None and not networks:
         raise t.fail("password_hash", "is required (or password_file, or networks): the client could not log in")
     return client
+
+
+def _webhook(t: _Table) -> dict[str, Any]:
+    url = t.text("webhook_url", None)
+    secret = t.text("webhook_secret", None)
+    if url is None:
+        if secret is not None:
+            raise t.fail("webhook_secret", "given without webhook_url")
+        return {}
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+        raise t.fail("webhook_url", f"must be an http(s) URL, got {url!r}")
+    if not secret or len(secret) < 16:
+        raise t.fail("webhook_secret", "is required with webhook_url, at least 16 characters (the signature key)")
+    return {"webhook_url": url, "webhook_secret": secret}
+
+
+def _feedback(t: _Table) -> FeedbackSection:
+    section = FeedbackSection(
+        soft_bounce_limit=t.number("soft_bounce_limit", 5, 1),
+        soft_bounce_days=t.number("soft_bounce_days", 14, 1),
+        webhook_timeout=t.number("webhook_timeout", 10.0, 0.1, integer=False),
+        webhook_max_attempts=t.number("webhook_max_attempts", 30, 1),
+        webhook_retry_delay=t.number("webhook_retry_delay", 30.0, 0.01, integer=False),
+        verp=t.get("verp", bool, True),
+    )
+    t.finish()
+    return section
 
 
 def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str], base: Path | None = None) -> Config:
@@ -518,6 +591,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         stages.append("footer-guard")
     roles = p.get("role_addresses", list, list(DEFAULT_ROLE_ADDRESSES))
     content = _content_table(p, "content", "policy.content")
+    spam_score = _spam_score_table(p, "spam_score", "policy.spam_score")
     p.finish()
     o = root.table("optin")
     optin = OptinSection(
@@ -528,6 +602,9 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         api_rate_per_ip_per_hour=o.number("api_rate_per_ip_per_hour", 3600, 1),
     )
     o.finish()
+    milter_listen = _socket_listen(root.table("milter"), "127.0.0.1:8891")
+    policy_listen = _socket_listen(root.table("policy_service"), "127.0.0.1:10040")
+    feedback = _feedback(root.table("feedback"))
     clients_t = root.table("clients")
     clients = {}
     for name in clients_t.data:
@@ -547,7 +624,8 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         token_max_age_days=token_max_age_days,
         create_missing_secrets=create_missing, stages=tuple(stages),
         role_addresses=frozenset(str(x).lower() for x in roles), optin=optin, clients=clients,
-        content=content,
+        content=content, spam_score=spam_score, milter_listen=milter_listen, policy_listen=policy_listen,
+        feedback=feedback,
     )
 
 

@@ -42,6 +42,11 @@ REPEATED_FIELD = "554 5.6.0 Message has more than one {field}: field; RFC 5322 s
 OK = "250 2.0.0 OK"
 UNSUBSCRIBED = "250 2.0.0 Unsubscribed; no more mail from this list will be sent to this address"
 BAD_UNSUBSCRIBE_ADDRESS = "550 5.1.1 Unknown or expired unsubscribe address; use the link in a recent message"
+# feedback intake (docs/FEEDBACK.md): mail to bounce+TOKEN@, fbl@, postmaster@, abuse@ HOSTNAME
+BAD_RETURN_PATH = "550 5.1.1 Unknown or expired return-path address; this relay sent no such copy"
+FEEDBACK_OWN_TRANSACTION = "452 4.5.3 Send mail to the relay's own addresses in its own transaction"
+FEEDBACK_FORGED = "250 2.6.0 Report received; its token does not verify, so nothing was changed"
+FEEDBACK_RECEIVED = "250 2.0.0 Report received"
 
 _ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}\b")
 # aiosmtpd's own replies that carry no enhanced status code: the code to add (RFC 3463)

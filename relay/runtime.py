@@ -26,7 +26,7 @@ from relay.pipeline import Decision, Pipeline
 from relay.crypto.tokens import TokenCodec, TokenError
 from relay.base.writer import GroupWriter
 from relay.services.unsubscribe import unsubscribe
-from relay.mail.addresses import unsubscribe_token
+from relay.mail.addresses import AddressError, normalize_address, unsubscribe_token
 from relay.transaction import Transaction
 
 log = logging.getLogger("relay.runtime")
@@ -92,6 +92,11 @@ class Runtime:
         from relay.services.optin import Optin
 
         self.optin = Optin(self)
+        from relay.feedback.service import Feedback
+        from relay.feedback.webhooks import WebhookRunner
+
+        self.feedback = Feedback(self)  # return paths, Feedback-ID, bounce and complaint intake
+        self.webhooks = WebhookRunner(self)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         return tls_context(self.config)
@@ -130,6 +135,23 @@ class Runtime:
         return signers[client.signing_domain]
 
     # --- SMTP transaction ---
+    def sender_refusal(self, client: ClientConfig, address: str) -> str | None:
+        """The MAIL FROM reply that refuses this client's sender, or None (the SMTP front, the milter
+        and the policy service ask the same)."""
+        from filters.sender_identity import aligned_domain
+
+        if client.suspended:
+            return f"550 5.7.1 Client {client.name} is suspended; mail is not accepted"
+        if not address or address == "<>":  # aiosmtpd reports the null sender as "<>"
+            return replies.NULL_SENDER
+        try:
+            local, domain = normalize_address(address)
+        except AddressError as exc:
+            return f"{replies.BAD_SENDER_SYNTAX}: {replies.one_line(str(exc))}"
+        if aligned_domain(domain, client.sender_domains) is None:
+            return f"550 5.7.1 Sender domain {domain} is not one of client {client.name}'s sender domains"
+        return None
+
     async def check_recipient(self, client: ClientConfig, mail_from: str, recipient: str,
                               session: Any) -> Decision:
         ctx = RcptContext(self.config, client, mail_from, recipient, self.services)
@@ -228,7 +250,10 @@ class Runtime:
             del held[row.id]
             return
         held[row.id] = lease
-        result = await self.upstream.deliver(row.mail_from, row.recipient, row.data)
+        # a client's copy goes out with the relay's return path (VERP), as it did the first time
+        envelope = (self.feedback.envelope_sender(row.queue_id, row.recipient, now, row.mail_from)
+                    if row.mail_from and row.queue_id != "notice" else row.mail_from)
+        result = await self.upstream.deliver(envelope, row.recipient, row.data)
         now = self.services.clock()
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
         expired = now - created > timedelta(hours=self.config.upstream.retry_max_age_hours)
@@ -246,6 +271,9 @@ class Runtime:
             await self.store.run(self.store.spool_done, row.id)
             self._record_spooled(row, now, "bounce", result.code, "5.4.7" if result.status == "temporary"
                                  else "5.0.0", replies.one_line(f"{result.code} {result.reply}"))
+            if result.status == "permanent" and row.queue_id != "notice":
+                self.spawn(self.feedback.upstream_refused(row.client, "", row.queue_id, row.recipient,
+                                                          result.code, result.reply))
         del held[row.id]
 
     def _record_spooled(self, row: Any, at: datetime, outcome: str, code: int | None, status: str,

@@ -114,7 +114,8 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     background = [asyncio.create_task(runtime.retry_forever(retry_interval)),
                   asyncio.create_task(runtime.metrics.watch_loop_lag()),
                   asyncio.create_task(runtime.checkpoint_forever()),
-                  asyncio.create_task(trim_memory_forever())]
+                  asyncio.create_task(trim_memory_forever()),
+                  asyncio.create_task(runtime.webhooks.run_forever(retry_interval))]
     return RunningRelay(runtime, smtp_server, runner, background,
                         smtp_sock.getsockname()[1], http_sock.getsockname()[1], limits)
 

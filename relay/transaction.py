@@ -25,6 +25,7 @@ from relay.pipeline import Decision, MessageDecision
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig, ListConfig
+    from relay.mail.dkim import DkimSigner
     from relay.runtime import Runtime
 
 log = logging.getLogger("relay.transaction")
@@ -143,6 +144,22 @@ class Transaction:
         self._received: tuple[str, str] | None = None  # the Received field around the recipient
 
     async def run(self) -> str:
+        decided = await self.decide()
+        if isinstance(decided, str):
+            return decided
+        ctx, list_cfg, decision = decided
+        accepted = decision.accepted
+        if not accepted:
+            return _refusal_reply(decision, list_cfg)
+        outcome = await self.deliver_copies(ctx, list_cfg, accepted)
+        # a delivered copy keeps consent current (max_consent_age_days counts from it)
+        if "consent" in ctx.facts and outcome.delivered:
+            self.contacts.append((self.client.name, list_cfg.key, outcome.delivered, self.now))
+        return await self.settle(decision.refused, outcome, list_cfg, message_id=self.message.first("message-id"))
+
+    async def decide(self) -> "tuple[MessageContext, ListConfig, MessageDecision] | str":
+        """The message-phase stages for every recipient, on record before anything leaves; a
+        reply instead when the message itself is refused (shared with the milter, relay/milter)."""
         rt = self.rt
         repeated = repeated_field(self.message.headers)
         if repeated is not None:  # before any stage: each reads one occurrence, a reader may show the other
@@ -168,14 +185,10 @@ class Transaction:
         await rt.writer.write(rows)
         for d in decision.refused:
             rt.metrics.refused(d.stage, d.verdict.rule)
-        accepted = decision.accepted
-        if not accepted:
-            return _refusal_reply(decision, list_cfg)
-        outcome = await self.deliver_copies(ctx, list_cfg, accepted)
-        # a delivered copy keeps consent current (max_consent_age_days counts from it)
-        if "consent" in ctx.facts and outcome.delivered:
-            self.contacts.append((self.client.name, list_cfg.key, outcome.delivered, self.now))
-        return await self.settle(decision.refused, outcome, list_cfg, message_id)
+        return ctx, list_cfg, decision
+
+    def refusal_reply(self, decision: MessageDecision, list_cfg: "ListConfig") -> str:
+        return _refusal_reply(decision, list_cfg)
 
     def base_headers(self, facts: dict) -> list[bytes]:
         return copy_headers(self.message, self.client, self.now, self.qid, facts)
@@ -190,7 +203,7 @@ class Transaction:
 
     async def deliver_copies(self, ctx: MessageContext, list_cfg: "ListConfig", accepted: list[str]) -> Outcome:
         rt = self.rt
-        headers = self.base_headers(ctx.facts)
+        headers = rt.feedback.stamp(self.base_headers(ctx.facts), self.message, self.client, list_cfg.key)
         signer = rt.signer_for(self.client, self.message)
         # what every copy's signature shares (body runs, header values) is worked out once
         signing = FanoutSigning(signer, self.message.body) if len(accepted) > 1 else signer
@@ -200,17 +213,12 @@ class Transaction:
 
         async def worker() -> None:
             for recipient in pending:
-                copy = Copy(recipient, list(headers), self.message.body)
-                copy.prepend("Received", self.received_field(recipient))
-                await rt.pipeline.transform(CopyContext(
-                    rt.config, self.client, list_cfg, self.mail_from, recipient, self.message, copy,
-                    rt.services, self.qid, ctx.facts))
-                # signing is the last step: nothing touches the copy after this. OpenSSL releases the
-                # GIL, so in the signing threads it uses the second core and never stalls the loop
-                signatures = await rt.signing.run(signing.sign, copy.headers, copy.body, now_ts, size=len(copy.body))
+                signatures, copy = await self.build_copy(ctx, list_cfg, recipient, headers, signing, now_ts)
                 data = await cpu_bound(len(copy.body), b"".join, [*signatures, *copy.headers, b"\r\n", copy.body])
                 del copy
-                result = await rt.upstream.deliver(self.mail_from, recipient, data)
+                # the relay's own return path (VERP): bounces and complaints come back to it
+                sender = rt.feedback.envelope_sender(self.qid, recipient, self.now, self.mail_from)
+                result = await rt.upstream.deliver(sender, recipient, data)
                 if result.status == "delivered":
                     outcome.delivered.append(recipient)
                 elif result.status == "temporary":
@@ -221,6 +229,23 @@ class Transaction:
         width = 1 if self.message.size > BIG_MESSAGE else max(1, min(rt.config.upstream.pool_size, len(accepted)))
         await asyncio.gather(*(worker() for _ in range(width)))
         return outcome
+
+    async def build_copy(self, ctx: MessageContext, list_cfg: "ListConfig", recipient: str, headers: list[bytes],
+                         signer: "DkimSigner | FanoutSigning", now_ts: int,
+                         received: bool = True) -> tuple[list[bytes], Copy]:
+        """One recipient's copy through the copy stages, and its signatures (shared with the milter,
+        which leaves the Received field to Postfix: `received=False`)."""
+        rt = self.rt
+        copy = Copy(recipient, list(headers), self.message.body)
+        if received:
+            copy.prepend("Received", self.received_field(recipient))
+        await rt.pipeline.transform(CopyContext(
+            rt.config, self.client, list_cfg, self.mail_from, recipient, self.message, copy,
+            rt.services, self.qid, ctx.facts))
+        # signing is the last step: nothing touches the copy after this. OpenSSL releases the
+        # GIL, so in the signing threads it uses the second core and never stalls the loop
+        signatures = await rt.signing.run(signer.sign, copy.headers, copy.body, now_ts, size=len(copy.body))
+        return signatures, copy
 
     async def settle(self, refused: list[Decision], outcome: Outcome, list_cfg: "ListConfig",
                      message_id: str | None) -> str:
@@ -248,6 +273,10 @@ class Transaction:
                                res.code, "4.4.1", res.reply) for r, (_, res) in outcome.temporary.items()]
         rows += [audit_row(at, name, key, self.qid, message_id, r, "delivery", None, "bounce",
                            res.code, "5.0.0", res.reply) for r, res in outcome.permanent.items()]
+        # the upstream's 5xx through the bounce classifier, before the reply: a hard refusal
+        # suppresses the address before the client's next message to it (never raises)
+        await asyncio.gather(*(rt.feedback.upstream_refused(name, key, self.qid, r, res.code, res.reply)
+                               for r, res in outcome.permanent.items()))
         rt.metrics.copies_delivered(len(outcome.delivered))
         if not outcome.delivered and not outcome.temporary:
             # every copy was refused by the upstream for good: say so directly, no bounce needed

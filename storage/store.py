@@ -16,6 +16,8 @@ from sqlmodel import select as model_select  # yields model instances via Sessio
 from storage.threads import thread_pool
 from storage import hotpath
 from storage.consent import ConsentQueries
+from storage.counters import DELIVERED_UPSERT, CounterQueries, delivered_tuples
+from storage.feedback import FeedbackQueries
 from storage.hotpath import DriverSql
 from storage.optin import OptinQueries
 from storage.engine import make_engine
@@ -34,7 +36,7 @@ def _complete(rows: Iterable[Mapping[str, Any]], defaults: Mapping[str, Any]) ->
     return [{**defaults, **row} for row in rows]
 
 
-class Store(ConsentQueries, OptinQueries):
+class Store(ConsentQueries, OptinQueries, CounterQueries, FeedbackQueries):
     """All database access of the relay; each method is one short transaction."""
 
     def __init__(self, url_or_engine: str | Engine, *, workers: int = 4, background_checkpoint: bool = False) -> None:
@@ -76,6 +78,11 @@ class Store(ConsentQueries, OptinQueries):
 
     def close_loop_reader(self) -> None:
         self.sql.close_loop_reader()
+
+    @property
+    def counters(self) -> CounterQueries:
+        """The client counters (CounterQueries.add / totals), also mixed into the Store itself."""
+        return self
 
     def close(self) -> None:
         self.sql.close_loop_reader()
@@ -201,5 +208,8 @@ class Store(ConsentQueries, OptinQueries):
         steps = self.touch_last_contact_steps(contacts)
         if audit_rows:
             steps.insert(0, (hotpath.INSERT_AUDIT, hotpath.audit_tuples(audit_rows, utcnow(), self.sql.time), True))
+            delivered = delivered_tuples(audit_rows, self.sql.postgres)
+            if delivered:  # client_counter.delivered, in the same commit as the copies' audit rows
+                steps.append((DELIVERED_UPSERT, delivered, True))
         if steps:
             self.sql.write(steps)

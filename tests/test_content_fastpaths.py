@@ -28,6 +28,10 @@ def _reference_scan(rules: content.RuleSet, blocks: list[str], limit: int = 50) 
     """The scan as a walk over every token: try each candidate phrase at each of its anchor words."""
     assert rules.normaliser is not None
     tokens = rules.normaliser.tokens(f"\n{ct.SEP}\n".join(ct.fold(b) for b in blocks))
+    fuzzy = rules.misspellings
+    if fuzzy is not None:  # each misspelt rule word read as the rule word (filters/content/fuzzy.py)
+        tokens = [(fuzzy.correction(t) or t) if t.isascii() and t.isalpha() and t not in fuzzy.excluded
+                  and fuzzy.lo <= len(t) <= fuzzy.hi else t for t in tokens]
     vocabulary = set(tokens)
     candidates = {}
     for word in rules.anchors.keys() & vocabulary:
@@ -98,15 +102,36 @@ def test_text_links_equal_findall(seed):
 
 def _links_reference(view, settings, rules, own, public_host):
     """check_links as first written: every link's host parsed from its whole URL, every time."""
+    from filters.content import urls as cu
     hits, seen = [], set()
     allowed = own + settings.link_allow + ((public_host,) if public_host else ())
 
     def hit(rule, evidence, category="links"):
-        if rule not in seen:
-            seen.add(rule)
+        if f"{category}.{rule}" not in seen:
+            seen.add(f"{category}.{rule}")
             hits.append(cl.Hit(f"{category}.{rule}", category, rules.categories[category], evidence))
 
     checked = set()
+
+    def host_rules(host, evidence):
+        if cl.ip_literal(host):
+            hit("ip-host", evidence)
+        if cl.under(host, rules.shorteners):
+            hit("shortener", evidence)
+        if settings.operator_domains and cl.under(host, settings.operator_domains):
+            hit("domain", host, "operator")
+        if cl.under(host, allowed):
+            return
+        if cu.lookalike(host, cl.base_domain, own):
+            hit("lookalike", f"{evidence} looks like {cu.lookalike(host, cl.base_domain, own)}")
+        if cu.brand_subdomain(host, cl.base_domain):
+            hit("brand-subdomain", f"{evidence} puts {cu.brand_subdomain(host, cl.base_domain)} in front")
+        sells = cu.host_category(host)
+        if sells:
+            hit("link", f"{evidence} ({sells[1]})", sells[0])
+        if cu.affiliate_link("", host, cl.under):
+            hit("tracking-link", evidence, "affiliate")
+
     for link in view.links:
         url = link.url.strip()
         if url[:7].lower() == "mailto:":
@@ -114,6 +139,9 @@ def _links_reference(view, settings, rules, own, public_host):
             domain = address.rpartition("@")[2]
             if address in settings.operator_addresses or cl.under(domain, settings.operator_domains):
                 hit("address", address, "operator")
+            continue
+        if cu.script_url(url):
+            hit("script-url", url[:60])
             continue
         found = cl._host_of(url)
         if found is None or not found[0]:
@@ -126,17 +154,29 @@ def _links_reference(view, settings, rules, own, public_host):
         new_host = host not in checked
         if new_host:
             checked.add(host)
-            if cl.ip_literal(host):
-                hit("ip-host", host)
-            if cl.under(host, rules.shorteners):
-                hit("shortener", host)
-            if settings.operator_domains and cl.under(host, settings.operator_domains):
-                hit("domain", host, "operator")
+            host_rules(host, host)
+        lands = host
+        for target in cu.embedded_urls(url):
+            t = cl._host_of(target)
+            if t is None or not t[0]:
+                break
+            lands = t[0]
+            if t[1]:
+                hit("userinfo", target[:80])
+            if lands not in checked:
+                checked.add(lands)
+                host_rules(lands, f"{host} -> {lands}")
+            if cu.executable(target) and not cl.under(lands, allowed):
+                hit("executable", f"{host} -> {target[:60]}")
+        if cu.executable(url) and not cl.under(host, allowed):
+            hit("executable", url[:80])
+        if cu.affiliate_link(url.lower(), host, cl.under):
+            hit("tracking-link", url[:80], "affiliate")
         if link.source == "html" and link.text:
             m = cl._SHOWN_URL.match(cl.fold(link.text)) or cl._SHOWN_URL_ANYWHERE.search(cl.fold(link.text))
             if m and cl.looks_like_domain(m.group(1)):
-                if cl.base_domain(m.group(1)) != cl.base_domain(host) and not cl.under(host, allowed):
-                    hit("mismatched-anchor", f"{m.group(1)} -> {host}")
+                if cl.base_domain(m.group(1)) != cl.base_domain(lands) and not cl.under(lands, allowed):
+                    hit("mismatched-anchor", f"{m.group(1)} -> {lands}")
         if new_host and settings.branded_links_only and not cl.under(host, allowed):
             hit("off-brand", host)
     return hits

@@ -98,6 +98,11 @@ def test_partial_fanout_is_spooled_and_retried(relay, clean_sink):
     ends = [(r.verdict, r.code, r.reason) for r in relay.store.audit_rows(client="acme")
             if r.recipient == "later@example.org" and r.queue_id == qid and r.stage == "delivery"]
     assert ends == [("spool", 451, "4.4.5 busy"), ("deliver", 250, "accepted by upstream at attempt 2")], ends
+    # the retried copy still carries the relay's return path for this copy (VERP, docs/FEEDBACK.md)
+    (retried,) = clean_sink.for_rcpt("later@example.org")
+    feedback = relay.runtime.feedback
+    token = feedback.paths.token_of(retried.mail_from)
+    assert token and feedback.paths.verify(token, relay.runtime.services.clock()).queue_id == qid
 
 
 def test_storage_failure_is_451_430_and_nothing_leaves(relay_factory, fresh_database_url, clean_sink):

@@ -103,15 +103,18 @@ def test_authenticated_message_is_signed_and_delivered(relay, clean_sink, keys_d
     assert code == 250, text
     (got,) = clean_sink.wait_for(1)
     assert got.rcpt_tos == ["alice@example.org"]
-    assert got.mail_from == "bounce@acme.example"
+    # the relay owns the return path (SPEC §10): bounce+TOKEN@HOSTNAME, 47 octets of local part at most
+    local, _, host = got.mail_from.partition("@")
+    assert local.startswith("bounce+") and host == "relay.test" and len(local) <= 64
     assert b"Hello Alice" in got.data
+    assert b"\r\nFeedback-ID: " in got.data
     assert verify_dkim(got.data, keys_dir)
     # d= aligns with From, From is over-signed, and there is no l= tag
     tags = dkim_tags(got.data)
     assert tags[b"d"] == b"acme.example" and tags[b"a"] == b"rsa-sha256"
     signed = [h.strip().lower() for h in tags[b"h"].split(b":")]
     assert signed.count(b"from") == 2
-    assert {b"to", b"subject", b"date", b"message-id"} <= set(signed)
+    assert {b"to", b"subject", b"date", b"message-id", b"feedback-id"} <= set(signed)
     assert b"l" not in tags
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from filters.content.fuzzy import Misspellings
 from filters.content.links import (Hit, base_domain, check_headers, check_links, check_operator_text,  # noqa: F401
                                    ip_literal, looks_like_domain, senders, under, _host_of)
 from filters.content.rules import SHORTENERS_FILE, default_rule_files
@@ -44,10 +45,15 @@ FACTS_KEY = "content_tags"
 TAG_HEADER = "X-Consent-Relay-Content"
 
 # categories whose rules are code (links and headers), not phrase lists
+# rules of this category describe a context (a fraud warning, a security report): they never refuse
+# or tag; a rule that names one under `unless` does not count in a message where it matches
+CONTEXT = "context"
+
 BUILTIN_CATEGORIES = {
     "links": "deceptive or disallowed links",
     "headers": "deceptive headers",
     "operator": "operator domain or address in client mail",
+    "images": "image-only mail",
 }
 
 
@@ -64,6 +70,7 @@ class Rule:
     id: str              # "pharmacy.online-pharmacy"
     description: str
     phrases: tuple[str, ...]
+    unless: tuple[str, ...] = ()   # context rule ids: when one matches the message, this rule does not
 
 
 @dataclass
@@ -79,7 +86,11 @@ class RuleSet:
     vocabulary: frozenset[str] = frozenset()
     _keep: list[Any] = field(default_factory=list)   # keeps the steps alive that `literals` keys by id
     normaliser: _Normaliser | None = None
+    by_pivot: dict[str, list[int]] = field(default_factory=dict)       # pivot word -> id(steps) of its phrases
+    rule_of: dict[int, Rule] = field(default_factory=dict)             # id(steps) -> its rule
+    rank: dict[tuple[str, int], int] = field(default_factory=dict)     # (anchor word, id(steps)) -> place in anchors
     index: WordIndex | None = None   # every plain word of every phrase, to find where they occur
+    misspellings: Misspellings | None = None  # misspelt rule words read as the rule word
 
     def scan(self, text: str | list[str], limit_hits: int = 50) -> list[tuple[Rule, str]]:
         """Each rule that matches the text (or blocks of text) once, with the normalised words that matched.
@@ -90,27 +101,33 @@ class RuleSet:
         """
         assert self.normaliser is not None and self.index is not None
         stream = self.normaliser.stream([text] if isinstance(text, str) else list(text))
-        occurrences = self.index.offsets(stream)
+        fuzzy = self.misspellings
+        if fuzzy is None:
+            occurrences = self.index.offsets(stream)
+        else:  # where the rule words are, and the tokens that may be misspellings of them: one walk
+            occurrences, near = self.index.offsets_near(stream, fuzzy)
+            fixed = fuzzy.apply(stream, near)
+            if fixed is not stream:
+                stream, occurrences = fixed, self.index.offsets(fixed)
         vocabulary = set(occurrences)  # the rule words that occur
-        present = self.anchors.keys() & vocabulary
+        # a phrase can match only where its rarest plain word (its pivot) occurs: start from those
+        present = self.by_pivot.keys() & vocabulary
         if not present:
             return []
         live: dict[int, tuple[Phrase, Rule]] = {}
-        rank: dict[tuple[str, int], int] = {}   # (anchor word, phrase) -> place in anchors[word]
-        possible: dict[int, bool] = {}
+        dead: set[int] = set()
         for word in present:
-            for n, (_, steps, rule) in enumerate(self.anchors[word]):
-                key = id(steps)
-                ok = possible.get(key)
-                if ok is None:
-                    phrase = self.phrases[key]
-                    ok = possible[key] = phrase.possible(vocabulary)
-                    if ok:
-                        live[key] = (phrase, rule)
-                if ok:
-                    rank.setdefault((word, key), n)
+            for key in self.by_pivot[word]:
+                if key in live or key in dead:
+                    continue
+                phrase = self.phrases[key]
+                if phrase.possible(vocabulary):
+                    live[key] = (phrase, self.rule_of[key])
+                else:
+                    dead.add(key)
         if not live:
             return []
+        rank = self.rank
         keys = list(live)
         firsts = first_hits(stream, [live[key][0] for key in keys], occurrences)
         hits = sorted(((index, rank[(word, keys[n])], live[keys[n]][1], words)
@@ -136,12 +153,24 @@ def _expand(phrase: str) -> list[str]:
         return [phrase]
     template = _GROUP.sub("\x00", phrase)
     out = []
-    for choice in itertools.product(*[g.split("|") for g in groups]):
+    for choice in itertools.product(*[_options(g) for g in groups]):
         text = template
         for option in choice:
             text = text.replace("\x00", option.strip(), 1)
         out.append(" ".join(text.split()))
     return out
+
+
+_ONE_WORD = re.compile(r"[^\s|()#*!~<@]+")
+
+
+def _options(group: str) -> list[str]:
+    """A group's options, the one-word ones as one alternation (`(a|b|c d)` -> ["a|b", "c d"]): a
+    phrase per option would make thousands of phrases of the same few words."""
+    options = [o.strip() for o in group.split("|")]
+    single = [o for o in options if _ONE_WORD.fullmatch(o) and len(_word_tokens(o)) == 1]
+    rest = [o for o in options if o not in single]
+    return (["|".join(single)] if single else []) + rest
 
 
 _PLAIN = _Normaliser(frozenset())
@@ -200,7 +229,14 @@ def _compile_phrase(phrase: str, sets: Mapping[str, list[str]], where: str) -> t
         raise RuleError(f"{where}: phrase {phrase!r}: '!' looks at the next word, '<!' at the one before")
     if steps[-1][0] == "gap":
         raise RuleError(f"{where}: phrase {phrase!r} must not end with a gap")
-    return tuple(steps)
+    # one object per distinct step: thousands of phrases share their word sets, and every object
+    # the rule set holds is one the garbage collector walks on each full collection
+    return tuple(_STEPS.setdefault(step, step) if not isinstance(step[1], frozenset)
+                 else _STEPS.setdefault(step, (step[0], _SETS.setdefault(step[1], step[1]))) for step in steps)
+
+
+_STEPS: dict[Step, Step] = {}
+_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 
 def _read_rule_file(path: Path, ruleset: RuleSet) -> None:
@@ -249,10 +285,14 @@ def _read_rule_file(path: Path, ruleset: RuleSet) -> None:
         phrases = raw.get("phrases")
         if not isinstance(phrases, list) or not phrases or not all(isinstance(p, str) for p in phrases):
             raise RuleError(f"{here}: phrases must be a non-empty list of strings")
-        extra = set(raw) - {"id", "category", "description", "phrases"}
+        unless = raw.get("unless", [])
+        if not isinstance(unless, list) or not all(isinstance(u, str) and u.startswith(CONTEXT + ".")
+                                                   for u in unless):
+            raise RuleError(f"{here}: unless must be a list of context rule ids ({CONTEXT}.NAME)")
+        extra = set(raw) - {"id", "category", "description", "phrases", "unless"}
         if extra:
             raise RuleError(f"{here}: unknown key {sorted(extra)[0]!r}")
-        rule = Rule(cat, rule_id, str(raw.get("description", "")), tuple(phrases))
+        rule = Rule(cat, rule_id, str(raw.get("description", "")), tuple(phrases), tuple(unless))
         ruleset.rules[rule_id] = rule
         for phrase in phrases:
             for expanded in _expand(phrase):
@@ -265,8 +305,9 @@ def _read_rule_file(path: Path, ruleset: RuleSet) -> None:
                 ruleset.literals[id(steps)] = tuple(w for kind, w in steps if kind == "lit")
                 ruleset.phrases[id(steps)] = Phrase(steps, offset)
                 ruleset._keep.append(steps)
+                entry = (offset, steps, rule)  # one tuple, listed under each of its anchor words
                 for word in steps[anchor][1]:
-                    ruleset.anchors.setdefault(word, []).append((offset, steps, rule))
+                    ruleset.anchors.setdefault(word, []).append(entry)
 
 
 def _read_shorteners(path: Path) -> frozenset[str]:
@@ -283,6 +324,10 @@ def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE) -> Rul
     for path in paths:
         _read_rule_file(Path(path), ruleset)
     ruleset.sources = tuple(str(p) for p in paths)
+    for rule in ruleset.rules.values():
+        missing = [u for u in rule.unless if u not in ruleset.rules]
+        if missing:
+            raise RuleError(f"rule {rule.id}: unless names an unknown context rule {missing[0]!r}")
     ruleset.shorteners = _read_shorteners(shorteners)
     vocabulary = {w for words in ruleset.anchors for w in [words] if w.isalpha() and len(w) >= 3 and w.isascii()}
     for entries in ruleset.anchors.values():
@@ -292,6 +337,15 @@ def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE) -> Rul
                     vocabulary.update(w for w in arg if w.isascii() and w.isalpha() and len(w) >= 3)
     ruleset.vocabulary = frozenset(vocabulary)
     ruleset.normaliser = _Normaliser(ruleset.vocabulary)
+    for word, entries in ruleset.anchors.items():
+        for n, (_, steps, rule) in enumerate(entries):
+            ruleset.rank.setdefault((word, id(steps)), n)
+            ruleset.rule_of[id(steps)] = rule
+    for key, phrase in ruleset.phrases.items():
+        for word in phrase.steps[phrase.pivot][1]:
+            ruleset.by_pivot.setdefault(word, []).append(key)
+    words = {w for steps in ruleset.literals.values() for lit in steps for w in lit}
+    ruleset.misspellings = Misspellings(words, words)
     ruleset.index = WordIndex((w for steps in ruleset.literals.values() for words in steps for w in words),
                               (w for phrase in ruleset.phrases.values() for w in phrase.steps[phrase.pivot][1]))
     return ruleset
@@ -455,23 +509,30 @@ def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> lis
         hits += check_headers(ctx, view.subject, rules, froms)
     public_url = getattr(getattr(ctx.config, "http", None), "public_url", None)
     public_host = (_host_of(public_url) or ("", False))[0] if public_url else None
-    wants_links = settings.action("links") != "off" or (
-        settings.action("operator") != "off" and settings.operator_domains)
-    if wants_links:
+    if view.image_only and settings.action("images") != "off":
+        hits.append(Hit("images.image-only", "images", rules.categories["images"],
+                        "images without alt text and next to no text"))
+    if view.links:  # link rules of several categories (links, affiliate, gambling.link ...): filtered by action
         hits += [h for h in check_links(view, settings, rules, tuple(ctx.client.sender_domains), public_host)
                  if settings.action(h.category) != "off"]
     names = " ".join(name for name, _ in froms if name)
-    visible = [view.subject, names, *view.visible]
+    visible = [view.subject, *view.visible, names]  # (the sender's name last: not read into the subject or text)
     if settings.action("operator") != "off" and (settings.operator_domains or settings.operator_addresses):
         hits += check_operator_text("\n".join(visible + view.hidden), settings, rules, public_url)
     active = any(settings.action(c) != "off" for c in rules.categories)
     if active:
-        for rule, words in rules.scan(visible):
-            if settings.action(rule.category) != "off":
+        found = rules.scan(visible)
+        contexts = {rule.id for rule, _ in found if rule.category == CONTEXT}
+
+        def counts(rule: Rule) -> bool:
+            return (rule.category != CONTEXT and settings.action(rule.category) != "off"
+                    and not contexts.intersection(rule.unless))
+        for rule, words in found:
+            if counts(rule):
                 hits.append(Hit(rule.id, rule.category, rules.categories[rule.category], words))
         if view.hidden:
             for rule, words in rules.scan(view.hidden):
-                if settings.action(rule.category) != "off" and all(h.rule_id != rule.id for h in hits):
+                if counts(rule) and all(h.rule_id != rule.id for h in hits):
                     hits.append(Hit(rule.id, rule.category, rules.categories[rule.category],
                                     words + " (hidden text)"))
     return hits

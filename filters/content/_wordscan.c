@@ -18,6 +18,16 @@
  *   leet_runs(classes)     -> [start, end, start, end, ...] of each run of non-space bytes in
  *                             `classes` (letters 'a', digits and leet symbols '1', else ' ') where
  *                             a letter meets a digit (v1agra, c@sino)
+ *   fuzzy(keys, excluded, lo, hi) -> an opaque set for near(): `keys` are the misspelling-tolerant
+ *                             rule words and each of them with one letter deleted; `excluded` the
+ *                             tokens never to report (rule words, real words near rule words)
+ *   near(fuzzy, stream)    -> the set of distinct [a-z] tokens of `stream` of length lo..hi, not
+ *                             excluded, that are a key or become one with one letter deleted
+ *                             (symmetric deletion: the candidates for edit distance <= 2 with a
+ *                             transposition or substitution; the caller verifies the distance), or
+ *                             None when `stream` is not ASCII. Tokens found not to be candidates are
+ *                             remembered by hash across calls (a newsletter's words recur), so a
+ *                             second message costs one hash and one probe per token.
  *
  * Tokens are maximal runs of non-white-space characters, white space being what str.split()
  * splits ASCII at: \t \n \v \f \r, \x1c-\x1f and space. filters/content/text.py holds the Python
@@ -258,7 +268,286 @@ static PyObject *leet_runs(PyObject *module, PyObject *arg)
     return runs;
 }
 
+
+/* ---- fuzzy candidates (filters/content_fuzzy.py) ---- */
+
+typedef struct {
+    Py_ssize_t mask;
+    Py_ssize_t count;
+    uint64_t *slots;         /* hashes; 0: empty (a hash of 0 is stored as 1) */
+} HashSet;
+
+typedef struct {
+    HashSet keys, excluded, seen;
+    Py_ssize_t lo, hi;
+} Fuzzy;
+
+static const char *FUZZY_CAPSULE = "filters._wordscan.fuzzy";
+#define SEEN_SLOTS (1 << 17)
+
+static int hs_init(HashSet *set, Py_ssize_t n)
+{
+    Py_ssize_t slots = 16;
+    while (slots < 2 * n + 2)
+        slots *= 2;
+    set->slots = PyMem_Calloc((size_t)slots, sizeof(uint64_t));
+    set->mask = slots - 1;
+    set->count = 0;
+    return set->slots == NULL ? -1 : 0;
+}
+
+/* 1 when h is in the set; with add, it is added when absent (0 returned). */
+static inline int hs_probe(HashSet *set, uint64_t h, int add)
+{
+    h = h ? h : 1;
+    Py_ssize_t i = (Py_ssize_t)(h & (uint64_t)set->mask);
+    for (;;) {
+        uint64_t v = set->slots[i];
+        if (v == h)
+            return 1;
+        if (v == 0) {
+            if (add) {
+                set->slots[i] = h;
+                set->count++;
+            }
+            return 0;
+        }
+        i = (i + 1) & set->mask;
+    }
+}
+
+static void fuzzy_free(PyObject *capsule)
+{
+    Fuzzy *f = PyCapsule_GetPointer(capsule, FUZZY_CAPSULE);
+    if (f == NULL)
+        return;
+    PyMem_Free(f->keys.slots);
+    PyMem_Free(f->excluded.slots);
+    PyMem_Free(f->seen.slots);
+    PyMem_Free(f);
+}
+
+static int add_words(HashSet *set, PyObject *words)
+{
+    PyObject *seq = PySequence_Fast(words, "fuzzy() takes sequences of str");
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (hs_init(set, n) < 0) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *word = PySequence_Fast_GET_ITEM(seq, k);
+        if (!PyUnicode_Check(word)) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "fuzzy() takes sequences of str");
+            return -1;
+        }
+        if (!PyUnicode_IS_ASCII(word))
+            continue;
+        hs_probe(set, fnv1a(PyUnicode_1BYTE_DATA(word), PyUnicode_GET_LENGTH(word)), 1);
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static PyObject *build_fuzzy(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "fuzzy(keys, excluded, lo, hi)");
+        return NULL;
+    }
+    Py_ssize_t lo = PyLong_AsSsize_t(args[2]), hi = PyLong_AsSsize_t(args[3]);
+    if ((lo == -1 || hi == -1) && PyErr_Occurred())
+        return NULL;
+    Fuzzy *f = PyMem_Calloc(1, sizeof(Fuzzy));
+    if (f == NULL)
+        return PyErr_NoMemory();
+    f->lo = lo;
+    f->hi = hi;
+    PyObject *capsule = PyCapsule_New(f, FUZZY_CAPSULE, fuzzy_free);
+    if (capsule == NULL) {
+        PyMem_Free(f);
+        return NULL;
+    }
+    if (add_words(&f->keys, args[0]) < 0 || add_words(&f->excluded, args[1]) < 0) {
+        Py_DECREF(capsule);
+        return NULL;
+    }
+    if (hs_init(&f->seen, SEEN_SLOTS / 2 - 1) < 0) {
+        Py_DECREF(capsule);
+        return PyErr_NoMemory();
+    }
+    return capsule;
+}
+
+/* token t (length n, [a-z]) is a key, or one deletion of it is */
+static int is_candidate(const Fuzzy *f, const unsigned char *t, Py_ssize_t n, uint64_t h)
+{
+    if (hs_probe((HashSet *)&f->keys, h, 0))
+        return 1;
+    uint64_t prefix = 1469598103934665603ULL;
+    for (Py_ssize_t skip = 0; skip < n; skip++) {
+        uint64_t d = prefix;
+        for (Py_ssize_t k = skip + 1; k < n; k++) {
+            d ^= t[k];
+            d *= 1099511628211ULL;
+        }
+        if (hs_probe((HashSet *)&f->keys, d, 0))
+            return 1;
+        prefix ^= t[skip];
+        prefix *= 1099511628211ULL;
+    }
+    return 0;
+}
+
+/* the fuzzy test of one token (its hash h): 1 candidate, 0 not (remembered), -1 out of range or excluded */
+static int fuzzy_token(Fuzzy *f, const unsigned char *t, Py_ssize_t len, uint64_t h)
+{
+    if (len < f->lo || len > f->hi)
+        return -1;
+    for (Py_ssize_t k = 0; k < len; k++)
+        if (t[k] < 'a' || t[k] > 'z')
+            return -1;
+    if (hs_probe(&f->seen, h, 0) || hs_probe(&f->excluded, h, 0))
+        return -1;
+    if (is_candidate(f, t, len, h))
+        return 1;
+    if (f->seen.count >= SEEN_SLOTS / 2) {  /* full: start again rather than grow */
+        memset(f->seen.slots, 0, sizeof(uint64_t) * (size_t)(f->seen.mask + 1));
+        f->seen.count = 0;
+    }
+    hs_probe(&f->seen, h, 1);
+    return 0;
+}
+
+/* offsets() and near() in one walk over the stream: (offsets, candidates), or None when not ASCII */
+static PyObject *offsets_near(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyUnicode_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "offsets_near(index, fuzzy, stream: str)");
+        return NULL;
+    }
+    Index *index = PyCapsule_GetPointer(args[0], CAPSULE);
+    Fuzzy *f = PyCapsule_GetPointer(args[1], FUZZY_CAPSULE);
+    if (index == NULL || f == NULL)
+        return NULL;
+    PyObject *stream = args[2];
+    if (!PyUnicode_IS_ASCII(stream))
+        Py_RETURN_NONE;
+    const unsigned char *s = PyUnicode_1BYTE_DATA(stream);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(stream);
+    PyObject *found = PyDict_New();
+    PyObject *near_set = PySet_New(NULL);
+    if (found == NULL || near_set == NULL)
+        goto error;
+    uint64_t stamp = ++index->stamp;
+    Py_ssize_t i = 0, start;
+    while ((start = next_token(s, n, &i)) >= 0) {
+        uint64_t h = fnv1a(s + start, i - start);
+        Entry *e = lookup(index, s + start, i - start, h);
+        if (e->length == 0) {  /* not a rule word: a misspelling of one? */
+            if (fuzzy_token(f, s + start, i - start, h) == 1) {
+                PyObject *word = PyUnicode_FromStringAndSize((const char *)s + start, i - start);
+                if (word == NULL || PySet_Add(near_set, word) < 0) {
+                    Py_XDECREF(word);
+                    goto error;
+                }
+                Py_DECREF(word);
+            }
+            continue;
+        }
+        if (e->stamp == stamp && !e->every)
+            continue;
+        PyObject *at = PyLong_FromSsize_t(start);
+        if (at == NULL)
+            goto error;
+        if (e->stamp != stamp) {
+            PyObject *list = PyList_New(1);
+            if (list == NULL) {
+                Py_DECREF(at);
+                goto error;
+            }
+            PyList_SET_ITEM(list, 0, at);
+            int failed = PyDict_SetItem(found, e->word, list);
+            Py_DECREF(list);
+            if (failed)
+                goto error;
+            e->stamp = stamp;
+            e->list = list;
+            continue;
+        }
+        int failed = PyList_Append(e->list, at);
+        Py_DECREF(at);
+        if (failed)
+            goto error;
+    }
+    return Py_BuildValue("(NN)", found, near_set);
+error:
+    Py_XDECREF(found);
+    Py_XDECREF(near_set);
+    return NULL;
+}
+
+static PyObject *near(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "near(fuzzy, stream: str)");
+        return NULL;
+    }
+    Fuzzy *f = PyCapsule_GetPointer(args[0], FUZZY_CAPSULE);
+    if (f == NULL)
+        return NULL;
+    PyObject *stream = args[1];
+    if (!PyUnicode_IS_ASCII(stream))
+        Py_RETURN_NONE;
+    const unsigned char *s = PyUnicode_1BYTE_DATA(stream);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(stream);
+    PyObject *found = PySet_New(NULL);
+    if (found == NULL)
+        return NULL;
+    Py_ssize_t i = 0, start;
+    while ((start = next_token(s, n, &i)) >= 0) {
+        Py_ssize_t len = i - start;
+        if (len < f->lo || len > f->hi)
+            continue;
+        const unsigned char *t = s + start;
+        int letters = 1;
+        for (Py_ssize_t k = 0; k < len && letters; k++)
+            letters = t[k] >= 'a' && t[k] <= 'z';
+        if (!letters)
+            continue;
+        uint64_t h = fnv1a(t, len);
+        if (hs_probe(&f->seen, h, 0) || hs_probe(&f->excluded, h, 0))
+            continue;
+        if (is_candidate(f, t, len, h)) {
+            PyObject *word = PyUnicode_FromStringAndSize((const char *)t, len);
+            if (word == NULL || PySet_Add(found, word) < 0) {
+                Py_XDECREF(word);
+                Py_DECREF(found);
+                return NULL;
+            }
+            Py_DECREF(word);
+            continue;
+        }
+        if (f->seen.count >= SEEN_SLOTS / 2) {  /* full: start again rather than grow */
+            memset(f->seen.slots, 0, sizeof(uint64_t) * (size_t)(f->seen.mask + 1));
+            f->seen.count = 0;
+        }
+        hs_probe(&f->seen, h, 1);
+    }
+    return found;
+}
+
 static PyMethodDef methods[] = {
+    {"fuzzy", (PyCFunction)(void (*)(void))build_fuzzy, METH_FASTCALL,
+     "fuzzy(keys, excluded, lo, hi) -> the misspelling candidate set, for near()"},
+    {"offsets_near", (PyCFunction)(void (*)(void))offsets_near, METH_FASTCALL,
+     "offsets_near(index, fuzzy, stream) -> (offsets(index, stream), near(fuzzy, stream)) in one walk"},
+    {"near", (PyCFunction)(void (*)(void))near, METH_FASTCALL,
+     "near(fuzzy, stream) -> the distinct tokens that may be misspelt rule words, or None"},
     {"index", (PyCFunction)(void (*)(void))build_index, METH_FASTCALL,
      "index(words, every) -> an index of the ASCII words, for offsets()"},
     {"offsets", (PyCFunction)(void (*)(void))offsets, METH_FASTCALL,

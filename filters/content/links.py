@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import TYPE_CHECKING, Iterable
 
+from filters.content.subjects import money_subject, urgent_subject
 from filters.content.text import fold
+from filters.content.urls import (affiliate_link, brand_subdomain, carries_url, embedded_urls, executable,
+                                  host_category, lookalike, script_url, suspect)
 from filters.context import MessageContext
 from filters.content.textview import TextView
 
@@ -87,6 +90,7 @@ def ip_literal(host: str) -> bool:
     return False
 
 
+_WEB_STARTS = frozenset({"http", "www.", "mail"})  # (the first four characters, lowercased: no script URL)
 _NETLOC = re.compile(r"(?:[a-z][a-z0-9+.-]*:)?//([^/?#]*)", re.I)
 
 
@@ -124,9 +128,31 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
     allowed = own + settings.link_allow + ((public_host,) if public_host else ())
 
     def hit(rule: str, evidence: str, category: str = "links", ttl: str = title) -> None:
-        if rule not in seen:
-            seen.add(rule)
+        if f"{category}.{rule}" not in seen:
+            seen.add(f"{category}.{rule}")
             hits.append(Hit(f"{category}.{rule}", category, ttl, evidence))
+
+    def host_rules(host: str, evidence: str) -> None:
+        """The rules about a host: the link's own, or where a redirect leads."""
+        if ip_literal(host):
+            hit("ip-host", evidence)
+        if under(host, rules.shorteners):
+            hit("shortener", evidence)
+        if settings.operator_domains and under(host, settings.operator_domains):
+            hit("domain", host, "operator", op_title)
+        if under(host, allowed):
+            return
+        imitated = lookalike(host, base_domain, own)
+        if imitated:
+            hit("lookalike", f"{evidence} looks like {imitated}")
+        front = brand_subdomain(host, base_domain)
+        if front:
+            hit("brand-subdomain", f"{evidence} puts {front} in front")
+        sells = host_category(host)
+        if sells and sells[0] in rules.categories:
+            hit("link", f"{evidence} ({sells[1]})", sells[0], rules.categories[sells[0]])
+        if "affiliate" in rules.categories and affiliate_link("", host, under):
+            hit("tracking-link", evidence, "affiliate", rules.categories["affiliate"])
 
     urls: dict[str, tuple[str, bool] | None] = {}  # scheme and authority -> `_host_of` (one site, many links)
     checked: set[str] = set()                       # hosts whose host rules ran: again, they add nothing
@@ -144,6 +170,9 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
             if address in settings.operator_addresses or under(address.rpartition("@")[2], settings.operator_domains):
                 hit("address", address, "operator", op_title)
             continue
+        if url[:4].lower() not in _WEB_STARTS and script_url(url):
+            hit("script-url", url[:60])
+            continue
         # the host depends on the URL up to the end of its authority: links to one site share it
         end = url.find("/", url.find("//") + 2)
         key = url if end < 0 else url[:end]
@@ -158,19 +187,34 @@ def check_links(view: TextView, settings: Settings, rules: RuleSet, own: tuple[s
         new_host = host not in checked
         if new_host:
             checked.add(host)
-            if ip_literal(host):
-                hit("ip-host", host)
-            if under(host, rules.shorteners):
-                hit("shortener", host)
-            if settings.operator_domains and under(host, settings.operator_domains):
-                hit("domain", host, "operator", op_title)
+            host_rules(host, host)
+        # a redirect is judged by where it leads (filters/content/urls.py)
+        lands = host
+        low = url.lower()
+        odd = suspect(low)  # one search: the few URLs the URL rules need to read closer
+        for target in embedded_urls(url) if odd and carries_url(low) else ():
+            found_target = _host_of(target)
+            if found_target is None or not found_target[0]:
+                break
+            lands = found_target[0]
+            if found_target[1]:
+                hit("userinfo", target[:80])
+            if lands not in checked:
+                checked.add(lands)
+                host_rules(lands, f"{host} -> {lands}")
+            if executable(target) and not under(lands, allowed):
+                hit("executable", f"{host} -> {target[:60]}")
+        if odd and executable(url) and not under(host, allowed):
+            hit("executable", url[:80])
+        if odd and "=" in low and "affiliate" in rules.categories and affiliate_link(low, host, under):
+            hit("tracking-link", url[:80], "affiliate", rules.categories["affiliate"])
         if shows:
             shown_text = fold(text)
             m = _SHOWN_URL.match(shown_text) or _SHOWN_URL_ANYWHERE.search(shown_text)
             if m and looks_like_domain(m.group(1)):
                 shown = m.group(1)
-                if base_domain(shown) != base_domain(host) and not under(host, allowed):
-                    hit("mismatched-anchor", f"{shown} -> {host}")
+                if base_domain(shown) != base_domain(lands) and not under(lands, allowed):
+                    hit("mismatched-anchor", f"{shown} -> {lands}")
         if new_host and settings.branded_links_only and not under(host, allowed):
             hit("off-brand", host)
     return hits
@@ -205,6 +249,12 @@ def check_headers(ctx: MessageContext, subject: str, rules: RuleSet,
     if _REPLY_PREFIX.match(fold(subject)) and not message.has("in-reply-to") and not message.has("references"):
         hits.append(Hit("headers.deceptive-subject", "headers", title,
                         f"Subject {subject[:40]!r} without In-Reply-To or References"))
+    mailing = ctx.list
+    if not (mailing is not None and getattr(mailing, "transactional", False)) and urgent_subject(subject):
+        hits.append(Hit("headers.urgent-subject", "headers", title,
+                        f"Subject {subject[:50]!r} threatens an account on a marketing list"))
+    if money_subject(subject):
+        hits.append(Hit("headers.money-subject", "headers", title, f"Subject {subject[:50]!r} shouts about money"))
     for name, address in senders(ctx) if froms is None else froms:
         if not name:
             continue

@@ -5,6 +5,8 @@ import re
 import unicodedata
 from typing import Any, Iterable
 
+from filters.content.fuzzy import confusable_map
+
 try:  # the C word finder (filters/content/_wordscan.c), built by `pip install`; without it, the Python paths below
     from filters.content import _wordscan
 except ImportError:  # pragma: no cover  (built without a C compiler)
@@ -30,7 +32,9 @@ _HOMOGLYPHS = {
     # Latin look-alikes that NFKD does not take apart, Armenian
     "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŀ": "l", "ƅ": "b", "օ": "o", "ս": "u", "ց": "g",
 }
-_FOLD = {**_INVISIBLE, **{ord(k): v for k, v in _HOMOGLYPHS.items()},
+# the table above first; then every other letter or digit TR39 says looks like an ASCII one
+_FOLD = {**{ord(k): v for k, v in confusable_map().items()}, **_INVISIBLE,
+         **{ord(k): v for k, v in _HOMOGLYPHS.items()},
          ord("’"): "'", ord("‘"): "'", ord("`"): "'"}
 
 
@@ -355,13 +359,27 @@ or order our out over sale save shop so that the this to today top up us we what
 your""".split())
 
 
+def _frequent_words() -> frozenset[str]:
+    """The words of rules/common-words.txt: frequent in ordinary mail (see `pivot`)."""
+    from filters.content.rules import RULES_DIR
+    try:
+        text = (RULES_DIR / "common-words.txt").read_text("utf-8")
+    except OSError:
+        return frozenset()
+    return frozenset(w for line in text.splitlines() if not line.startswith("#") for w in line.split())
+
+
+_COMMON = _COMMON | _frequent_words()
+
+
 def pivot(steps: tuple[Step, ...]) -> tuple[int, int, int, int]:
     """(k, least, most, reach): the plain-word step to look for first (its words the least common),
     how many tokens the phrase can hold before it, and how many it can read in all."""
-    best_k, best_score = -1, (2.0, 0)
+    best_k, best_score = -1, (2.0, 0, 0)
     for k, (kind, arg) in enumerate(steps):
         if kind == "lit":
-            score = (sum(w in _COMMON for w in arg) / len(arg), len(arg))
+            # the least common words; among equally common ones the longest ("home", not "a")
+            score = (sum(w in _COMMON for w in arg) / len(arg), -min(map(len, arg)), len(arg))
             if score < best_score:
                 best_k, best_score = k, score
     least = sum(1 for kind, _ in steps[:best_k] if kind in ("lit", "pre", "num"))
@@ -424,6 +442,15 @@ class WordIndex:
             if found is not None:  # None: not ASCII
                 return found
         return _offsets(self.words, self.every, stream)
+
+
+    def offsets_near(self, stream: str, fuzzy: Any) -> tuple[dict[str, list[int]], set[str]]:
+        """`offsets(stream)` and `fuzzy.candidates(stream)` (filters/content/fuzzy.py), in one C walk."""
+        if self._c is not None and fuzzy._c is not None:
+            found = _wordscan.offsets_near(self._c, fuzzy._c, stream)
+            if found is not None:
+                return found
+        return self.offsets(stream), fuzzy.candidates(stream)
 
 
 def _offsets(words: frozenset[str], every: frozenset[str], stream: str) -> dict[str, list[int]]:

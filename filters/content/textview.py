@@ -49,6 +49,7 @@ class TextView:
     hidden: list[str] = field(default_factory=list)    # text an HTML part hides from the reader
     links: list[Link] = field(default_factory=list)
     truncated: bool = False                             # a limit cut something off
+    image_only: bool = False                            # an HTML part shows images and next to no text
     _size: int = 0
 
     @property
@@ -284,6 +285,7 @@ def html_to_text(source: str | bytes, view: TextView) -> None:
     """Add the visible text, hidden text and links of an HTML document (str, or UTF-8 bytes) to
     `view` (see filters/content/textview_html.py)."""
     html = html_text(source)
+    view.image_only = view.image_only or html.image_only
     view.add(html.visible)
     if html.hidden:
         view.add(html.hidden, hidden=True)

@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from filters.content.textview_css import hidden_selectors
+
 # `html_text(source)` parses the document as a browser engine does (implied and misnested tags,
 # comments, raw-text elements, character references, text moved out of tables: all by the HTML5
 # rules), then turns the tree into text with a fixed number of lexbor calls plus one Python call
@@ -31,6 +33,7 @@ class HtmlText(NamedTuple):
     hidden: str                     # the text of hidden elements, a line each
     anchors: list[tuple[str, str]]  # (href, visible text) of each <a>, then (href, alt) of each <area>
     unlinked: str | None            # the visible text outside anchors when it may hold a URL, else None
+    image_only: bool = False        # images without alt text and next to no text (IMAGE_ONLY_WORDS)
 
 
 # ASCII rules, as CSS has them: "dısplay:none" or "font-size:\xa00" hide nothing in a browser either
@@ -141,7 +144,7 @@ def _in_pieces(data: bytes) -> HtmlText:
     results = [_convert(piece, always_unlinked=True) for piece in pieces]
     return HtmlText("".join(r.visible for r in results), "\n".join(r.hidden for r in results if r.hidden),
                     [anchor for r in results for anchor in r.anchors],
-                    "".join(r.unlinked or "" for r in results))
+                    "".join(r.unlinked or "" for r in results))  # (a part this large is no image-only mail)
 
 
 def hides(node: LexborNode, style: str | None = None) -> bool:
@@ -154,14 +157,24 @@ def hides(node: LexborNode, style: str | None = None) -> bool:
     return bool(style) and HIDING_STYLE.search(style) is not None
 
 
-def _hidden_roots(tree: LexborHTMLParser) -> list[LexborNode]:
+def _hidden_roots(tree: LexborHTMLParser, selectors: tuple[str, ...] = ()) -> list[LexborNode]:
     """The hidden elements that are not inside another hidden element, in document order.
 
     Newsletters style hundreds of elements and hide one or two: the styles are read once, joined,
     and searched (in C) for what each way of hiding needs; only the elements found get `hides`.
+    `selectors` are those a stylesheet hides (filters/content/textview_css.py): their elements are hidden too.
     """
     flagged = tree.css("[hidden]")
-    nodes = tree.css("[style], [hidden]") if flagged else tree.css("[style]")
+    if selectors:
+        try:
+            classed = tree.css(", ".join(selectors))
+        except Exception:  # a selector lexbor refuses: no stylesheet hiding rather than no text
+            classed = []
+        flagged = flagged + classed
+    query = "[style], [hidden]" if flagged else "[style]"
+    if selectors and flagged:
+        query += ", " + ", ".join(selectors)
+    nodes = tree.css(query)
     if not nodes:
         return []
     attributes = list(map(_ATTRS, nodes))
@@ -177,6 +190,7 @@ def _hidden_roots(tree: LexborHTMLParser) -> list[LexborNode]:
         index += lowered.count("\x00", previous, at)
         previous = at
         picked.add(index)
+    ids: set[int] = set()
     if flagged:
         ids = {node.mem_id for node in flagged}
         picked.update(i for i, node in enumerate(nodes) if node.mem_id in ids)
@@ -184,7 +198,7 @@ def _hidden_roots(tree: LexborHTMLParser) -> list[LexborNode]:
     inside: set[int] = set()
     for i in sorted(picked):
         node = nodes[i]
-        if node.mem_id in inside or not hides(node, styles[i]):
+        if node.mem_id in inside or not (node.mem_id in ids and selectors or hides(node, styles[i])):
             continue
         roots.append(node)
         inside.update(n.mem_id for n in node.css("*"))  # the node itself among them
@@ -206,11 +220,13 @@ def _convert(data: bytes, always_unlinked: bool = False) -> HtmlText:
         skipped = itertools.chain(skipped, tree.css("xml"))
     for node in skipped:
         node.decompose(recursive=False)  # cut from the tree; the text walk never reaches it
-    hidden_roots = _hidden_roots(tree)
+    hidden_roots = _hidden_roots(tree, hidden_selectors(data, HIDING_STYLE))
     hidden_ids = {node.mem_id for node in hidden_roots}
+    alt_words = 0
     for img in tree.css("img[alt]"):
         alt = img.attrs["alt"]
         if alt and not (hidden_ids and img.mem_id in hidden_ids):
+            alt_words += len(alt.split())
             img.replace_with(f" {alt} ")
     anchors = tree.css("a[href]")
     areas = tree.css("area[href]") if _AREA in tags else []
@@ -252,15 +268,35 @@ def _convert(data: bytes, always_unlinked: bool = False) -> HtmlText:
     root.unwrap_tags(["a"], delete_empty=True)
     root.merge_text_nodes()
     visible = root.text(separator="\n")
+    image_only = _IMG in tags and _image_only(visible, data, alt_words)
     if not marked:
-        return HtmlText(visible, "\n".join(hidden), links, None)
+        return HtmlText(visible, "\n".join(hidden), links, None, image_only)
     unlinked = visible
     while True:  # innermost anchors first (the parser can nest them: <a><table><a>)
         unlinked, cut = _ANCHOR_TEXT.subn(" ", unlinked)
         if not cut:
             break
     return HtmlText(visible.replace(_OPEN, "").replace(_CLOSE, ""), "\n".join(hidden), links,
-                    unlinked.replace(_OPEN, " ").replace(_CLOSE, " "))
+                    unlinked.replace(_OPEN, " ").replace(_CLOSE, " "), image_only)
+
+
+# an HTML part is image-only when it shows images (not 1-pixel trackers) without alt text, describes
+# them in fewer than IMAGE_ALT_WORDS words of alt text, and has fewer than IMAGE_ONLY_WORDS words
+# of its own: the message is a picture of text
+IMAGE_ONLY_WORDS = 12
+IMAGE_ALT_WORDS = 4
+_IMG_TAG = re.compile(rb"<img\b[^>]*>", re.I)
+_PIXEL = re.compile(rb"""\b(?:width|height)\s*=\s*["']?\s*[012](?:px)?\b|\b(?:width|height)\s*:\s*[012]px""", re.I)
+_ALT = re.compile(rb"""\balt\s*=\s*(?:"\s*[^"\s]|'\s*[^'\s]|[^\s"'>])""", re.I)
+
+
+def _image_only(visible: str, data: bytes, alt_words: int) -> bool:
+    if alt_words >= IMAGE_ALT_WORDS or len(visible) > 20 * IMAGE_ONLY_WORDS:
+        return False
+    words = len(visible.replace(_OPEN, " ").replace(_CLOSE, " ").split()) - alt_words
+    if words >= IMAGE_ONLY_WORDS:
+        return False
+    return any(not _PIXEL.search(tag) and not _ALT.search(tag) for tag in _IMG_TAG.findall(data))
 
 
 # the parser turns NUL in text into U+FFFD: no text holds one, so these marks are unambiguous

@@ -21,6 +21,14 @@ class Metrics:
                                           registry=self.registry)
         self.unsubscribes = Counter("relay_unsubscribes", "Unsubscribes by channel", ["channel"],
                                     registry=self.registry)
+        self.feedback_reports = Counter("relay_feedback_reports", "Mail to the relay's own addresses, by what it was",
+                                        ["kind"], registry=self.registry)
+        self.feedback_outcomes = Counter("relay_feedback_outcomes", "Bounces and complaints by classification",
+                                         ["kind", "category"], registry=self.registry)
+        self.feedback_suppressions = Counter("relay_feedback_suppressions", "Suppressions added by feedback",
+                                             ["kind"], registry=self.registry)
+        self.webhook_posts = Counter("relay_webhook_posts", "Webhook POSTs by result", ["result"],
+                                     registry=self.registry)
         self.latency = Histogram("relay_data_seconds", "Time from end of DATA to the reply",
                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30),
                                  registry=self.registry)
@@ -54,6 +62,18 @@ class Metrics:
 
     def upstream_tempfail(self) -> None:
         self.upstream_tempfails.inc()
+
+    def feedback_report(self, kind: str) -> None:
+        self.feedback_reports.labels(kind).inc()
+
+    def feedback_outcome(self, kind: str, category: str) -> None:
+        self.feedback_outcomes.labels(kind, category).inc()
+
+    def feedback_suppressed(self, kind: str) -> None:
+        self.feedback_suppressions.labels(kind).inc()
+
+    def webhook_result(self, result: str) -> None:
+        self.webhook_posts.labels(result).inc()
 
     def reply(self, reply: str) -> None:
         self.messages.labels({"2": "accepted", "4": "tempfail", "5": "rejected"}.get(reply[:1], "other")).inc()

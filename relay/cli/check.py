@@ -14,6 +14,7 @@ from relay.mail.message import Copy, Message
 from relay.pipeline import Pipeline
 from relay.smtp.session import has_bare_line_ending_or_nul
 from relay.crypto.tokens import TokenCodec
+from relay.feedback.verp import stamp_headers
 from relay.transaction import copy_headers, received_parts, resolve_list
 
 
@@ -83,7 +84,9 @@ async def check_message(config: Config, store: object, client: ClientConfig, rec
     if not report.accepted:
         return report
     first = report.accepted[0]
-    copy = Copy(first, copy_headers(message, client, now, "CHECK", ctx.facts), message.body)
+    headers = stamp_headers(copy_headers(message, client, now, "CHECK", ctx.facts), message.first("x-campaign-id"),
+                            message.body, list_cfg.key, client.name, config.relay.hostname)  # as relay.feedback does
+    copy = Copy(first, headers, message.body)
     copy.prepend("Received", first.join(received_parts("relay-check (local)", config.relay.hostname, "LOCAL",
                                                        "CHECK", now)))
     copy_ctx = CopyContext(config, client, list_cfg, "", first, message, copy, services, "CHECK", ctx.facts)

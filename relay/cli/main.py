@@ -236,10 +236,15 @@ def _mount() -> None:
     main.add_command(consent)
     main.add_command(suppress)
     main.add_command(audit)
+    from relay.cli.milter import mount as mount_postfix_commands  # relay milter, relay policy (SPEC §13)
+    mount_postfix_commands(main, prepare)
     from relay.cli.optin import consent_add, consent_export, consent_repermission
 
     for command in (consent_add, consent_export, consent_repermission):
         consent.add_command(command)
+    from relay.cli.feedback import feedback
+
+    main.add_command(feedback)
 
 
 _mount()

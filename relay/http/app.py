@@ -145,4 +145,8 @@ def make_app(runtime: "Runtime") -> web.Application:
     from relay.http.optin import add_routes
 
     add_routes(app)
+    from relay.feedback.http import add_routes as add_feedback_routes
+    from relay.http.optin import TooManyFailures, _api_client
+
+    add_feedback_routes(app, RUNTIME, _api_client, TooManyFailures)  # GET /api/v1/suppressions, /events
     return app

@@ -29,4 +29,6 @@ async def unsubscribe(rt: "Runtime", token: str, channel: str, ip: str | None = 
     if changed:
         rt.metrics.unsubscribes.labels(channel).inc()
         log.info("unsubscribed a recipient from %s/%s via %s", parsed.client, parsed.list_key, channel)
+        # the client learns of it (events API, webhook) and its counters see it (never raises)
+        await rt.feedback.note_unsubscribe(parsed.client, parsed.list_key, parsed.recipient, channel)
     return parsed

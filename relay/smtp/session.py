@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, TLSSetupException, syntax
 
-from filters.sender_identity import aligned_domain
 from relay import replies
 from relay.mail.addresses import AddressError, is_unsubscribe_address, normalize_address
 from relay.mail.message import Message
@@ -370,17 +369,9 @@ class RelayHandler:
                           mail_options: list[str]) -> str:
         client = self.client_of(server, session)
         if client is not None:
-            if client.suspended:
-                return f"550 5.7.1 Client {client.name} is suspended; mail is not accepted"
-            if not address or address == "<>":  # aiosmtpd reports the null sender as "<>"
-                return replies.NULL_SENDER
-            try:
-                local, domain = normalize_address(address)
-            except AddressError as exc:
-                return f"{replies.BAD_SENDER_SYNTAX}: {replies.one_line(str(exc))}"
-            if aligned_domain(domain, client.sender_domains) is None:
-                return (f"550 5.7.1 Sender domain {domain} is not one of client "
-                        f"{client.name}'s sender domains")
+            refusal = self.runtime.sender_refusal(client, address)
+            if refusal is not None:
+                return refusal
             session.client_name = client.name
         else:
             session.client_name = None  # only the unsubscribe address may follow (RCPT decides)
@@ -402,8 +393,20 @@ class RelayHandler:
             envelope.unsubscribe = True
             envelope.rcpt_tos.append(address)
             return replies.OK
+        if runtime.feedback.address_kind(address) is not None:
+            # bounce+TOKEN@, fbl@, postmaster@, abuse@ HOSTNAME: reports, taken without AUTH (SPEC §10)
+            if envelope.rcpt_tos and not getattr(envelope, "feedback", False):
+                return replies.FEEDBACK_OWN_TRANSACTION
+            refusal = runtime.feedback.rcpt_refusal(address)
+            if refusal is not None:
+                return refusal
+            envelope.feedback = True
+            envelope.rcpt_tos.append(address)
+            return replies.OK
         if client_name is None:
             return replies.AUTH_REQUIRED
+        if getattr(envelope, "feedback", False):
+            return replies.FEEDBACK_OWN_TRANSACTION
         if getattr(envelope, "unsubscribe", False):
             return "452 4.5.3 Send unsubscribe mail in its own transaction"
         if len(envelope.rcpt_tos) >= runtime.config.relay.max_recipients:
@@ -431,6 +434,13 @@ class RelayHandler:
             return replies.SMUGGLING
         if getattr(envelope, "unsubscribe", False):
             return await self.runtime.unsubscribe_by_mail(envelope.rcpt_tos)
+        if getattr(envelope, "feedback", False):
+            data = await cpu_bound(size, b"".join, pieces)
+            del pieces
+            try:
+                return await self.runtime.feedback.intake(list(envelope.rcpt_tos), data)
+            except Exception as error:  # storage down: the reporting MTA keeps the report and retries
+                return replies.exception_reply(error)
         client = self.runtime.config.clients[session.client_name]
         message = await cpu_bound(size, Message.from_pieces, pieces)
         del pieces  # from here on the message lives as header fields and body only

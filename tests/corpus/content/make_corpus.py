@@ -11,11 +11,14 @@ from __future__ import annotations
 import base64
 import html as html_mod
 import random
+import sys
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from policy_cases import HEADERS, IMAGE_ONLY, LEGIT_LINKS, LINKS, NEGATIVES, POSITIVES  # noqa: E402
 FROM = "Demo Shop <news@demo.example>"
 DATE = "Mon, 23 Nov 2026 10:00:00 +0000"
 SMTP = policy.SMTP  # CRLF line ends, RFC 2047 headers
@@ -122,6 +125,13 @@ LEGIT = [
 ]
 
 SHAPES = ["plain", "qp", "html", "alternative", "base64", "legacy"]
+
+# the categories whose vocabulary each legitimate message shares (it is a negative example for them)
+NEGATIVE_FOR = {"en-bakery": "alcohol", "en-bar-recipes": "alcohol", "en-therapy": "pharmacy,dating",
+                "en-hardware": "firearms,cannabis,alcohol", "en-diner": "cannabis", "en-museum": "fireworks,gambling,adult",
+                "en-finance-news": "trading", "en-gym": "supplements", "en-books": "gambling,trading",
+                "en-giveaway": "gambling", "en-software": "piracy", "en-video": "links", "de-verein": "fireworks",
+                "de-bank": "debt", "ja-event": "fireworks", "en-receipt": "headers", "en-password": "headers"}
 
 # ------------------------------------------------------------------------------------------------
 # violations: (name, category, rule, subject, text) -- each is written plainly and disguised
@@ -313,7 +323,7 @@ def write_all(directory: Path = HERE) -> dict[str, dict[str, str]]:
     labels: dict[str, dict[str, str]] = {}
     n = 0
 
-    def out(name: str, data: bytes, expect: str, rule: str = "", note: str = "") -> None:
+    def out(name: str, data: bytes, expect: str, rule: str = "", note: str = "", negative_for: str = "") -> None:
         nonlocal n
         fname = f"{n:03d}-{name}.eml"
         (directory / fname).write_bytes(data)
@@ -322,6 +332,8 @@ def write_all(directory: Path = HERE) -> dict[str, dict[str, str]]:
             entry["rule"] = rule
         if note:
             entry["note"] = note
+        if negative_for:
+            entry["negative_for"] = negative_for
         labels[fname] = entry
         n += 1
 
@@ -334,7 +346,8 @@ def write_all(directory: Path = HERE) -> dict[str, dict[str, str]]:
             cs = charset if shape == "legacy" else "utf-8"
             if shape == "legacy" and charset == "us-ascii":
                 cs = "us-ascii"
-            out(f"legit-{name}-{shape}", make(shape, subject, text, n, cs), "legit", note=shape)
+            out(f"legit-{name}-{shape}", make(shape, subject, text, n, cs), "legit", note=shape,
+                negative_for=NEGATIVE_FOR.get(name, ""))
     # legit with links: own domain tracking, anchor showing own domain, the relay's own form
     links_html = paragraphs_html(
         "Our winter catalogue is out.",
@@ -342,10 +355,11 @@ def write_all(directory: Path = HERE) -> dict[str, dict[str, str]]:
         '<a href="https://shop.demo.example/new">See what is new</a> | '
         '<a href="https://www.youtube.com/watch?v=abc">Watch the video</a> | '
         '<img src="https://demo.example/logo.png" alt="Demo Shop logo"></p>')
-    out("legit-links-html", make("html", "Winter catalogue", "Our winter catalogue is out.", n, html=links_html), "legit")
+    out("legit-links-html", make("html", "Winter catalogue", "Our winter catalogue is out.", n, html=links_html), "legit",
+        negative_for="links")
     for name, extra in LEGIT_HEADER_CASES:
         out(name, make("plain", "Hello", "Thanks for being a customer. Our opening hours stay the same.", n,
-                       extra=extra), "legit")
+                       extra=extra), "legit", negative_for="headers")
     out("legit-mixed-attachment", make("mixed", "Your invoice", "Your invoice is attached. Total 42.90 EUR.", n),
         "legit", note="attachment")
 
@@ -415,7 +429,56 @@ def write_all(directory: Path = HERE) -> dict[str, dict[str, str]]:
     for name, rule, extra in HEADER_CASES:
         out(name, make("plain", "Hello", "Thanks for being a customer. Our opening hours stay the same.", n,
                        extra=extra), "headers", rule)
+    write_policy_cases(out, lambda: n)
     return labels
+
+
+def write_policy_cases(out, counter) -> None:
+    """The cases of policy_cases.py: every category the policies name, and what shares its words."""
+    for name, cat, rule, subject, text, shape in POSITIVES:
+        if shape == "css-split":
+            data = make("html", subject, "", counter(), html=css_split_html(text))
+        else:
+            data = make(shape, subject, text, counter())
+        out(name, data, cat, rule, shape)
+    for name, negative_for, subject, text, shape in NEGATIVES:
+        if shape.startswith("image-"):
+            data = make("html", subject, text, counter(), html=image_html(shape, text))
+        else:
+            data = make(shape, subject, text, counter())
+        out(f"legit-{name}", data, "legit", note=shape, negative_for=negative_for)
+    for name, rule, snippet in LINKS:
+        html = (f"<!DOCTYPE html>\n<html><body>{snippet}</body></html>\n" if name in IMAGE_ONLY
+                else paragraphs_html("Our winter catalogue is out.", f"<p>{snippet}</p>"))
+        data = make("alternative", "Winter catalogue", "Our winter catalogue is out.", counter(), html=html)
+        out(name, data, rule.split(".")[0], rule, "html link")
+    for name, negative_for, snippet in LEGIT_LINKS:
+        html = paragraphs_html("Our winter catalogue is out.", f"<p>{snippet}</p>")
+        data = make("alternative", "Winter catalogue", "Our winter catalogue is out.", counter(), html=html)
+        out(name, data, "legit", note="html link", negative_for=negative_for)
+    for name, rule, extra in HEADERS:
+        out(name, make("plain", "Hello", "Thanks for being a customer. Our opening hours stay the same.", counter(),
+                       extra=extra), "headers", rule)
+
+
+def css_split_html(text: str) -> str:
+    """The text with a filler span at its first "|", hidden by a stylesheet class, not inline."""
+    before, after = text.split("|", 1)
+    return ("<!DOCTYPE html>\n<html><head><style>.sp { display: none; } p { margin: 0; }</style></head>\n"
+            f"<body><p>Hello,</p><p>{html_mod.escape(before)}<span class=\"sp\">zqx</span>{html_mod.escape(after)}</p>"
+            "</body></html>\n")
+
+
+def image_html(shape: str, text: str) -> str:
+    """Legitimate mail with images: described by alt text, a logo beside real text, a tracking pixel."""
+    if shape == "image-alt":
+        body = ('<p><img src="https://demo.example/menu.png" width="600" alt="Our winter menu: lentil soup, '
+                'beef stew and apple crumble"></p>')
+    elif shape == "image-logo":
+        body = f'<p><img src="https://demo.example/logo.png" width="120"></p><p>{html_mod.escape(text)}</p>'
+    else:
+        body = (f'<p>{html_mod.escape(text)}</p><img src="https://demo.example/o.gif" width="1" height="1">')
+    return f"<!DOCTYPE html>\n<html><body>{body}</body></html>\n"
 
 
 def toml_labels(labels: dict[str, dict[str, str]]) -> str:

@@ -71,26 +71,45 @@ def evaluate(config: Config, client_name: str = "demo") -> list[dict[str, str]]:
         else:
             rule, predicted = "", "legit"
         rows.append({"file": fname, "expect": label["expect"], "expect_rule": label.get("rule", ""),
-                     "predicted": predicted, "rule": rule, "reason": verdict.reason, "note": label.get("note", "")})
+                     "predicted": predicted, "rule": rule, "reason": verdict.reason, "note": label.get("note", ""),
+                     "negative_for": label.get("negative_for", "")})
     return rows
 
 
 def table(rows: list[dict[str, str]]) -> str:
-    categories = sorted({r["expect"] for r in rows} | {r["predicted"] for r in rows})
-    lines = [f"{'category':14} {'n':>4} {'TP':>4} {'FP':>4} {'FN':>4} {'precision':>9} {'recall':>7}"]
-    for cat in categories:
+    """Per category: positives (messages labelled with it), negatives (legitimate messages that share its
+    vocabulary, `negative_for`), and how the stage did on them."""
+    negatives: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        for cat in filter(None, r.get("negative_for", "").split(",")):
+            negatives.setdefault(cat, []).append(r)
+    categories = sorted(({r["expect"] for r in rows} | {r["predicted"] for r in rows} | set(negatives)) - {"legit"})
+    lines = [f"{'category':15} {'pos':>4} {'neg':>4} {'TP':>4} {'FP':>4} {'FN':>4} {'neg FP':>6} {'precision':>9} "
+             f"{'recall':>7}"]
+    for cat in categories + ["legit"]:
         tp = sum(1 for r in rows if r["expect"] == cat and r["predicted"] == cat)
         fp = sum(1 for r in rows if r["expect"] != cat and r["predicted"] == cat)
         fn = sum(1 for r in rows if r["expect"] == cat and r["predicted"] != cat)
         n = sum(1 for r in rows if r["expect"] == cat)
+        neg = negatives.get(cat, [])
+        neg_fp = sum(1 for r in neg if r["predicted"] != "legit")
         precision = f"{tp / (tp + fp):.2f}" if tp + fp else "-"
         recall = f"{tp / (tp + fn):.2f}" if tp + fn else "-"
-        lines.append(f"{cat:14} {n:>4} {tp:>4} {fp:>4} {fn:>4} {precision:>9} {recall:>7}")
+        lines.append(f"{cat:15} {n:>4} {len(neg) if cat != 'legit' else '':>4} {tp:>4} {fp:>4} {fn:>4} "
+                     f"{neg_fp if cat != 'legit' else '':>6} {precision:>9} {recall:>7}")
     right = sum(1 for r in rows if r["expect"] == r["predicted"])
     rules = sum(1 for r in rows if r["expect_rule"] and r["expect_rule"] == r["rule"])
     with_rule = sum(1 for r in rows if r["expect_rule"])
-    lines.append(f"{len(rows)} messages, {right} with the expected verdict; "
-                 f"{rules} of {with_rule} refusals by the expected rule")
+    refused = [r for r in rows if r["predicted"] != "legit"]
+    prohibited = [r for r in rows if r["expect"] != "legit"]
+    overall_p = sum(1 for r in refused if r["expect"] != "legit") / len(refused) if refused else 1.0
+    overall_r = sum(1 for r in prohibited if r["predicted"] != "legit") / len(prohibited) if prohibited else 1.0
+    lines.append(f"{len(rows)} messages ({len(prohibited)} violations, {len(rows) - len(prohibited)} legitimate), "
+                 f"{right} with the expected verdict; {rules} of {with_rule} refusals by the expected rule; "
+                 f"refuse/pass precision {overall_p:.2f}, recall {overall_r:.2f}")
+    short = [c for c in categories if sum(1 for r in rows if r["expect"] == c) < 5 or len(negatives.get(c, [])) < 3]
+    if short:
+        lines.append(f"categories with fewer than 5 positives or 3 negatives: {', '.join(short)}")
     return "\n".join(lines)
 
 
