@@ -18,6 +18,7 @@ class Services:
     store: Any = None          # storage.Store
     dns: Any = None            # a dns.asyncresolver.Resolver, when a stage needs one
     tokens: Any = None         # unsubscribe/confirm token codec (issue 4)
+    accounts: Any = None       # relay.accounts.Accounts: client states, limits, campaigns
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.mail.identity_check import contact_email_problem, postal_address_problem
+from relay.base.ops_settings import OpsSettings, parse_ops
 
 DEFAULT_ROLE_ADDRESSES = (
     "abuse", "admin", "administrator", "billing", "compliance", "contact", "devnull",
@@ -21,7 +22,8 @@ DEFAULT_ROLE_ADDRESSES = (
 # is allowed (a transactional-only relay, a benchmark, a test of one stage) but said out loud
 SPEC_STAGES = ("suppression", "consent", "content", "sender-identity", "unsubscribe")
 # with no [policy] stages: all of them, in the demo's order (cheap refusals at RCPT first)
-DEFAULT_STAGES = ("suppression", "sender-identity", "consent", "content", "unsubscribe", "footer")
+DEFAULT_STAGES = ("account-state", "suppression", "sender-identity", "consent", "content", "promo-guard",
+                  "limits", "canary", "unsubscribe", "footer")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -40,6 +42,7 @@ class ListConfig:
     max_consent_age_days: int | None
     disclosure: str = ""  # what a subscriber is told at sign-up; kept with each consent record
     footer_templates: Path | None = None  # overrides its client's footer templates (checked at load)
+    limits: dict[str, Any] = field(default_factory=dict)  # [clients.X.lists.L.limits] (relay/accounts)
 
     @property
     def transactional(self) -> bool:
@@ -76,6 +79,8 @@ class ClientConfig:
     spam_score: dict[str, Any] = field(default_factory=dict)  # [clients.X.spam_score]: filters.spam_score
     webhook_url: str | None = None  # feedback events are POSTed here (docs/FEEDBACK.md)
     webhook_secret: str | None = None  # HMAC-SHA256 key of the webhook signature header
+    state: str = "active"  # the starting state; storage holds the current one (relay/accounts)
+    accounts: dict[str, Any] = field(default_factory=dict)  # [clients.X.reputation|limits|canary]
 
     def owns_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.sender_domains
@@ -131,6 +136,8 @@ class UpstreamSection:
     timeout: float
     retry_max_age_hours: float
     retry_initial_delay: float
+    max_connection_age: float = 300.0     # seconds a pooled upstream connection is reused
+    max_connection_messages: int = 100    # copies one pooled upstream connection carries
 
     @property
     def scheme(self) -> str:
@@ -176,6 +183,8 @@ class Config:
     milter_listen: str = "127.0.0.1:8891"
     policy_listen: str = "127.0.0.1:10040"
     feedback: FeedbackSection = field(default_factory=FeedbackSection)
+    ops: OpsSettings = field(default_factory=OpsSettings)  # [admin] and [log] (relay/ops, SPEC §12)
+    accounts: dict[str, Any] = field(default_factory=dict)  # [policy.reputation|limits|canary] (relay/accounts)
 
     @property
     def stages_off(self) -> list[str]:
@@ -325,6 +334,8 @@ def _upstream(t: _Table, base: Path) -> UpstreamSection:
         timeout=t.number("timeout", 30.0, 0.1, integer=False),
         retry_max_age_hours=t.number("retry_max_age_hours", 120.0, 0.01, integer=False),
         retry_initial_delay=t.number("retry_initial_delay", 60.0, 0.1, integer=False),
+        max_connection_age=t.number("max_connection_age", 300.0, 0, integer=False),
+        max_connection_messages=t.number("max_connection_messages", 100, 1),
     )
     t.finish()
     return section
@@ -351,6 +362,7 @@ def _lists(client: _Table, company: str, base: Path) -> dict[str, ListConfig]:
             disclosure=lt.text("disclosure", f"You will receive {lt.data.get('name', key)} from {company} by email. "
                                              f"Every message has a link to unsubscribe at once."),
             footer_templates=_path(base, lt.text("footer_templates", None)),
+            limits=_accounts_tables(lt, ("limits",), f"{lt.path}", list_level=True).get("limits", {}),
         )
         lt.finish()
     return lists
@@ -382,6 +394,19 @@ def _spam_score_table(t: _Table, key: str, where: str, client: bool = False) -> 
     except SpamScoreError as exc:
         raise ConfigError(f"{t.file}: {exc}") from None
     return data
+def _accounts_tables(t: _Table, names: tuple[str, ...], where: str, list_level: bool = False) -> dict[str, Any]:
+    """The account tables (relay/accounts/settings.py checks them); a list has only its own limits."""
+    from relay.accounts.settings import LIST_LIMITS, check_table
+
+    out = {}
+    for name in names:
+        if name in t.data:
+            try:
+                out[name] = check_table(name, t.get(name, dict), f"{where}.{name}",
+                                        LIST_LIMITS if list_level else None)
+            except ValueError as exc:
+                raise ConfigError(f"{t.file}: {exc}") from None
+    return out
 
 
 def _confirm_from(t: _Table, contact: str, domains: tuple[str, ...]) -> str:
@@ -467,19 +492,22 @@ def _client(name: str, t: _Table, base: Path) -> ClientConfig:
     api_hash = t.text("api_token_hash", None)
     if api_hash is not None and not api_hash.startswith("scrypt$"):
         raise t.fail("api_token_hash", "must come from `relay client hash-password` (scrypt$...)")
+    from relay.accounts.settings import STATES
+
     state = t.text("state", "active")
-    if state not in ("active", "suspended"):
-        raise t.fail("state", f"must be \"active\" or \"suspended\", got {state!r}")
+    if state not in STATES:
+        raise t.fail("state", f"must be one of {', '.join(STATES)}, got {state!r}")
     client = ClientConfig(
         name=name, password_hash=password_hash, password_file=password_file,
         sender_domains=domains, company=company, contact_email=contact,
         postal_address=postal, dkim=dkim, default_list=default_list,
-        networks=tuple(networks), api_token_hash=api_hash, suspended=state == "suspended",
+        networks=tuple(networks), api_token_hash=api_hash, suspended=state in ("suspended", "terminated"),
         lists=lists, footer_templates=_path(base, t.text("footer_templates", None)),
         confirm_from=_confirm_from(t, contact, domains),
         content=_content_table(t, "content", f"clients.{name}.content", client=True),
         spam_score=_spam_score_table(t, "spam_score", f"clients.{name}.spam_score", client=True),
         **_webhook(t),
+        state=state, accounts=_accounts_tables(t, ("reputation", "limits", "canary"), t.path),
     )
     t.finish()
     _check_footer_templates(t, client)
@@ -592,6 +620,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
     roles = p.get("role_addresses", list, list(DEFAULT_ROLE_ADDRESSES))
     content = _content_table(p, "content", "policy.content")
     spam_score = _spam_score_table(p, "spam_score", "policy.spam_score")
+    accounts = _accounts_tables(p, ("reputation", "limits", "canary"), "policy")
     p.finish()
     o = root.table("optin")
     optin = OptinSection(
@@ -605,6 +634,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
     milter_listen = _socket_listen(root.table("milter"), "127.0.0.1:8891")
     policy_listen = _socket_listen(root.table("policy_service"), "127.0.0.1:10040")
     feedback = _feedback(root.table("feedback"))
+    ops = parse_ops(root, _listen)
     clients_t = root.table("clients")
     clients = {}
     for name in clients_t.data:
@@ -625,7 +655,7 @@ def parse_config(data: dict[str, Any], path: Path, known_stages: frozenset[str],
         create_missing_secrets=create_missing, stages=tuple(stages),
         role_addresses=frozenset(str(x).lower() for x in roles), optin=optin, clients=clients,
         content=content, spam_score=spam_score, milter_listen=milter_listen, policy_listen=policy_listen,
-        feedback=feedback,
+        feedback=feedback, ops=ops, accounts=accounts,
     )
 
 

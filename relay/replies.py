@@ -24,7 +24,7 @@ BAD_RECIPIENT_SYNTAX = "501 5.1.3 Bad recipient address syntax"
 BAD_SENDER_SYNTAX = "501 5.1.7 Bad sender address syntax"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 MESSAGE_TOO_BIG = "552 5.3.4 Message too big for system"
-SMUGGLING = ("550 5.5.2 Message refused: bare CR, bare LF or NUL in message data "
+SMUGGLING = ("550 5.5.2 Message refused: bare CR, NUL or an end-of-data look-alike in message data "
              "(RFC 5321 section 2.3.8); send lines ending in CRLF")
 UPSTREAM_UNAVAILABLE = "451 4.4.1 Upstream mail server unavailable; try again later"
 INTERNAL_ERROR = "451 4.3.0 Internal error; try again later"

@@ -21,6 +21,7 @@ from relay.base.offload import BatchedThreads, signing_threads, thread_pool
 from relay.keys import load_client_secrets, read_token_keys, tls_context
 from relay.mail.message import Message, split_header_block
 from relay.base.metrics import Metrics
+from relay.base.maillog import mail_line, upstream_queue_id
 from relay.crypto.passwords import verify_password
 from relay.pipeline import Decision, Pipeline
 from relay.crypto.tokens import TokenCodec, TokenError
@@ -56,7 +57,8 @@ class Runtime:
         self.config = config
         self.store = store
         self.upstream = upstream or make_upstream(
-            config.upstream.url, config.upstream.pool_size, config.upstream.timeout, config.relay.hostname)
+            config.upstream.url, config.upstream.pool_size, config.upstream.timeout, config.relay.hostname,
+            config.upstream.max_connection_age, config.upstream.max_connection_messages)
         self.tokens = TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days))
         self.services = Services(clock=clock, store=store, tokens=self.tokens)
         self.writer = GroupWriter(store)
@@ -79,6 +81,9 @@ class Runtime:
                     footer_templates(template_dirs, lang)
         self.secrets = {name: load_client_secrets(c) for name, c in config.clients.items()}
         self.tls_context = self._tls_context()
+        # the SMTP front's connection slots (relay.smtp.guard.PeerLimits): made by the server, which
+        # owns the listeners; held here so a reload can change their sizes
+        self.limits: Any = None
         self.metrics = Metrics()
         # How long a retry worker holds a spooled copy: longer than one delivery can take (about ten
         # upstream steps, each bounded by the upstream timeout), so nobody else claims a copy mid-send.
@@ -97,6 +102,10 @@ class Runtime:
 
         self.feedback = Feedback(self)  # return paths, Feedback-ID, bounce and complaint intake
         self.webhooks = WebhookRunner(self)
+        from relay.accounts import Accounts
+
+        self.accounts = self.services.accounts = Accounts(config, store, clock, self.deliver_notification,
+                                                          self.writer)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         return tls_context(self.config)
@@ -140,8 +149,9 @@ class Runtime:
         and the policy service ask the same)."""
         from filters.sender_identity import aligned_domain
 
-        if client.suspended:
-            return f"550 5.7.1 Client {client.name} is suspended; mail is not accepted"
+        refusal = self.accounts.refusal(client)  # the state in storage, cached (relay/accounts)
+        if refusal is not None:
+            return refusal.line
         if not address or address == "<>":  # aiosmtpd reports the null sender as "<>"
             return replies.NULL_SENDER
         try:
@@ -160,6 +170,10 @@ class Runtime:
             from relay.transaction import audit_row
 
             self.metrics.refused(decision.stage, decision.verdict.rule)
+            self.metrics.client_recipient(client.name, "refused")
+            mail_line(event="decision", client=client.name, peer=getattr(session, "peer", None) and session.peer[0],
+                      rcpt=recipient, stage=decision.stage, rule=decision.verdict.rule,
+                      reply=replies.verdict_reply(decision.verdict))
             # a refusal is evidence too; if storage is down the refusal still stands
             try:
                 await self.writer.write([audit_row(self.services.clock(), client.name, None, "", None, recipient,
@@ -180,7 +194,13 @@ class Runtime:
             self.in_flight -= 1
         self.metrics.latency.observe(time.perf_counter() - started)
         self.metrics.reply(reply)
+        self.metrics.client_message(client.name, reply)
         return reply
+
+    def note_delivery(self, client: str, result: Any) -> None:
+        """Per-client copy counters, and whether the upstream took or refused the copy (answered)."""
+        self.metrics.upstream_result(result.status != "temporary")
+        self.metrics.client_copy(client, result.status)
 
     # --- mail to unsubscribe+TOKEN@hostname: accepted without AUTH, same effect as the POST ---
     def unsubscribe_address_refusal(self, address: str) -> str | None:
@@ -208,18 +228,28 @@ class Runtime:
         return b"".join(signer.sign(message.headers, message.body, int(self.services.clock().timestamp()))) + data
 
     async def deliver_notification(self, client: ClientConfig, recipient: str, data: bytes,
-                                   mail_from: str = "") -> None:
-        """Sign and send; a temporary failure goes to the retry spool, never lost."""
+                                   mail_from: str = "") -> str:
+        """Sign and send; a temporary failure goes to the retry spool, never lost. Returns what
+        became of it: "sent" (the upstream took it), "queued for retry" or "refused by the upstream"."""
         signed = self.sign(client, data)
+        started = time.perf_counter()
         result = await self.upstream.deliver(mail_from, recipient, signed)
+        self.note_delivery(client.name, result)
+        mail_line(event="notice", client=client.name, rcpt=recipient, stage="delivery", rule=result.status,
+                  reply=replies.one_line(f"{result.code} {result.reply}"),
+                  upstream_qid=upstream_queue_id(result.reply) if result.status == "delivered" else None,
+                  attempt=1, elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
         if result.status == "temporary":
             now = self.services.clock()
             await self.store.run(self.store.spool_add, [{
                 "queue_id": "notice", "client": client.name, "mail_from": mail_from, "recipient": recipient,
                 "data": signed, "created_at": now, "next_attempt_at": now + timedelta(seconds=self.retry_delay(0)),
                 "attempts": 1, "last_error": replies.one_line(f"{result.code} {result.reply}")}])
-        elif result.status == "permanent":
+            return "queued for retry"
+        if result.status == "permanent":
             log.warning("notification to %s refused by upstream: %s %s", recipient, result.code, result.reply)
+            return "refused by the upstream"
+        return "sent"
 
     # --- retry spool ---
     def retry_delay(self, attempts: int) -> float:
@@ -253,7 +283,14 @@ class Runtime:
         # a client's copy goes out with the relay's return path (VERP), as it did the first time
         envelope = (self.feedback.envelope_sender(row.queue_id, row.recipient, now, row.mail_from)
                     if row.mail_from and row.queue_id != "notice" else row.mail_from)
+        started = time.perf_counter()
         result = await self.upstream.deliver(envelope, row.recipient, row.data)
+        self.note_delivery(row.client, result)
+        upstream_qid = upstream_queue_id(result.reply) if result.status == "delivered" else None
+        mail_line(event="retry", qid=row.queue_id, client=row.client, rcpt=row.recipient, stage="delivery",
+                  rule=result.status, reply=replies.one_line(f"{result.code} {result.reply}"),
+                  upstream_qid=upstream_qid, attempt=row.attempts + 1,
+                  elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
         now = self.services.clock()
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
         expired = now - created > timedelta(hours=self.config.upstream.retry_max_age_hours)
@@ -261,7 +298,7 @@ class Runtime:
             await self.store.run(self.store.spool_done, row.id)
             self.metrics.copies_delivered(1)
             self._record_spooled(row, now, "deliver", 250, "2.0.0",
-                                 f"accepted by upstream at attempt {row.attempts + 1}")
+                                 f"accepted by upstream at attempt {row.attempts + 1}", upstream_qid)
         elif result.status == "temporary" and not expired:
             next_at = now + timedelta(seconds=self.retry_delay(row.attempts))
             await self.store.run(self.store.spool_retry, row.id, next_at,
@@ -277,7 +314,7 @@ class Runtime:
         del held[row.id]
 
     def _record_spooled(self, row: Any, at: datetime, outcome: str, code: int | None, status: str,
-                        reason: str) -> None:
+                        reason: str, upstream_qid: str | None = None) -> None:
         """The audit row of a spooled copy's end (delivered or bounced), written behind, as for a
         copy delivered at once; a delivery also keeps the recipient's consent current."""
         from relay.transaction import audit_row, resolve_list
@@ -289,7 +326,7 @@ class Runtime:
         mailing = resolve_list(client, message)
         list_key = None if isinstance(mailing, str) else mailing.key
         audit = [audit_row(at, client.name, list_key, row.queue_id, message.first("message-id"), row.recipient,
-                           "delivery", None, outcome, code, status, reason)]
+                           "delivery", None, outcome, code, status, reason, upstream_qid)]
         contacts = ((client.name, list_key, [row.recipient], at),) if outcome == "deliver" and list_key else ()
 
         async def write() -> None:

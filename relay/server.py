@@ -39,9 +39,10 @@ def listening_socket(host: str, port: int, shared: bool = False, listen: bool = 
         sock.bind((host, port))
         if listen:
             sock.listen(1024)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        # the address goes with the error, so "address in use" says which port (SPEC §3: one clear line)
+        raise OSError(exc.errno, exc.strerror, f"{host}:{port}") from None
     sock.setblocking(False)
     return sock
 
@@ -51,10 +52,12 @@ class RunningRelay:
     runtime: Runtime
     smtp_server: asyncio.base_events.Server
     http_runner: web.AppRunner
-    background: list[asyncio.Task]  # the retry loop, the loop-lag watch, the SQLite checkpoints
+    background: list[asyncio.Task]  # the retry loop, mail log lines, the loop-lag watch, the SQLite checkpoints
     smtp_port: int
     http_port: int
     limits: PeerLimits  # the SMTP front's connection slots and AUTH accounting
+    admin_runner: web.AppRunner | None = None  # the [admin] listener (relay/ops/admin.py)
+    admin_port: int | None = None
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop accepting, let transactions in flight finish, then close everything."""
@@ -74,7 +77,8 @@ class RunningRelay:
         # every step is bounded: a shutdown that hangs on a lingering keep-alive or a dead
         # upstream would turn SIGTERM into SIGKILL and lose the in-flight work it protects
         self.runtime.store.close_loop_reader()
-        for step in (self.http_runner.cleanup(), self.smtp_server.wait_closed(), self.runtime.close(),
+        steps = [self.admin_runner.cleanup()] if self.admin_runner is not None else []
+        for step in (*steps, self.http_runner.cleanup(), self.smtp_server.wait_closed(), self.runtime.close(),
                      asyncio.to_thread(self.runtime.store.close)):
             try:
                 await asyncio.wait_for(step, 10.0)
@@ -84,11 +88,18 @@ class RunningRelay:
 
 async def start_relay(config: Config, store: Store | None = None, retry_interval: float = 5.0,
                       smtp_sock: socket.socket | None = None, http_sock: socket.socket | None = None,
-                      shared_ports: bool = False, **runtime_args: Any) -> RunningRelay:
+                      shared_ports: bool = False, admin: bool = True, **runtime_args: Any) -> RunningRelay:
     """Start both listeners on the running loop; the caller awaits stop()."""
+    # the admin port first: when it is taken nothing else has started yet
+    admin_sock = (listening_socket(config.ops.admin_host or "", config.ops.admin_port)
+                  if admin and config.ops.admin else None)
     store = store or Store(config.storage_url, background_checkpoint=True)
     store.open_loop_reader()  # SQLite: the hot-path reads run on this thread (Store.read)
     runtime = Runtime(config, store, **runtime_args)
+    try:
+        await runtime.accounts.refresh()  # the client states in storage, before the first MAIL
+    except Exception:
+        logging.getLogger("relay.server").warning("could not read the client states yet; retrying in the background")
     loop = asyncio.get_running_loop()
     handler = RelayHandler(runtime)
     smtp_sock = smtp_sock or listening_socket(config.relay.listen_host, config.relay.listen_port, shared_ports)
@@ -98,6 +109,7 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     # connection slots and AUTH accounting belong to the SMTP front, one set per process
     limits = PeerLimits(config.relay.max_connections, config.relay.max_connections_per_ip,
                         config.relay.reserved_connections, config.relay.max_auth_per_ip)
+    runtime.limits = limits
 
     def session() -> RelaySMTP:
         return RelaySMTP(handler, runtime, limits)
@@ -111,13 +123,23 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     # bounded apart from SMTP (and from the admin listener, which gets its own HttpGuard)
     await GuardedSite(runner, http_sock, HttpGuard(config.http, "public"), backlog=backlog).start()
     install_loop_guard(loop)
+    from relay.base.maillog import flush_forever
+
     background = [asyncio.create_task(runtime.retry_forever(retry_interval)),
+                  asyncio.create_task(flush_forever()),  # the mail log lines, written in batches
                   asyncio.create_task(runtime.metrics.watch_loop_lag()),
                   asyncio.create_task(runtime.checkpoint_forever()),
                   asyncio.create_task(trim_memory_forever()),
-                  asyncio.create_task(runtime.webhooks.run_forever(retry_interval))]
+                  asyncio.create_task(runtime.webhooks.run_forever(retry_interval)),
+                  asyncio.create_task(runtime.accounts.run_forever())]
+    admin_runner, admin_port = None, None
+    if admin_sock is not None:
+        from relay.ops.admin import start_admin
+
+        # one process of a host holds it (not SO_REUSEPORT): its /metrics reads every worker's counters
+        admin_runner, admin_port = await start_admin(runtime, admin_sock), admin_sock.getsockname()[1]
     return RunningRelay(runtime, smtp_server, runner, background,
-                        smtp_sock.getsockname()[1], http_sock.getsockname()[1], limits)
+                        smtp_sock.getsockname()[1], http_sock.getsockname()[1], limits, admin_runner, admin_port)
 
 
 # Threads doing Python work (MIME scans of a big message) hand the GIL back to the event loop
@@ -139,7 +161,8 @@ def fix_malloc_threshold() -> bool:
         return False
 
 
-async def serve_until_signalled(config: Config, workers: int = 1) -> None:
+async def serve_until_signalled(config: Config, workers: int = 1, slot: int = 0,
+                                on_ready: Any = None) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
     fix_malloc_threshold()
     # a flood must meet the connection limits, not the 1,024 descriptors of a login shell
@@ -154,17 +177,28 @@ async def serve_until_signalled(config: Config, workers: int = 1) -> None:
         loop = asyncio.get_running_loop()
         loop.set_debug(True)
         loop.slow_callback_duration = float(os.environ["RELAY_SLOW_CALLBACK_MS"]) / 1000
-    relay = await start_relay(config, sign_threads=signing_threads(workers), shared_ports=workers > 1)
+    from relay.base.maillog import apply_settings
+    from relay.ops.reload import reload
+
+    apply_settings(config.ops.log_format, config.ops.log_mail)
+    relay = await start_relay(config, sign_threads=signing_threads(workers), shared_ports=workers > 1,
+                              admin=slot == 0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("SMTP on %s:%d, HTTP on %s:%d (pid %d)", config.relay.listen_host, relay.smtp_port,
-             config.http.listen_host, relay.http_port, os.getpid())
+    # SIGHUP reloads relay.toml; sessions and transactions in flight go on (relay/ops/reload.py)
+    loop.add_signal_handler(signal.SIGHUP, lambda: relay.runtime.spawn(reload(relay.runtime)))
+    log.info("SMTP on %s:%d, HTTP on %s:%d%s (pid %d)", config.relay.listen_host, relay.smtp_port,
+             config.http.listen_host, relay.http_port,
+             f", admin on {config.ops.admin_host}:{relay.admin_port}" if relay.admin_port else "", os.getpid())
     http_at = f"{config.http.listen_host}:{relay.http_port}"
     links = "" if config.http.public_url.rstrip("/").endswith(f"//{http_at}") else f" (links: {config.http.public_url})"
     print(f"relay: SMTP {config.relay.listen_host}:{relay.smtp_port}  HTTP http://{http_at}{links}  "
-          f"upstream {config.upstream.url}  (pid {os.getpid()})", flush=True)
+          + (f"admin http://{config.ops.admin_host}:{relay.admin_port}  " if relay.admin_port else "")
+          + f"upstream {config.upstream.url}  (pid {os.getpid()})", flush=True)
+    if on_ready is not None:
+        on_ready()  # the supervisor restarts a worker that dies after this, and stops all before it
     await stop.wait()
     log.info("shutting down: finishing transactions in flight")
     await relay.stop()
@@ -194,7 +228,8 @@ def serve(config: Config, workers: int = 1) -> int:
     """Run in this process, or fork `workers` processes sharing the ports (SO_REUSEPORT).
 
     An OSError means a port cannot be bound (the caller says so in one line). A worker that fails
-    says why on stderr and exits 1; the others are then stopped and the exit status is 1.
+    at start-up says why on stderr and exits 1; the others are then stopped and the exit status is 1.
+    A worker that dies later is restarted by the parent (relay/ops/supervisor.py).
     """
     if workers <= 1:
         asyncio.run(serve_until_signalled(config))
@@ -203,45 +238,14 @@ def serve(config: Config, workers: int = 1) -> int:
     for host, port in ((config.relay.listen_host, config.relay.listen_port),
                        (config.http.listen_host, config.http.listen_port)):
         listening_socket(host, port, shared=True, listen=False).close()
-    children: list[int] = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                asyncio.run(serve_until_signalled(config, workers))
-                code = 0
-            except BaseException as exc:  # noqa: BLE001 - a worker's last word, never a traceback
-                print(f"relay: worker {os.getpid()} stopped: {_one_line(exc)}", file=sys.stderr, flush=True)
-            finally:
-                os._exit(code)
-        children.append(pid)
+    if config.ops.admin:  # the first worker binds it alone
+        listening_socket(config.ops.admin_host or "", config.ops.admin_port, listen=False).close()
+    from relay.ops.supervisor import supervise
 
-    def stop_all(signum: int = signal.SIGTERM, _frame: Any = None) -> None:
-        for child in children:
-            try:
-                os.kill(child, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+    def worker(slot: int, ready: Any) -> None:
+        asyncio.run(serve_until_signalled(config, workers, slot, ready))
 
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
-    status = 0
-    running = set(children)
-    while running:
-        pid, code = os.wait()
-        running.discard(pid)
-        if os.waitstatus_to_exitcode(code) and not status:
-            status = 1
-            stop_all()  # a half-started service is worse than a stopped one
-    return status
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return supervise(config, workers, worker)
 
 
 if __name__ == "__main__":  # pragma: no cover

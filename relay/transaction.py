@@ -5,6 +5,7 @@ import asyncio
 import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime, make_msgid
@@ -20,6 +21,7 @@ from relay.base.offload import cpu_bound
 from relay.mail.message import Copy, Message, field_name, make_field
 from relay.mail.mime_footer import MAX_DEPTH, STRUCTURE_FACT, mime_structure
 from relay.mail.headers_check import repeated_field
+from relay.base.maillog import mail_line, upstream_queue_id
 from filters.content import TAG_HEADER, tag_header_fields
 from relay.pipeline import Decision, MessageDecision
 
@@ -77,6 +79,7 @@ def copy_headers(message: Message, client: "ClientConfig", now: datetime, qid: s
 @dataclass
 class Outcome:
     delivered: list[str] = field(default_factory=list)
+    upstream_ids: dict[str, str] = field(default_factory=dict)  # recipient -> the upstream's queue id
     temporary: dict[str, tuple[bytes, DeliveryResult]] = field(default_factory=dict)
     permanent: dict[str, DeliveryResult] = field(default_factory=dict)
 
@@ -102,7 +105,8 @@ def storable(text: str | None) -> str | None:
 
 def audit_row(at: datetime, client: str, list_key: str | None, qid: str, message_id: str | None,
               recipient: str, stage: str, verdict: Verdict | None, outcome: str,
-              code: int | None = None, status: str | None = None, reason: str = "") -> dict:
+              code: int | None = None, status: str | None = None, reason: str = "",
+              upstream_qid: str | None = None) -> dict:
     return {
         "at": at, "client": client, "list_key": list_key, "recipient": recipient,
         "stage": stage or "pipeline", "rule": (verdict.rule if verdict else "") or stage or "pipeline",
@@ -111,7 +115,7 @@ def audit_row(at: datetime, client: str, list_key: str | None, qid: str, message
         # header values keep undecodable bytes as surrogates; one such row would fail the whole
         # group commit, and every message waiting on it, with 451 4.3.0
         "reason": storable(reason or (verdict.reason if verdict else "")), "message_id": storable(message_id),
-        "queue_id": qid,
+        "queue_id": qid, "upstream_queue_id": upstream_qid,
     }
 
 
@@ -152,6 +156,8 @@ class Transaction:
         if not accepted:
             return _refusal_reply(decision, list_cfg)
         outcome = await self.deliver_copies(ctx, list_cfg, accepted)
+        if not outcome.delivered and outcome.temporary:  # the client retries it: not a repeat, not counted
+            self.rt.spawn(self.rt.accounts.undo(self.client, ctx.facts, self.qid))
         # a delivered copy keeps consent current (max_consent_age_days counts from it)
         if "consent" in ctx.facts and outcome.delivered:
             self.contacts.append((self.client.name, list_cfg.key, outcome.delivered, self.now))
@@ -168,10 +174,12 @@ class Transaction:
         structure = mime_structure(self.message.headers, self.message.body)
         if (structure.depth if structure is not None else 1) > MAX_DEPTH:
             rt.metrics.refused("mime", "mime.depth")
+            self.log_refusal("mime", "mime.depth", replies.MIME_TOO_DEEP)
             return replies.MIME_TOO_DEEP
         list_cfg = resolve_list(self.client, self.message)
         if isinstance(list_cfg, str):
             rt.metrics.refused("list", "list.unknown")
+            self.log_refusal("list", "list.unknown", list_cfg)
             return list_cfg
         ctx = MessageContext(rt.config, self.client, list_cfg, self.mail_from, tuple(self.recipients),
                              self.message, rt.services, self.qid)
@@ -183,12 +191,22 @@ class Transaction:
                 for d in decision.decisions.values()]
         # the decision is evidence: it is committed before anything leaves
         await rt.writer.write(rows)
+        for d in decision.decisions.values():
+            mail_line(event="decision", qid=self.qid, client=self.client.name, peer=self.peer, list=list_cfg.key,
+                      rcpt=d.recipient, stage=d.stage or "pipeline", rule=d.verdict.rule,
+                      reply="accept" if d.accepted else replies.verdict_reply(d.verdict))
         for d in decision.refused:
             rt.metrics.refused(d.stage, d.verdict.rule)
         return ctx, list_cfg, decision
 
     def refusal_reply(self, decision: MessageDecision, list_cfg: "ListConfig") -> str:
         return _refusal_reply(decision, list_cfg)
+
+    def log_refusal(self, stage: str, rule: str, reply: str) -> None:
+        """A whole-message refusal before any recipient decision: one line per recipient."""
+        for rcpt in self.recipients:
+            mail_line(event="decision", qid=self.qid, client=self.client.name, peer=self.peer, rcpt=rcpt,
+                      stage=stage, rule=rule, reply=reply)
 
     def base_headers(self, facts: dict) -> list[bytes]:
         return copy_headers(self.message, self.client, self.now, self.qid, facts)
@@ -218,9 +236,18 @@ class Transaction:
                 del copy
                 # the relay's own return path (VERP): bounces and complaints come back to it
                 sender = rt.feedback.envelope_sender(self.qid, recipient, self.now, self.mail_from)
+                started = time.perf_counter()
                 result = await rt.upstream.deliver(sender, recipient, data)
+                upstream_qid = upstream_queue_id(result.reply) if result.status == "delivered" else None
+                rt.note_delivery(self.client.name, result)
+                mail_line(event="deliver", qid=self.qid, client=self.client.name, list=list_cfg.key, rcpt=recipient,
+                          stage="delivery", rule=result.status, reply=replies.one_line(f"{result.code} {result.reply}"),
+                          upstream_qid=upstream_qid, attempt=1,
+                          elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
                 if result.status == "delivered":
                     outcome.delivered.append(recipient)
+                    if upstream_qid:
+                        outcome.upstream_ids[recipient] = upstream_qid
                 elif result.status == "temporary":
                     outcome.temporary[recipient] = (data, result)
                 else:
@@ -253,7 +280,8 @@ class Transaction:
         rt = self.rt
         at, name, key = rt.services.clock(), self.client.name, list_cfg.key
         rows = [audit_row(at, name, key, self.qid, message_id, r, "delivery", None, "deliver",
-                          250, "2.0.0", "accepted by upstream") for r in outcome.delivered]
+                          250, "2.0.0", "accepted by upstream", outcome.upstream_ids.get(r))
+                for r in outcome.delivered]
         if not outcome.delivered and outcome.temporary:
             # nothing left the relay: the client keeps the message and retries it whole
             first = next(iter(outcome.temporary.values()))[1]

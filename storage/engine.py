@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from typing import Any
@@ -46,6 +47,19 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         cur.close()
 
 
+def _create_private(database: str | None) -> None:
+    """Create a new SQLite file readable by its owner only: it holds consent records (personal data) and
+    spooled mail. SQLite gives its -wal and -shm files the database file's mode."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        pass  # a directory that does not exist: SQLite's own error says so
+
+
 def make_engine(url: str, autocheckpoint: bool = True) -> Engine:
     """Create an Engine for a sqlite:/// or postgresql+psycopg:// URL.
 
@@ -53,6 +67,7 @@ def make_engine(url: str, autocheckpoint: bool = True) -> Engine:
     in the background (`Store.checkpoint`), so a commit costs one WAL fsync and no more.
     """
     if make_url(url).get_backend_name() == "sqlite":
+        _create_private(make_url(url).database)
         # Store methods run on a thread pool, so connections move between threads.
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)

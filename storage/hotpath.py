@@ -18,8 +18,9 @@ from typing import Any
 LOOP_READ_BUSY_MS = 20
 
 AUDIT_COLUMNS = ("at", "client", "list_key", "recipient", "stage", "rule", "verdict", "code", "status",
-                 "reason", "message_id", "queue_id")
-_AUDIT_DEFAULTS = {"list_key": None, "code": None, "status": None, "reason": "", "message_id": None}
+                 "reason", "message_id", "queue_id", "upstream_queue_id")
+_AUDIT_DEFAULTS = {"list_key": None, "code": None, "status": None, "reason": "", "message_id": None,
+                   "upstream_queue_id": None}
 
 
 def aware(value: Any) -> Any:

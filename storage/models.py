@@ -58,6 +58,7 @@ class AuditEntry(SQLModel, table=True):
     reason: str = ""
     message_id: str | None = None
     queue_id: str = Field(index=True)
+    upstream_queue_id: str | None = None  # the upstream's own id from its 250 reply (migration 0006)
 
 
 class SpooledCopy(SQLModel, table=True):
@@ -76,6 +77,7 @@ class SpooledCopy(SQLModel, table=True):
     attempts: int = 0
     last_error: str = ""
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    held: bool = False  # `relay queue hold`: never retried, never expired, until released (0006)
 
 
 class Consent(SQLModel, table=True):

@@ -15,6 +15,7 @@ from sqlmodel import select as model_select  # yields model instances via Sessio
 
 from storage.threads import thread_pool
 from storage import hotpath
+from storage.accounts import AccountQueries
 from storage.consent import ConsentQueries
 from storage.counters import DELIVERED_UPSERT, CounterQueries, delivered_tuples
 from storage.feedback import FeedbackQueries
@@ -36,7 +37,7 @@ def _complete(rows: Iterable[Mapping[str, Any]], defaults: Mapping[str, Any]) ->
     return [{**defaults, **row} for row in rows]
 
 
-class Store(ConsentQueries, OptinQueries, CounterQueries, FeedbackQueries):
+class Store(ConsentQueries, OptinQueries, AccountQueries, CounterQueries, FeedbackQueries):
     """All database access of the relay; each method is one short transaction."""
 
     def __init__(self, url_or_engine: str | Engine, *, workers: int = 4, background_checkpoint: bool = False) -> None:
@@ -133,7 +134,7 @@ class Store(ConsentQueries, OptinQueries, CounterQueries, FeedbackQueries):
         free = or_(_spool.c.lease_until.is_(None), _spool.c.lease_until < now)
         due = (
             select(_spool.c.id)
-            .where(_spool.c.next_attempt_at <= now, free)
+            .where(_spool.c.next_attempt_at <= now, free, _spool.c.held.is_(False))
             .order_by(_spool.c.next_attempt_at, _spool.c.id)
             .limit(limit)
             # PostgreSQL: concurrent claimers skip each other's rows instead of

@@ -174,6 +174,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def relay_toml(*, smtp_port: int, http_port: int, db_url: str, upstream: str, keys: Path,
                stages: str = '["sender-identity"]', relay_extra: str = "", extra: str = "", http_extra: str = "",
+               upstream_extra: str = "",
                tls: tuple[Path, Path] | None = None, max_recipients: int = 5) -> str:
     tls_lines = f'tls_cert = "{tls[0]}"\ntls_key = "{tls[1]}"\n' if tls else ""
     return textwrap.dedent(f"""\
@@ -190,6 +191,9 @@ def relay_toml(*, smtp_port: int, http_port: int, db_url: str, upstream: str, ke
         public_url = "http://127.0.0.1:{http_port}"
         """) + http_extra + textwrap.dedent(f"""
 
+        [admin]
+        listen = "127.0.0.1:0"
+
         [storage]
         url = "{db_url}"
 
@@ -198,6 +202,7 @@ def relay_toml(*, smtp_port: int, http_port: int, db_url: str, upstream: str, ke
         pool_size = 4
         timeout = 3
         retry_initial_delay = 0.3
+        """) + upstream_extra + textwrap.dedent(f"""
 
         [secrets]
         token_key_file = "token.key"

@@ -27,9 +27,11 @@ def run_relay(*args: str, cwd: Path, input: str | None = None) -> subprocess.Com
     return subprocess.run([*RELAY, *args], cwd=cwd, input=input, capture_output=True, text=True, timeout=60)
 
 
-def demo_config(tmp: Path, smtp_port: int, http_port: int, db_url: str | None = None) -> Path:
+def demo_config(tmp: Path, smtp_port: int, http_port: int, db_url: str | None = None,
+                admin_port: int | None = None) -> Path:
     text = DEMO.read_text()
     text = text.replace("127.0.0.1:2525", f"127.0.0.1:{smtp_port}").replace("127.0.0.1:8025", f"127.0.0.1:{http_port}")
+    text = text.replace("127.0.0.1:8026", f"127.0.0.1:{admin_port or free_port()}")
     if db_url:
         text = text.replace('url = "sqlite:///relay.db"', f'url = "{db_url}"')
     path = tmp / "relay.toml"
@@ -133,8 +135,8 @@ def test_demo_first_message_with_swaks_lands_signed_in_outbox(tmp_path, fresh_da
         assert secret not in out + err  # secrets never in logs (SPEC §8)
 
 
-def test_embedded_demo_config_is_used_without_relay_toml(tmp_path):
-    result = run_relay("config-check", cwd=tmp_path)
+def test_embedded_demo_config_is_used_without_relay_toml_with_demo(tmp_path):
+    result = run_relay("--demo", "config-check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "demo.toml: ok" in result.stdout
     assert not (tmp_path / "secrets").exists()  # config-check creates nothing
@@ -154,7 +156,8 @@ def _with_policy(text: str, policy: str) -> str:
 
 # (the footer brings its rule half, footer-guard: a copy without a visible footer is refused)
 @pytest.mark.parametrize("policy, stages, left_out", [
-    ("", "suppression, sender-identity, consent, content, unsubscribe, footer, footer-guard", None),
+    ("", "account-state, suppression, sender-identity, consent, content, promo-guard, limits, canary, unsubscribe, "
+         "footer, footer-guard", None),
     ('[policy]\nstages = ["suppression", "consent", "content", "sender-identity", "unsubscribe"]\n',
      "suppression, consent, content, sender-identity, unsubscribe, footer, footer-guard", None),
     ('[policy]\nstages = ["sender-identity"]\n', "sender-identity, footer, footer-guard",
@@ -181,12 +184,14 @@ def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path, workers):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
-        demo_config(tmp_path, holder.getsockname()[1], free_port())
+        taken = holder.getsockname()[1]
+        demo_config(tmp_path, taken, free_port())
         result = run_relay("--config", "relay.toml", "serve", "--workers", workers, cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: relay.listen / http.listen: cannot listen") and "in use" in last, last
+    assert last.startswith("Error: relay.listen: cannot listen on 127.0.0.1:") and "in use" in last, last
+    assert f":{taken}:" in last  # the port, named
 
 
 def test_usage_errors_are_one_line(tmp_path):

@@ -288,8 +288,8 @@ def test_message_too_big(relay, clean_sink):
 
 
 @pytest.mark.parametrize("lookalike", [
-    b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r.\n", b"\r\n.\n", b"\r\n\x00.\r\n", b"\r\n.\r", b"x\ry", b"x\ny",
-])
+    b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r.\n", b"\r\n.\n", b"\r\n\x00.\r\n", b"\r\n.\r", b"x\ry",
+])  # a bare LF elsewhere is a CRLF (SPEC §8, Postfix's smtpd_forbid_bare_newline = normalize): test_operations_lf
 def test_smuggling_lookalikes_are_refused(relay, clean_sink, lookalike):
     smuggled = (b"MAIL FROM:<bounce@acme.example>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"
                 b"From: ceo@acme.example\r\n\r\nsmuggled\r\n")
@@ -404,15 +404,16 @@ def test_obsolete_space_before_the_colon_is_dropped_from_the_copy(relay, clean_s
 def test_metrics_and_healthz(relay):
     import urllib.request
 
-    with urllib.request.urlopen(relay.http + "/healthz", timeout=5) as r:
+    admin = f"http://127.0.0.1:{relay.running.admin_port}"  # SPEC §12: the admin listener, not the public one
+    with urllib.request.urlopen(admin + "/healthz", timeout=5) as r:
         assert r.status == 200
-    with urllib.request.urlopen(relay.http + "/metrics", timeout=5) as r:
+    with urllib.request.urlopen(admin + "/metrics", timeout=5) as r:
         text = r.read().decode()
     assert "relay_messages_total" in text and "relay_data_seconds_bucket" in text
     # the event-loop watch times a 50 ms tick from the start
     deadline = time.monotonic() + 3
     while True:
-        with urllib.request.urlopen(relay.http + "/metrics", timeout=5) as r:
+        with urllib.request.urlopen(admin + "/metrics", timeout=5) as r:
             text = r.read().decode()
         ticks = float(re.search(r"^relay_event_loop_lag_seconds_count (\S+)$", text, re.M).group(1))
         if ticks >= 2 or time.monotonic() > deadline:

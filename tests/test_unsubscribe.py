@@ -105,7 +105,7 @@ def test_one_click_post_stops_that_list_only_and_is_idempotent(relay, clean_sink
     (record, events), = [(r, e) for r, e in relay.store.consent_records("acme", "dave@example.org")
                          if r.list_key == "news"]
     assert record.status == "revoked" and [e.channel for e in events if e.event == "revoked"] == ["one-click"]
-    status, metrics, _ = http("GET", relay.http + "/metrics")
+    status, metrics, _ = http("GET", f"http://127.0.0.1:{relay.running.admin_port}/metrics")
     assert 'relay_unsubscribes_total{channel="one-click"} 1.0' in metrics
 
 

@@ -503,6 +503,7 @@ def _settings_and_rules(config: Any, client: Any) -> tuple[Settings, RuleSet]:
 def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> list[Hit]:
     """Every hit in the message (one per rule), in the order found: headers, links, text."""
     view = reader_view_of(ctx.message.headers, ctx.message.body)
+    ctx.facts["text_view"] = view  # the campaign fingerprint and promo-guard read the same text
     hits: list[Hit] = []
     froms = senders(ctx)
     if settings.action("headers") != "off":

@@ -6,6 +6,9 @@ import asyncio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
+_REPLY_CLASS = {"2": "accepted", "4": "tempfail", "5": "rejected"}
+
+
 class Metrics:
     """A registry per runtime, so several relays in one test process never collide."""
 
@@ -38,7 +41,17 @@ class Metrics:
         self.loop_lag = Histogram("relay_event_loop_lag_seconds", "Delay of a 50 ms event-loop timer beyond its due time",
                                   buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, 1), registry=self.registry)
         self.loop_lag_max = Gauge("relay_event_loop_lag_max_seconds", "Largest event-loop timer delay since start",
-                                  registry=self.registry)
+                                  registry=self.registry, multiprocess_mode="max")
+        # SPEC §12: per-client counters, and whether the last copy handed upstream got an answer
+        self.client_messages = Counter("relay_client_messages", "Messages by client and SMTP reply class",
+                                       ["client", "result"], registry=self.registry)
+        self.client_recipients = Counter("relay_client_recipients_refused", "Recipients refused at RCPT by client",
+                                         ["client"], registry=self.registry)
+        self.client_copies = Counter("relay_client_copies", "Copies handed upstream by client and outcome "
+                                     "(delivered, temporary, permanent)", ["client", "outcome"], registry=self.registry)
+        self.upstream_attempts = Counter("relay_upstream_attempts", "Delivery attempts by whether the upstream "
+                                         "took or refused the copy (answered) or not (failed)", ["result"],
+                                         registry=self.registry)
 
     async def watch_loop_lag(self, interval: float = 0.05) -> None:
         """Run for the relay's life, recording how late the loop serves a timer."""
@@ -52,6 +65,18 @@ class Metrics:
             if lag > worst:
                 worst = lag
                 self.loop_lag_max.set(lag)
+
+    def client_message(self, client: str, reply: str) -> None:
+        self.client_messages.labels(client, _REPLY_CLASS.get(reply[:1], "other")).inc()
+
+    def client_recipient(self, client: str, result: str) -> None:
+        self.client_recipients.labels(client).inc()
+
+    def client_copy(self, client: str, outcome: str) -> None:
+        self.client_copies.labels(client, outcome).inc()
+
+    def upstream_result(self, answered: bool) -> None:
+        self.upstream_attempts.labels("answered" if answered else "failed").inc()
 
     def refused(self, stage: str, rule: str) -> None:
         self.refusals.labels(stage or "pipeline", rule or "unknown").inc()
@@ -76,7 +101,7 @@ class Metrics:
         self.webhook_posts.labels(result).inc()
 
     def reply(self, reply: str) -> None:
-        self.messages.labels({"2": "accepted", "4": "tempfail", "5": "rejected"}.get(reply[:1], "other")).inc()
+        self.messages.labels(_REPLY_CLASS.get(reply[:1], "other")).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,7 +17,8 @@ audit = Group("audit", help="The audit trail: decisions and consent events.")
 # -- audit export -------------------------------------------------------------------------------
 
 AUDIT_COLUMNS = ["kind", "at", "client", "list", "address", "stage", "rule", "verdict", "code", "status",
-                 "reason", "message_id", "queue_id", "event", "consent_status", "channel", "ip", "detail"]
+                 "reason", "message_id", "queue_id", "upstream_queue_id", "event", "consent_status", "channel", "ip",
+                 "detail"]
 
 
 @audit.command("export")
@@ -42,7 +43,8 @@ def audit_export(rc: Any, client_name: str, since: str | None, fmt: str, include
         merged.append((a.at, 0, a.id or 0, {
             "kind": "decision", "at": iso(a.at), "client": a.client, "list": a.list_key, "address": a.recipient,
             "stage": a.stage, "rule": a.rule, "verdict": a.verdict, "code": a.code, "status": a.status,
-            "reason": a.reason, "message_id": a.message_id, "queue_id": a.queue_id or None}))
+            "reason": a.reason, "message_id": a.message_id, "queue_id": a.queue_id or None,
+            "upstream_queue_id": a.upstream_queue_id}))
     for e in events:
         merged.append((e.at, 1, e.id or 0, {
             "kind": "consent", "at": iso(e.at), "client": e.client, "list": e.list_key, "address": e.address,

@@ -12,7 +12,7 @@ from relay.config import ClientConfig, Config
 from relay.keys import load_client_secrets, read_token_keys
 from relay.mail.message import Copy, Message
 from relay.pipeline import Pipeline
-from relay.smtp.session import has_bare_line_ending_or_nul
+from relay.smtp.data import normalize_line_ends
 from relay.crypto.tokens import TokenCodec
 from relay.feedback.verp import stamp_headers
 from relay.transaction import copy_headers, received_parts, resolve_list
@@ -45,9 +45,11 @@ async def check_message(config: Config, store: object, client: ClientConfig, rec
     tokens = TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days))
     services = Services(clock=lambda: now, store=store, tokens=tokens)
     pipeline = Pipeline(config.stages)
-    if has_bare_line_ending_or_nul(raw):
-        report.say("smtp", "message", "reject 550 5.5.2 bare CR, bare LF or NUL in message data")
+    normalized = normalize_line_ends([raw])
+    if normalized is None:
+        report.say("smtp", "message", "reject 550 5.5.2 bare CR or NUL in message data")
         return report
+    raw = b"".join(normalized)  # bare LF is CRLF, as the SMTP side takes it (SPEC §8)
     open_rcpts: list[str] = []
     for address in recipients:
         try:

@@ -9,9 +9,14 @@ import click
 from relay.config import Config, ConfigError, default_config_path, load_config
 
 
+NO_CONFIG = ("no configuration: give --config PATH, run where ./relay.toml is, or pass --demo "
+             "for the embedded demo (SQLite ./relay.db, mail to ./outbox)")
+
+
 class RelayContext:
-    def __init__(self, config_path: Path | None):
+    def __init__(self, config_path: Path | None, demo: bool = False):
         self.explicit = config_path
+        self.demo = demo
         self._config: Config | None = None
 
     @property
@@ -19,6 +24,10 @@ class RelayContext:
         if self._config is None:
             path = self.explicit or default_config_path()
             embedded = self.explicit is None and path.name == "demo.toml"
+            if embedded and not self.demo:
+                # SPEC §12: never the demo by accident (a suppression added from the wrong
+                # directory would land in a new ./relay.db and never reach production)
+                raise click.ClickException(NO_CONFIG)
             try:
                 # the embedded demo keeps its files in the working directory, not in site-packages
                 self._config = load_config(path, base=Path.cwd() if embedded else None)

@@ -48,6 +48,29 @@ def keygen(domain: str, selector: str, out: Path | None, use_ed25519: bool) -> N
         click.echo(f'In the client\'s dkim table: ed25519_key_file = "{out}", ed25519_selector = "{selector}"')
 
 
+@dkim.command("record")
+@click.argument("keyfile", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--domain", help="the signing domain [default: from the file name DOMAIN.SELECTOR.pem]")
+@click.option("--selector", "-s", help="the selector [default: from the file name DOMAIN.SELECTOR.pem]")
+def record(keyfile: Path, domain: str | None, selector: str | None) -> None:
+    """Print the DNS TXT record of an existing private key (RSA or Ed25519)."""
+    from relay.mail.dkim import load_private_key
+
+    name = keyfile.name.removesuffix(".pem").removesuffix(".ed25519")
+    guessed_domain, _, guessed_selector = name.rpartition(".")
+    domain, selector = domain or guessed_domain, selector or guessed_selector
+    if not domain or not selector or "." not in domain:
+        raise click.ClickException(f"cannot tell the domain and selector from {keyfile.name}: "
+                                   "give --domain and --selector")
+    try:
+        key = load_private_key(keyfile)
+        line = dns_record_line(validate_name(domain.rstrip(".").lower(), "domain"), validate_name(selector, "selector"),
+                               key)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(line)
+
+
 @client.command("hash-password")
 def hash_password_cmd() -> None:
     """Read a password (first line of stdin) and print its scrypt hash for the client config."""

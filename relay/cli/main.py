@@ -41,18 +41,21 @@ class RelayGroup(CheckedGroup):
 
 @click.group(cls=RelayGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="relay.toml to use (default: ./relay.toml, else the embedded demo)")
+              help="relay.toml to use (default: ./relay.toml)")
+@click.option("--demo", is_flag=True, help="with no --config and no ./relay.toml: use the embedded demo")
 @click.option("-v", "--verbose", is_flag=True, help="log at debug level")
+@click.version_option(package_name="consent-relay", prog_name="relay", message="%(prog)s %(version)s")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
+def main(ctx: click.Context, config_path: Path | None, demo: bool, verbose: bool) -> None:
     """consent-relay: an SMTP relay that enforces permission-marketing policy inline."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from relay.base.maillog import configure_logging
+
+    configure_logging(verbose)
     # aiosmtpd logs every command line at INFO and DEBUG, AUTH exchanges and unsubscribe tokens
     # included (SPEC §8: secrets never in logs), so it stays at WARNING even with -v
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    ctx.obj = RelayContext(config_path)
+    ctx.obj = RelayContext(config_path, demo)
 
 
 def check_files(config: Config) -> list[str]:
@@ -145,19 +148,39 @@ class Workers(click.ParamType):
                    "process may use (at most 2 on SQLite)")
 @pass_ctx
 def serve(rc: RelayContext, workers: int | str) -> None:
-    """Run SMTP and HTTP until SIGTERM (finishes transactions in flight)."""
+    """Run SMTP and HTTP until SIGTERM (finishes transactions in flight); SIGHUP reloads relay.toml."""
+    import shutil
+
     from relay.server import auto_workers
-    from relay.server import serve as run
 
     config = rc.config
-    prepare(config)
-    if workers == "auto":
+    if workers == "auto":  # resolved first: everything below counts the processes
         workers = auto_workers(config.storage_url)
     assert isinstance(workers, int)
+    counters = None
+    if workers > 1:
+        from relay.ops.supervisor import metrics_dir
+
+        counters = metrics_dir()  # before prometheus-client is imported: its counters then add up across workers
+    from relay.server import serve as run
+
     try:
+        prepare(config)
         sys.exit(run(config, workers))
     except OSError as exc:
-        raise click.ClickException(f"relay.listen / http.listen: cannot listen: {exc.strerror}") from None
+        raise click.ClickException(listen_error(config, exc)) from None
+    finally:
+        if counters is not None:
+            shutil.rmtree(counters, ignore_errors=True)
+
+
+def listen_error(config: Config, exc: OSError) -> str:
+    """`relay.listen: cannot listen on 127.0.0.1:2525: Address already in use`: the key and the port."""
+    where = str(exc.filename or "")
+    keys = {f"{config.relay.listen_host}:{config.relay.listen_port}": "relay.listen",
+            f"{config.http.listen_host}:{config.http.listen_port}": "http.listen",
+            f"{config.ops.admin_host}:{config.ops.admin_port}": "admin.listen"}
+    return f"{keys.get(where, 'relay.listen / http.listen')}: cannot listen on {where or '?'}: {exc.strerror}"
 
 
 @main.command()
@@ -226,6 +249,9 @@ def stages() -> None:
 
 
 def _mount() -> None:
+    from relay.cli.queue import queue
+
+    main.add_command(queue)
     from relay.cli.audit import audit
     from relay.cli.consent import consent
     from relay.cli.suppress import suppress
@@ -245,6 +271,9 @@ def _mount() -> None:
     from relay.cli.feedback import feedback
 
     main.add_command(feedback)
+    from relay.cli.accounts import mount as mount_accounts
+
+    mount_accounts(main, client)  # relay client state/show, relay campaign
 
 
 _mount()

@@ -153,6 +153,8 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
+        self.born = loop.time()  # pooled connections retire by age and count (Postfix: 300 s)
+        self.messages = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -292,7 +294,8 @@ class SmtpUpstream:
     final dot in a second one: two round trips per copy instead of four.
     """
 
-    def __init__(self, url: str, pool_size: int, timeout: float, helo_name: str) -> None:
+    def __init__(self, url: str, pool_size: int, timeout: float, helo_name: str,
+                 max_age: float = 300.0, max_messages: int = 100) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError(f"upstream url must be smtp://host:port or smtps://host:port, got {url!r}")
@@ -304,6 +307,10 @@ class SmtpUpstream:
         self.pool_size = pool_size
         self.timeout = timeout
         self.helo_name = helo_name
+        # like Postfix's smtp_connection_reuse_time_limit (300 s) and reuse_count_limit: a
+        # connection kept forever would never meet the upstream's new settings after a reload
+        self.max_age, self.max_messages = max_age, max_messages
+        self._retiring: set[asyncio.Task] = set()
         try:  # the EHLO argument is a domain (RFC 5321 §4.1.4): A-labels for IDNs
             self._helo = helo_name.encode("ascii" if helo_name.isascii() else "idna")
         except UnicodeError:
@@ -369,17 +376,30 @@ class SmtpUpstream:
             # LIFO: the most recently used connection is the least likely to have hit the
             # server's idle timeout; the cold ones at the bottom die off on their own.
             conn = self._idle.pop()
-            if conn.usable:
+            if conn.usable and not self._worn_out(conn):
                 return conn, True
-            self._drop(conn)
+            self._retire(conn)
         return await self._connect(), False
 
     def _checkin(self, conn: _Connection) -> None:
         # Even while closing: close() waits for every slot and then QUITs the idle list.
-        if conn.usable:
+        if conn.usable and not self._worn_out(conn):
             self._idle.append(conn)
         else:
+            self._retire(conn)
+
+    def _worn_out(self, conn: _Connection) -> bool:
+        return (conn.messages >= self.max_messages
+                or asyncio.get_running_loop().time() - conn.born >= self.max_age)
+
+    def _retire(self, conn: _Connection) -> None:
+        """QUIT a connection that has served its time (politely, in the background), or drop a dead one."""
+        if not conn.usable:
             self._drop(conn)
+            return
+        task = asyncio.ensure_future(self._quit(conn))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def _drop(self, conn: _Connection) -> None:
         # After an error the session state is unknown (half-sent command, desynced
@@ -511,6 +531,7 @@ class SmtpUpstream:
                            mail_from: str, recipient: str, data: bytes) -> DeliveryResult:
         try:
             result, after = await self._exchange(conn, reused, mail_from, recipient, data)
+            conn.messages += 1
         except BaseException:
             # _Dead or cancellation: a reply may still be in flight, so the session can
             # never be trusted again (a late reply would pair with the next command).
@@ -721,7 +742,8 @@ class MaildirUpstream:
         return None
 
 
-def make_upstream(url: str, pool_size: int, timeout: float, helo_name: str) -> Upstream:
+def make_upstream(url: str, pool_size: int, timeout: float, helo_name: str,
+                  max_age: float = 300.0, max_messages: int = 100) -> Upstream:
     """Build the upstream named by `[upstream] url`: smtp://, smtps:// or maildir:DIR."""
     if url.startswith("maildir:"):
         target = url[len("maildir:"):]
@@ -732,5 +754,5 @@ def make_upstream(url: str, pool_size: int, timeout: float, helo_name: str) -> U
         return MaildirUpstream(Path(target))
     scheme = url.split(":", 1)[0]
     if scheme in ("smtp", "smtps"):
-        return SmtpUpstream(url, pool_size, timeout, helo_name)
+        return SmtpUpstream(url, pool_size, timeout, helo_name, max_age, max_messages)
     raise ValueError(f"upstream url must be smtp://host:port, smtps://host:port or maildir:DIR, got {url!r}")

@@ -1,4 +1,4 @@
-"""The HTTP side (aiohttp, same loop as SMTP): health, metrics, and the recipients' endpoints."""
+"""The public HTTP side (aiohttp, same loop as SMTP): the recipients' endpoints (health and metrics: relay/ops/admin.py)."""
 from __future__ import annotations
 
 import logging
@@ -39,7 +39,22 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
         values = _token_page_values(runtime, request.match_info["token"])
     except TokenError:
         return plain_page(400, *BAD_LINK)
+    if await _already_unsubscribed(runtime, request.match_info["token"]):
+        # a used link says it is done, not the button again (issue 17)
+        return page(200, "page_unsubscribed.html.j2", title="Already done: you are unsubscribed", already="1",
+                    **values)
     return page(200, "page_unsubscribe.html.j2", title=f"Unsubscribe from {values['list_name']}", **values)
+
+
+async def _already_unsubscribed(runtime: "Runtime", token: str) -> bool:
+    parsed = runtime.tokens.verify(token, "unsubscribe", runtime.services.clock())
+    store = runtime.store
+    try:
+        found = await store.read(store.list_lookup, parsed.client, parsed.list_key, [parsed.recipient])
+    except Exception:  # the page still works (with its button) when storage is down
+        log.warning("could not look up the unsubscribe state; showing the button")
+        return False
+    return parsed.recipient in found.unsubscribed
 
 
 async def _one_click(request: web.Request) -> bool:
@@ -102,20 +117,6 @@ async def no_tracebacks(request: web.Request, handler):  # type: ignore[no-untyp
         return _error(request, 500, "Something went wrong", "Please try again in a few minutes.")
 
 
-async def healthz(request: web.Request) -> web.Response:
-    runtime: Runtime = request.app[RUNTIME]
-    try:
-        await runtime.store.run(runtime.store.ping)
-    except Exception:
-        return web.Response(status=503, text="storage unavailable\n")
-    return web.Response(text="ok\n")
-
-
-async def metrics(request: web.Request) -> web.Response:
-    runtime: Runtime = request.app[RUNTIME]
-    return web.Response(body=runtime.metrics.render(), content_type="text/plain", charset="utf-8")
-
-
 class _NoRequestBytes(logging.Filter):
     """aiohttp logs a request it cannot parse with a traceback and the line's first 100 bytes, which
     can hold a token (/u/TOKEN?…8 KB…): keep the peer and the kind of error, at INFO (it is the sender's)."""
@@ -138,8 +139,7 @@ def make_app(runtime: "Runtime") -> web.Application:
     app = web.Application(middlewares=[guard_requests, no_tracebacks], client_max_size=BODY_LIMIT)
     app.on_response_prepare.append(security_headers)
     app[RUNTIME] = runtime
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    # /healthz and /metrics are on the admin listener (relay/ops/admin.py, SPEC §12), never here
     app.router.add_get("/u/{token}", unsubscribe_page)
     app.router.add_post("/u/{token}", unsubscribe_post)
     from relay.http.optin import add_routes

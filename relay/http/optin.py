@@ -87,7 +87,7 @@ async def api_subscribers(request: web.Request) -> web.Response:
     if client is None:
         return _json_error(401, "missing or invalid API token (Authorization: Bearer ...)")
     try:
-        refuse_if_suspended(client)  # before the body: the answer is about the client, not its input
+        refuse_if_suspended(client, runtime.accounts.state_of(client))  # before the body: the answer is about the client, not its input
     except SignupRefused as refused:
         return _json_error(refused.status, str(refused), refused.field)
     try:
@@ -171,7 +171,7 @@ def _origin(url: str) -> str:
 
 async def form_get(request: web.Request) -> web.Response:
     client, mailing = _form_list(request.app[RUNTIME], request)
-    if client.suspended:
+    if request.app[RUNTIME].accounts.closed(client):
         return _signups_closed(client, mailing)
     return _form_page(200, client, mailing)
 
@@ -184,7 +184,7 @@ async def form_post(request: web.Request) -> web.Response:
     """
     runtime: Runtime = request.app[RUNTIME]
     client, mailing = _form_list(runtime, request)
-    if client.suspended:
+    if runtime.accounts.closed(client):
         return _signups_closed(client, mailing)
     if foreign_origin(request, runtime.config.http.public_url) is not None:
         return plain_page(403, "Sign up on the list's own page",
@@ -219,8 +219,18 @@ async def confirm_get(request: web.Request) -> web.Response:
         parsed, client, mailing = runtime.optin.parse(request.match_info["token"])
     except TokenError:
         return plain_page(400, *BAD_CONFIRM_LINK)
-    if client.suspended:
+    if runtime.accounts.closed(client):
         return _signups_closed(client, mailing)
+    store = runtime.store
+    try:
+        found = await store.read(store.list_lookup, client.name, mailing.key, [parsed.recipient])
+        record = found.consents.get(parsed.recipient)
+    except Exception:  # the page still works (with its button) when storage is down
+        record = None
+    if record is not None and record.status == "confirmed" and record.confirmed_at is not None:
+        # a used link says it is done, not the button again (issue 17)
+        return page(200, "page_confirmed.html.j2", title="Already done: subscription confirmed", already="1",
+                    company=client.company, list_name=mailing.name, masked=masked(parsed.recipient))
     return page(200, "page_confirm.html.j2", title=f"Confirm {mailing.name}", company=client.company,
                 list_name=mailing.name, masked=masked(parsed.recipient), disclosure=mailing.disclosure)
 
@@ -230,7 +240,7 @@ async def confirm_post(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     try:
         parsed, client, mailing = runtime.optin.parse(token)
-        if client.suspended:
+        if runtime.accounts.closed(client):
             # confirming makes consent to mail from this client: not while it sends nothing
             return _signups_closed(client, mailing)
         state, client, mailing = await runtime.optin.confirm(

@@ -43,10 +43,13 @@ class SignupResult:
     confirmation_mail: str  # sent / reminder / limit reached / not needed
 
 
-def refuse_if_suspended(client: "ClientConfig") -> None:
-    """A suspended client gets no new subscribers and no mail sent in its name, as SMTP refuses its mail."""
-    if client.suspended:
-        raise SignupRefused(f"client {client.name} is suspended: it takes no sign-ups and sends no confirmation mail",
+def refuse_if_suspended(client: "ClientConfig", state: str | None = None) -> None:
+    """A suspended client gets no new subscribers and no mail sent in its name, as SMTP refuses its mail.
+
+    `state` is the client's current state (relay/accounts, from storage); without it, the config's."""
+    state = state or client.state
+    if state in ("suspended", "terminated"):
+        raise SignupRefused(f"client {client.name} is {state}: it takes no sign-ups and sends no confirmation mail",
                             None, 403)
 
 
@@ -83,7 +86,7 @@ class Optin:
         every sign-up with `confirm_by_mail` (the hosted form: anyone can type anyone's address).
         """
         rt = self.rt
-        refuse_if_suspended(client)
+        refuse_if_suspended(client, rt.accounts.state_of(client))
         if mailing.transactional:
             raise SignupRefused(f"list {mailing.key} is transactional: nobody subscribes to it", "list")
         try:
@@ -113,18 +116,19 @@ class Optin:
         if double and outcome.state != "confirmed":  # (a confirmed record stays as it was: nothing to confirm)
             mail = "limit reached"
             if outcome.send_mail:
-                await self.send_confirmation(client, mailing, address, reminder=outcome.reminder)
-                mail = "reminder" if outcome.reminder else "sent"
+                fate = await self.send_confirmation(client, mailing, address, reminder=outcome.reminder)
+                # "sent" only when the upstream took it: a deferred one is queued (issue 17)
+                mail = fate if fate != "sent" else "reminder" if outcome.reminder else "sent"
         return SignupResult(address, outcome.state, mail)
 
     async def send_confirmation(self, client: "ClientConfig", mailing: "ListConfig", address: str,
-                                reminder: bool = False, repermission: bool = False) -> None:
+                                reminder: bool = False, repermission: bool = False) -> str:
         rt = self.rt
         now = rt.services.clock()
         token = rt.tokens.issue("confirm", client.name, mailing.key, address, now)
         data = confirmation_mail(client, mailing, address, f"{rt.config.http.public_url}/c/{token}",
                                  now, reminder, repermission, rt.config.optin.pending_expiry_days)
-        await rt.deliver_notification(client, address, data, mail_from=client.confirm_from)
+        return await rt.deliver_notification(client, address, data, mail_from=client.confirm_from)
 
     def parse(self, token: str) -> tuple[Token, "ClientConfig", "ListConfig"]:
         parsed = self.rt.tokens.verify(token, "confirm", self.rt.services.clock())

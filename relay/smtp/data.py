@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from relay import replies
 from relay.base.offload import BIG
@@ -16,6 +17,10 @@ LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF, counted once the client's
 # dot-stuffing is taken away (aiosmtpd's 1001 counts the line as sent, so a 999-character line passed)
 TEXT_LINE_LIMIT = 1000
+# SPEC §8: a "." line next to a bare LF (`\n.\n`, `\n.\r\n`, `\r\n.\n`) ends DATA for some
+# servers and not for others: refused, while any other bare LF is a CRLF (Postfix's
+# `smtpd_forbid_bare_newline = normalize`). Looked for in the bytes as sent, before unstuffing.
+_LOOKALIKE = re.compile(rb"(?<!\r)\n\.\r?\n|\r\n\.\n")
 
 
 class _LineLengths:
@@ -49,6 +54,8 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
     (RFC 5321 §4.2.5), and nothing past the limit is kept in memory.
     """
     pieces: list[bytes] = []
+    lookalike = False
+    carry = b"\r\n"  # the last raw bytes before this piece, for a look-alike split between pieces
     size = 0
     lines = _LineLengths()
     tail = b"\r\n"  # the last two bytes read; the data itself begins a line
@@ -66,6 +73,10 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
             found = piece.endswith(TERMINATOR) and (tail + piece[-5:-3])[-2:] == b"\r\n"
             before, tail = tail, piece[-2:] if len(piece) >= 2 else (tail + piece)[-2:]
             body = piece[:-3] if found else piece
+            raw = piece if not found else piece[:-1]  # keep the terminator's CR: `\n.\r` must not match
+            if not lookalike and (b"\n." in carry + raw[:4] or b"\n." in raw):
+                lookalike = _LOOKALIKE.search(carry + raw) is not None
+            carry = (carry + raw[-4:])[-4:]
             size += len(body)
             if size_limit and size > size_limit:
                 pieces = []  # keep reading to the end, keep nothing
@@ -85,6 +96,8 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
         return [], replies.MESSAGE_TOO_BIG
     if lines.longest > line_limit:
         return [], LINE_TOO_LONG
+    if lookalike:
+        return [], replies.SMUGGLING
     return pieces, None
 
 
@@ -94,8 +107,33 @@ def _unstuff(piece: bytes, before: bytes) -> bytes:
     Piece by piece (a whole-message replace would hold a third copy of a big message); `before`
     is the two bytes read before this piece, so a line start split between pieces is seen.
     """
-    if piece[:1] == b"." and before == b"\r\n":
+    if piece[:1] == b"." and before[-1:] == b"\n":
         piece = piece[1:]
-    elif piece[:2] == b"\n." and before[-1:] == b"\r":
-        piece = b"\n" + piece[2:]
-    return piece.replace(b"\r\n.", b"\r\n")
+    # a line ending in a bare LF is a line too (normalized later): its leading dot is stuffing as well
+    return piece.replace(b"\n.", b"\n")
+
+
+def normalize_line_ends(pieces: list[bytes]) -> list[bytes] | None:
+    """Pieces with every bare LF made CRLF; None when the data holds a bare CR or NUL (SPEC §8).
+
+    The end-of-data look-alikes were already refused by `read_data`. Mail that is all CRLF (the
+    common case) comes back as the same piece objects after three C-speed counts per piece.
+    """
+    out: list[bytes] = []
+    open_cr = b""  # a CR ending the previous piece: it belongs with this piece's first byte
+    for piece in pieces:
+        if open_cr:
+            piece, open_cr = open_cr + piece, b""
+        if piece.endswith(b"\r"):
+            piece, open_cr = piece[:-1], b"\r"
+        if b"\x00" in piece:
+            return None
+        pairs = piece.count(b"\r\n")
+        if piece.count(b"\r") != pairs:
+            return None
+        if piece.count(b"\n") != pairs:
+            # every CR here is in a CRLF (a bare one was refused above): two C passes, not a regex
+            piece = piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if piece:
+            out.append(piece)
+    return None if open_cr else out

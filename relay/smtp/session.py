@@ -15,7 +15,7 @@ from relay import replies
 from relay.mail.addresses import AddressError, is_unsubscribe_address, normalize_address
 from relay.mail.message import Message
 from relay.base.offload import BIG, cpu_bound
-from relay.smtp.data import read_data
+from relay.smtp.data import normalize_line_ends, read_data
 from relay.smtp.guard import (PROBATION, PROBATION_TIMEOUT, TRUSTED, CommandTable, PeerLimits, admission,
                               envelope_refusal, log_auth_failure)
 
@@ -430,8 +430,10 @@ class RelayHandler:
         pieces: list[bytes] = envelope.pieces
         envelope.pieces = []
         size = sum(map(len, pieces))
-        if await cpu_bound(size, pieces_have_bare_line_ending_or_nul, pieces):
+        normalized = await cpu_bound(size, normalize_line_ends, pieces)
+        if normalized is None:  # bare CR or NUL (the end-of-data look-alikes were refused while reading)
             return replies.SMUGGLING
+        pieces = normalized
         if getattr(envelope, "unsubscribe", False):
             return await self.runtime.unsubscribe_by_mail(envelope.rcpt_tos)
         if getattr(envelope, "feedback", False):
