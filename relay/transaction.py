@@ -21,6 +21,7 @@ from relay.base.offload import cpu_bound
 from relay.mail.message import Copy, Message, field_name, make_field
 from relay.mail.mime_footer import MAX_DEPTH, STRUCTURE_FACT, mime_structure
 from relay.mail.headers_check import repeated_field
+from relay.accounts import STEP_FACT
 from relay.base.maillog import mail_line, upstream_queue_id
 from filters.content import TAG_HEADER, tag_header_fields
 from relay.pipeline import Decision, MessageDecision
@@ -221,7 +222,12 @@ class Transaction:
 
     async def deliver_copies(self, ctx: MessageContext, list_cfg: "ListConfig", accepted: list[str]) -> Outcome:
         rt = self.rt
-        headers = rt.feedback.stamp(self.base_headers(ctx.facts), self.message, self.client, list_cfg.key)
+        # Feedback-ID names the campaign the accounts step counted this message in (when it did), so
+        # a mailbox provider's report and `relay campaign show` speak of the same campaign
+        step = ctx.facts.get(STEP_FACT)
+        campaign_id = step.campaign["id"] if step is not None and step.campaign else None
+        headers = rt.feedback.stamp(self.base_headers(ctx.facts), self.message, self.client, list_cfg.key,
+                                    fingerprint=campaign_id)
         signer = rt.signer_for(self.client, self.message)
         # what every copy's signature shares (body runs, header values) is worked out once
         signing = FanoutSigning(signer, self.message.body) if len(accepted) > 1 else signer

@@ -75,12 +75,12 @@ def test_connection_limits_total_and_per_address(relay):
         for sock in held:
             sock.close()
     time.sleep(0.2)
-    assert request(relay, "GET", "/healthz")[0] == 200  # slots come back when connections close
+    assert request(relay, "GET", "/s/acme/news")[0] == 200  # slots come back when connections close
 
 
 def test_a_trickled_request_head_is_cut_off(relay):
     sock = connect(relay)
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+    sock.sendall(b"GET /s/acme/news HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
     started = time.monotonic()
     assert closed_within(sock, 3) is not None
     assert time.monotonic() - started < 2
@@ -97,8 +97,8 @@ def test_an_unfinished_body_is_cut_off(relay):
 
 def test_keep_alive_ends_after_the_request_limit(relay):
     conn = HTTPConnection("127.0.0.1", relay.running.http_port, timeout=5)
-    first = request(relay, "GET", "/healthz", connection=conn)
-    second = request(relay, "GET", "/healthz", connection=conn)
+    first = request(relay, "GET", "/s/acme/news", connection=conn)
+    second = request(relay, "GET", "/s/acme/news", connection=conn)
     conn.close()
     assert first[2].get("Connection", "").lower() != "close"
     assert second[2].get("Connection", "").lower() == "close"
@@ -106,7 +106,7 @@ def test_keep_alive_ends_after_the_request_limit(relay):
 
 def test_an_idle_keep_alive_connection_is_closed(relay):
     sock = connect(relay)
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /s/acme/news HTTP/1.1\r\nHost: x\r\n\r\n")
     data = closed_within(sock, 3)
     assert data is not None and data.startswith(b"HTTP/1.1 200")
 
@@ -123,7 +123,7 @@ def test_every_page_refuses_framing_and_scripts(relay, path):
 
 def test_http_0_9_is_refused(relay):
     sock = connect(relay)
-    sock.sendall(b"GET /healthz\r\n\r\n")
+    sock.sendall(b"GET /s/acme/news\r\n\r\n")
     data = closed_within(sock, 3) or b""
     assert b"ok\n" not in data and b" 200 " not in data.split(b"\r\n", 1)[0], data
 

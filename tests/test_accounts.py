@@ -3,6 +3,7 @@ reputation rules and the transactional promo guard."""
 from __future__ import annotations
 
 import datetime as dt
+import email
 import smtplib
 import time
 from email.message import EmailMessage
@@ -227,6 +228,17 @@ def test_campaign_cli_release_and_decline(relay_factory, clean_sink):
                 ["r29@example.org"])
     assert status(late) == REFUSED and ident2 in late[1] and "purchased list" in late[1]
     assert cli(relay.config_path, "campaign", "show", "nope")[0] != 0
+
+
+def test_feedback_id_names_the_campaign_the_relay_counted(relay_factory, clean_sink):
+    """Without X-Campaign-ID, the Feedback-ID's campaign part is the id `relay campaign` shows."""
+    relay = relay_factory(f"smtp://127.0.0.1:{clean_sink.port}", stages='["sender-identity", "canary"]',
+                          extra=CANARY)
+    assert send(relay.port, message("Big news", "A newsletter with no campaign header."), ["ann@example.org"])[0] == 250
+    (copy,) = clean_sink.wait_for(1)
+    feedback_id = email.message_from_bytes(copy.data)["Feedback-ID"]
+    ident = cli(relay.config_path, "campaign", "list", "--client", "acme")[1].split()[0]
+    assert feedback_id.split(":")[:3] == [ident, "news", "acme"], (feedback_id, ident)
 
 
 # --- reputation ----------------------------------------------------------------------------------
