@@ -204,26 +204,6 @@ async def serve_until_signalled(config: Config, workers: int = 1, slot: int = 0,
     await relay.stop()
 
 
-# SQLite takes one writer at a time: past two processes they mostly wait for each other's
-# commits (README: more workers want PostgreSQL), so `auto` stops there on SQLite.
-SQLITE_AUTO_WORKERS = 2
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, which taskset and cgroup cpusets set)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def auto_workers(storage_url: str) -> int:
-    """`relay serve --workers auto`: one process per usable CPU, at most SQLITE_AUTO_WORKERS on SQLite."""
-    cpus = usable_cpus()
-    if storage_url.startswith("sqlite"):
-        return max(1, min(cpus, SQLITE_AUTO_WORKERS))
-    return max(1, min(cpus, 64))
-
-
 def serve(config: Config, workers: int = 1) -> int:
     """Run in this process, or fork `workers` processes sharing the ports (SO_REUSEPORT).
 

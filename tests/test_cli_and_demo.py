@@ -127,7 +127,7 @@ def test_demo_first_message_with_swaks_lands_signed_in_outbox(tmp_path, fresh_da
     assert proc.returncode == 0, err
     assert " DEBUG " in err  # the debug level was on
     # no --workers: one process per usable CPU, at most 2 on SQLite (each worker prints its line)
-    from relay.server import SQLITE_AUTO_WORKERS, usable_cpus
+    from relay.base.cpus import SQLITE_AUTO_WORKERS, usable_cpus
 
     expected = usable_cpus() if os.environ.get("RELAY_TEST_DATABASE_URL") else min(usable_cpus(), SQLITE_AUTO_WORKERS)
     assert len(re.findall(r"^relay: SMTP .*\(pid \d+\)$", out, re.M)) == expected, out

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import free_port
-from relay.server import SQLITE_AUTO_WORKERS, auto_workers, usable_cpus
+from relay.base.cpus import SQLITE_AUTO_WORKERS, auto_workers, usable_cpus
 from test_cli_and_demo import RELAY, demo_config, run_relay, wait_port
 
 WORKER_LINE = re.compile(r"^relay: SMTP .*\(pid (\d+)\)$", re.M)

@@ -151,7 +151,7 @@ def serve(rc: RelayContext, workers: int | str) -> None:
     """Run SMTP and HTTP until SIGTERM (finishes transactions in flight); SIGHUP reloads relay.toml."""
     import shutil
 
-    from relay.server import auto_workers
+    from relay.base.cpus import auto_workers  # (not relay.server: that imports prometheus-client, too early)
 
     config = rc.config
     if workers == "auto":  # resolved first: everything below counts the processes
