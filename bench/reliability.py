@@ -164,7 +164,7 @@ class RelayProc:
 
     def start(self, timeout: float = 90.0) -> "RelayProc":
         with open(self.log, "ab") as fh:
-            self.proc = self.env.procs.start([RELAY, "--config", str(self.config), "serve"], stdout=fh,
+            self.proc = self.env.procs.start([RELAY, "--config", str(self.config), "serve", "--workers", "1"], stdout=fh,
                                              stderr=subprocess.STDOUT, cwd=self.config.parent)
         self.starts += 1
         try:

@@ -15,6 +15,7 @@ from filters.context import CopyContext, MessageContext
 from filters.verdict import Verdict
 from relay import replies
 from relay.delivery.upstream import DeliveryResult
+from relay.mail.dkim_fanout import FanoutSigning
 from relay.mail.dsn import FailedRecipient, build_dsn, upstream_failure
 from relay.base.offload import cpu_bound
 from relay.mail.message import Copy, Message, field_name, make_field
@@ -228,13 +229,15 @@ class Transaction:
         headers = rt.feedback.stamp(self.base_headers(ctx.facts), self.message, self.client, list_cfg.key,
                                     fingerprint=campaign_id)
         signer = rt.signer_for(self.client, self.message)
+        # what every copy's signature shares (body runs, header values) is worked out once
+        signing = FanoutSigning(signer, self.message.body) if len(accepted) > 1 else signer
         outcome = Outcome()
         pending = iter(accepted)
         now_ts = int(self.now.timestamp())
 
         async def worker() -> None:
             for recipient in pending:
-                signatures, copy = await self.build_copy(ctx, list_cfg, recipient, headers, signer, now_ts)
+                signatures, copy = await self.build_copy(ctx, list_cfg, recipient, headers, signing, now_ts)
                 data = await cpu_bound(len(copy.body), b"".join, [*signatures, *copy.headers, b"\r\n", copy.body])
                 del copy
                 # the relay's own return path (VERP): bounces and complaints come back to it
@@ -261,7 +264,8 @@ class Transaction:
         return outcome
 
     async def build_copy(self, ctx: MessageContext, list_cfg: "ListConfig", recipient: str, headers: list[bytes],
-                         signer: "DkimSigner", now_ts: int, received: bool = True) -> tuple[list[bytes], Copy]:
+                         signer: "DkimSigner | FanoutSigning", now_ts: int,
+                         received: bool = True) -> tuple[list[bytes], Copy]:
         """One recipient's copy through the copy stages, and its signatures (shared with the milter,
         which leaves the Received field to Postfix: `received=False`)."""
         rt = self.rt

@@ -126,6 +126,11 @@ def test_demo_first_message_with_swaks_lands_signed_in_outbox(tmp_path, fresh_da
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert " DEBUG " in err  # the debug level was on
+    # no --workers: one process per usable CPU, at most 2 on SQLite (each worker prints its line)
+    from relay.base.cpus import SQLITE_AUTO_WORKERS, usable_cpus
+
+    expected = usable_cpus() if os.environ.get("RELAY_TEST_DATABASE_URL") else min(usable_cpus(), SQLITE_AUTO_WORKERS)
+    assert len(re.findall(r"^relay: SMTP .*\(pid \d+\)$", out, re.M)) == expected, out
     for secret in (password, base64.b64encode(password.encode()).decode()):
         assert secret not in out + err  # secrets never in logs (SPEC §8)
 
@@ -172,7 +177,7 @@ def test_policy_stages_default_to_all_and_the_spec_names_bring_the_footer(tmp_pa
         assert left_out in result.stdout
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["1", "2", "auto"])
 def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path, workers):
     """A second relay (or anything) on the port: exit 1 and one line, also with workers, whose
     SO_REUSEPORT a lone relay does not set, so it cannot silently share a port with another."""
@@ -190,7 +195,7 @@ def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path, workers):
 
 
 def test_usage_errors_are_one_line(tmp_path):
-    for args in (["check"], ["no-such-command"], ["serve", "--workers", "0"]):
+    for args in (["check"], ["no-such-command"], ["serve", "--workers", "0"], ["serve", "--workers", "many"]):
         result = run_relay(*args, cwd=tmp_path)
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()

@@ -39,7 +39,7 @@ def running_demo(tmp_path, fresh_database_url):
     smtp_port, http_port = free_port(), free_port()
     url = fresh_database_url()
     demo_config(tmp_path, smtp_port, http_port, db_url=url)
-    proc = subprocess.Popen([*RELAY, "--config", "relay.toml", "serve"], cwd=tmp_path,
+    proc = subprocess.Popen([*RELAY, "--config", "relay.toml", "serve", "--workers", "1"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_port(smtp_port, proc)

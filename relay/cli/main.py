@@ -125,15 +125,38 @@ def prepare(config: Config) -> None:
         raise storage_error(exc, opening=True) from None
 
 
+class Workers(click.ParamType):
+    """`auto` or a count from 1 to 64; auto is resolved in serve, once the config is known."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else "auto"
+        try:
+            count = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither 'auto' nor a number of processes", param, ctx)
+        if not 1 <= count <= 64:
+            self.fail(f"{count} is not in the range 1<=x<=64 (or 'auto')", param, ctx)
+        return count
+
+
 @main.command()
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="processes sharing the listening ports (SO_REUSEPORT)")
+@click.option("--workers", type=Workers(), default="auto", show_default=True,
+              help="processes sharing the listening ports (SO_REUSEPORT); auto: one per CPU this "
+                   "process may use (at most 2 on SQLite)")
 @pass_ctx
-def serve(rc: RelayContext, workers: int) -> None:
+def serve(rc: RelayContext, workers: int | str) -> None:
     """Run SMTP and HTTP until SIGTERM (finishes transactions in flight); SIGHUP reloads relay.toml."""
     import shutil
 
+    from relay.base.cpus import auto_workers  # (not relay.server: that imports prometheus-client, too early)
+
     config = rc.config
+    if workers == "auto":  # resolved first: everything below counts the processes
+        workers = auto_workers(config.storage_url)
+    assert isinstance(workers, int)
     counters = None
     if workers > 1:
         from relay.ops.supervisor import metrics_dir

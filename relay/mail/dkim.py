@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from relay.base.offload import BIG, line_pieces
 
 __all__ = [
-    "SIGNED_HEADERS", "OVERSIGNED_HEADERS", "DkimSigner", "load_private_key", "generate_rsa_key",
-    "generate_ed25519_key", "dns_txt_record", "dns_record_line", "validate_name",
+    "SIGNED_HEADERS", "OVERSIGNED_HEADERS", "DkimSigner", "BodyHasher", "body_hash", "canon_lines",
+    "load_private_key", "generate_rsa_key", "generate_ed25519_key", "dns_txt_record", "dns_record_line",
+    "validate_name",
 ]
 
 #: Header fields signed when present, in the order they appear in h=.
@@ -58,32 +59,71 @@ def body_hash(body: bytes, chunk: int = BIG) -> bytes:
 
     Each replace() holds the GIL: over 25 MB at once, the signing thread would stall the event
     loop for tens of milliseconds. Chunks end at a CRLF, so no WSP run or trailing space is
-    split; empty lines at a chunk's end are held back until content follows (RFC 6376 §3.4.4:
-    trailing empty lines do not count). A chunk with a bare CR or LF (the relay never signs
-    one) sends the whole body down the one-piece path.
+    split (BodyHasher). A chunk with a bare CR or LF (the relay never signs one) sends the whole
+    body down the one-piece path.
     """
     if len(body) <= chunk:
         return hashlib.sha256(_canon_body(body)).digest()
-    digest = hashlib.sha256()
-    held = 0  # bytes of empty lines (CRLFs) not hashed yet
+    hasher = BodyHasher()
     for piece in line_pieces(body, chunk):
+        if not hasher.feed(piece):
+            return hashlib.sha256(_canon_body(body)).digest()
+    return hasher.digest()
+
+
+class BodyHasher:
+    """The relaxed body hash fed line-aligned pieces in order (each ends with CRLF but the last).
+
+    Relaxed canonicalization is line-local, so the pieces are canonicalized one by one; empty
+    lines at a piece's end are held back until content follows (RFC 6376 §3.4.4: trailing empty
+    lines do not count). `copy()` forks the state: fan-out feeds the part every copy shares once
+    (relay/mail/dkim_fanout.py).
+    """
+
+    __slots__ = ("sha", "held")
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.held = 0  # bytes of empty lines (CRLFs) not hashed yet
+
+    def copy(self) -> "BodyHasher":
+        other = BodyHasher.__new__(BodyHasher)
+        other.sha, other.held = self.sha.copy(), self.held
+        return other
+
+    def feed(self, piece: bytes) -> bool:
+        """Canonicalize and hash `piece`; False (nothing hashed) if it holds a bare CR or LF."""
+        if not piece:
+            return True
         pairs = piece.count(b"\r\n")
         if piece.count(b"\r") != pairs or piece.count(b"\n") != pairs:
-            return hashlib.sha256(_canon_body(body)).digest()
-        if not piece.endswith(b"\r\n"):
-            piece += b"\r\n"  # the last line, completed as _canon_body does
-        piece = _squeeze_wsp(piece)
-        if b" \r\n" in piece:
-            piece = piece.replace(b" \r\n", b"\r\n")
-        core = piece.rstrip(b"\r\n")
+            return False
+        self.feed_canonical(canon_lines(piece if piece.endswith(b"\r\n") else piece + b"\r\n"))
+        return True
+
+    def feed_canonical(self, canon: bytes) -> None:
+        """Hash lines already canonicalized by canon_lines()."""
+        core = canon.rstrip(b"\r\n")
         if core:
-            digest.update(b"\r\n" * (held // 2))
-            digest.update(core)
-            digest.update(b"\r\n")
-            held = len(piece) - len(core) - 2
+            sha = self.sha
+            if self.held:
+                sha.update(b"\r\n" * (self.held // 2))
+            sha.update(core)
+            sha.update(b"\r\n")
+            self.held = len(canon) - len(core) - 2
         else:
-            held += len(piece)
-    return digest.digest()
+            self.held += len(canon)
+
+    def digest(self) -> bytes:
+        return self.sha.digest()
+
+
+def canon_lines(lines: bytes) -> bytes:
+    """Relaxed canonical form of whole CRLF-ended lines without bare CR/LF, every line kept."""
+    lines = _squeeze_wsp(lines)
+    if b" \r\n" in lines:  # after squeezing, trailing whitespace is at most one SP
+        lines = lines.replace(b" \r\n", b"\r\n")
+    return lines
 
 
 def _canon_header_value(value: bytes) -> bytes:
@@ -120,14 +160,36 @@ def _canon_body(body: bytes) -> bytes:
     return body[:end]
 
 
-def _canon_headers(names: list[bytes], values: list[bytes]) -> bytes:
-    """'name:value\\r\\n' for each pair, relaxed; the values are canonicalized in one batch of C-level passes."""
+def _canon_headers(names: list[bytes], values: list[bytes], cache: dict[bytes, bytes] | None = None) -> bytes:
+    """'name:value\\r\\n' for each pair, relaxed; the values are canonicalized in one batch of C-level passes.
+
+    `cache` (raw value -> canonical value) is shared by the copies of one message: the fields
+    every copy has alike are canonicalized once, and only the values not in it are worked out.
+    """
+    if cache is not None:
+        missing = [v for v in values if v not in cache]
+        if missing:
+            found = dict(zip(missing, _canon_values(missing), strict=True))
+            if len(cache) < _CANON_CACHE_MAX:  # the first copy fills it; per-recipient values then stay out
+                cache.update(found)
+            canon = [found[v] if v in found else cache[v] for v in values]
+        else:
+            canon = [cache[v] for v in values]
+        return b"".join([n + b":" + v + b"\r\n" for n, v in zip(names, canon, strict=True)])
+    return b"".join([n + b":" + v + b"\r\n" for n, v in zip(names, _canon_values(values), strict=True)])
+
+
+_CANON_CACHE_MAX = 64
+
+
+def _canon_values(values: list[bytes]) -> list[bytes]:
+    """Relaxed header values, in one batch of C-level passes."""
     joined = b"\x00".join(values)
     if joined.count(b"\x00") != len(values) - 1:  # a NUL inside a value: do them one by one
         canon = [_canon_header_value(v) for v in values]
     else:
         canon = _squeeze_wsp(joined.replace(b"\r\n", b"")).split(b"\x00")
-    return b"".join([n + b":" + v.strip(b" ") + b"\r\n" for n, v in zip(names, canon, strict=True)])
+    return [v.strip(b" ") for v in canon]
 
 
 class _Layout(NamedTuple):
@@ -184,11 +246,14 @@ class DkimSigner:
                           f"s={self.ed25519_selector};".encode()]
         self._layouts: dict[tuple[bool, tuple[bytes, ...], int], _Layout] = {}
 
-    def sign(self, header_lines: list[bytes], body: bytes, now: int) -> list[bytes]:
+    def sign(self, header_lines: list[bytes], body: bytes, now: int, *, body_digest: bytes | None = None,
+             canon_cache: dict[bytes, bytes] | None = None) -> list[bytes]:
         """DKIM-Signature fields (CRLF-terminated, folded) to prepend to `header_lines`; rsa-sha256 first.
 
         `header_lines`: raw header fields, each with its continuation lines and trailing CRLF;
         `body`: raw body after the blank line, CRLF line endings; `now`: the t= timestamp.
+        Fan-out (relay/mail/dkim_fanout.py) passes `body_digest`, the body's relaxed SHA-256 worked out
+        from what the copies share, and `canon_cache`, the canonical header values they share.
         """
         # index the fields we sign: lowercase name -> raw values, top to bottom
         found: dict[bytes, list[bytes]] = {}
@@ -211,8 +276,8 @@ class DkimSigner:
                 names.extend([name] * count)
             extra = 1 if (name == _ALWAYS_OVERSIGNED or (count and name in OVERSIGNED_HEADERS)) else 0
             h_names.extend([name] * (count + extra))
-        signed_headers = _canon_headers(names, values)
-        bh = base64.b64encode(body_hash(body))
+        signed_headers = _canon_headers(names, values, canon_cache)
+        bh = base64.b64encode(body_digest if body_digest is not None else body_hash(body))
         t = str(int(now)).encode()
 
         h_key = tuple(h_names)
