@@ -258,8 +258,9 @@ class Runtime:
     async def retry_due(self, limit: int = 100) -> int:
         """Deliver spooled copies that are due; return how many were handled."""
         rows = await self.store.run(self.store.spool_claim_due, self.services.clock(), limit, self.spool_lease)
-        # the lease this worker holds on each copy it has not finished with
-        held = {row.id: row.lease_until for row in rows}
+        # the leases this worker may hold on each copy it has not finished with: while a renewal is
+        # in a store thread both the old and the new one (a cancellation does not stop that thread)
+        held = {row.id: [row.lease_until] for row in rows}
         try:
             for row in rows:
                 await self._retry_one(row, held)
@@ -270,16 +271,18 @@ class Runtime:
             raise
         return len(rows)
 
-    async def _retry_one(self, row: Any, held: dict[int, Any]) -> None:
+    async def _retry_one(self, row: Any, held: dict[int, list[Any]]) -> None:
         """One spooled copy: send it, then delete it, reschedule it or bounce it."""
         now = self.services.clock()
         # the batch's leases may have run out while earlier copies were sent: renew this one
         # first, and leave it alone if another worker has claimed it in the meantime
         lease = now + timedelta(seconds=self.spool_lease)
-        if not await self.store.run(self.store.spool_renew, row.id, held[row.id], lease):
+        previous = held[row.id][-1]
+        held[row.id] = [previous, lease]
+        if not await self.store.run(self.store.spool_renew, row.id, previous, lease):
             del held[row.id]
             return
-        held[row.id] = lease
+        held[row.id] = [lease]
         # a client's copy goes out with the relay's return path (VERP), as it did the first time
         envelope = (self.feedback.envelope_sender(row.queue_id, row.recipient, now, row.mail_from)
                     if row.mail_from and row.queue_id != "notice" else row.mail_from)
@@ -337,7 +340,7 @@ class Runtime:
 
         self.spawn(write())
 
-    async def _release(self, held: dict[int, Any]) -> None:
+    async def _release(self, held: dict[int, list[Any]]) -> None:
         """Give back the leases in `held` (bounded: this runs while the relay stops)."""
         try:
             async with asyncio.timeout(2.0):

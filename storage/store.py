@@ -171,13 +171,17 @@ class Store(ConsentQueries, OptinQueries, AccountQueries, CounterQueries, Feedba
             )
         return done.rowcount == 1
 
-    def spool_release(self, held: list[tuple[int, datetime | None]]) -> None:
-        """Give back leases (copy id, lease we hold) so the copies are due again at once."""
+    def spool_release(self, held: list[tuple[int, list[datetime]]]) -> None:
+        """Give back leases (copy id, the leases we may hold on it) so the copies are due again at once.
+
+        More than one lease when a renewal was under way as the relay stopped: it may or may not have
+        been written, and a copy whose lease is someone else's is left alone either way.
+        """
         if not held:
             return
         with self.engine.begin() as conn:
-            for id, lease in held:
-                conn.execute(update(_spool).where(_spool.c.id == id, _spool.c.lease_until == lease)
+            for id, leases in held:
+                conn.execute(update(_spool).where(_spool.c.id == id, _spool.c.lease_until.in_(leases))
                              .values(lease_until=None))
 
     def spool_done(self, id: int) -> None:

@@ -397,6 +397,21 @@ def test_renew_keeps_a_lease_only_for_its_holder(fresh_store: Store) -> None:
     assert s.spool_renew(theirs.id, row.lease_until, T0 + timedelta(seconds=300))
 
 
+def test_release_gives_back_a_copy_whose_renewal_may_or_may_not_have_been_written(fresh_store: Store) -> None:
+    """A relay stopped while a renewal sat in a store thread does not know which lease is on the copy:
+    releasing with both hands it back either way, and never touches a lease someone else took."""
+    s = fresh_store
+    s.spool_add([_copy("a@x.test", next_attempt_at=T0), _copy("b@x.test", next_attempt_at=T0)])
+    a, b = s.spool_claim_due(T0, limit=2, lease_seconds=30)
+    renewed = T0 + timedelta(seconds=90)
+    assert s.spool_renew(a.id, a.lease_until, renewed)  # the renewal did land
+    (theirs,) = s.spool_claim_due(T0 + timedelta(seconds=31), limit=1, lease_seconds=30)
+    assert theirs.id == b.id  # b's lease ran out and another relay took it
+    s.spool_release([(a.id, [a.lease_until, renewed]), (b.id, [b.lease_until, T0 + timedelta(seconds=95)])])
+    due = {r.recipient for r in s.spool_claim_due(T0 + timedelta(seconds=32), limit=5, lease_seconds=30)}
+    assert due == {"a@x.test"}  # a is due again at once; b stays with its new holder
+
+
 def test_claim_respects_limit_and_order(fresh_store: Store) -> None:
     s = fresh_store
     s.spool_add([_copy(f"r{i}@x.test", next_attempt_at=T0 - timedelta(seconds=i)) for i in range(5)])
