@@ -297,6 +297,23 @@ def seed_consent(config_path: Path, recipients: list[str]) -> bool:
     return True
 
 
+# The bench client is a trusted high-volume sender: its limits are set (every message is counted in
+# three buckets) but out of reach, and no campaign reaches the canary threshold (every message is
+# counted in its campaign, none held). The repeat guard is off: smtp-source sends one body to the
+# same recipients again and again, which the guard would rightly refuse from the second message on
+# (its write, one row per copy, is in bench/accounts_cost.py's figure, not in these).
+ACCOUNT_TABLES = """
+[policy.limits]
+per_minute = 100000000
+per_hour = 100000000
+per_day = 100000000
+identical_per_day = 0
+
+[policy.canary]
+threshold = 100000000
+"""
+
+
 def write_relay_config(d: Path, sink_port: int, stages: list[str]) -> tuple[Path, int, int]:
     d.mkdir(parents=True, exist_ok=True)
     key = d / "b.pem"
@@ -347,7 +364,7 @@ name = "Bench News"
 kind = "marketing"
 confirmed_opt_in = true
 max_consent_age_days = 730
-"""
+""" + ACCOUNT_TABLES
     path = d / "relay.toml"
     path.write_text(cfg)
     return path, smtp_port, admin_port  # /metrics is on the admin listener (SPEC §12)

@@ -35,6 +35,9 @@ TEXT_TEMPLATE = "footer.txt.j2"
 HTML_TEMPLATE = "footer.html.j2"
 PLAN_FACT = "footer_plan"
 LANG_FACT = "footer_lang"  # the message's footer language, chosen once (filters/footer_guard.py)
+# the first recipient's footer as footer-guard rendered it to check it: (recipient, language, the
+# consent record it was rendered with, values, HTML); that copy's footer stage renders no HTML again
+FIRST_FACT = "footer_first"
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _MAX_VALUE = 500  # a footer line, not a document
 
@@ -244,8 +247,14 @@ async def apply(ctx: CopyContext) -> None:
     if plan is None:
         return
     lang = ctx.facts.get(LANG_FACT, DEFAULT_LANG)
-    text, html = render_footer(footer_values(ctx, lang), template_dirs(ctx),
-                               text=plan.needs_text, html=plan.needs_html, lang=lang)
+    first = ctx.facts.get(FIRST_FACT)
+    if (first is not None and plan.needs_html and first[0] == ctx.recipient and first[1] == lang
+            and first[2] is (ctx.facts.get("consent") or {}).get(ctx.recipient)):
+        values, html = first[3], first[4]
+        text = render_footer(values, template_dirs(ctx), text=plan.needs_text, html=False, lang=lang)[0]
+    else:
+        text, html = render_footer(footer_values(ctx, lang), template_dirs(ctx),
+                                   text=plan.needs_text, html=plan.needs_html, lang=lang)
     result = await cpu_bound(len(ctx.copy.body), plan.apply, text, html)
     ctx.copy.body = result.body
     if result.top_level_cte is not None:

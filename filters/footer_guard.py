@@ -17,7 +17,7 @@ import re
 from collections import OrderedDict
 
 from filters.context import CopyContext, MessageContext
-from filters.footer import LANG_FACT, PLAN_FACT, footer_values, render_footer, template_dirs
+from filters.footer import FIRST_FACT, LANG_FACT, PLAN_FACT, footer_values, render_footer, template_dirs
 from filters.verdict import CONTINUE, Verdict
 from relay.mail.footer_lang import SAMPLE, language_for
 from filters.footer_visibility import FooterHidden, place
@@ -118,6 +118,8 @@ async def check(ctx: MessageContext) -> Verdict:
                         None, ctx.services, ctx.queue_id, ctx.facts)  # type: ignore[arg-type]
     values = footer_values(first, lang)
     _, html = render_footer(values, template_dirs(first), text=False, html=True, lang=lang)
+    ctx.facts[FIRST_FACT] = (first.recipient, lang, (ctx.facts.get("consent") or {}).get(first.recipient),
+                             values, html)
     try:
         await cpu_bound(len(body), place_all, plan, html, (values.unsubscribe_url, values.unsubscribe_mailto))
     except FooterHidden as exc:

@@ -4,17 +4,19 @@ Languages with a translated footer: `LANGUAGES` (templates `footer.LANG.txt.j2` 
 `footer.LANG.html.j2`; English is `footer.txt.j2` / `footer.html.j2`) and the reason sentences
 below. The guess counts common function words of each language in the first few thousand
 characters of the text: a newsletter in German says "und", "die", "der", "nicht" many times, one
-in English "the", "and", "you". That needs no model and costs a few microseconds; a message too
+in English "the", "and", "you". That needs no model and costs tens of microseconds; a message too
 short or too mixed to tell gets English, as does any language without a translation.
 """
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Sequence
 
 DEFAULT = "en"
 LANGUAGES = ("en", "de", "fr", "es")
-SAMPLE = 4000  # characters of text read for the guess
+SAMPLE = 4000  # characters of text read for the guess, at most
+_PIECE = 1000  # ... a piece at a time
 
 REASONS = {
     "en": {
@@ -57,7 +59,6 @@ _INDEX = {}
 for _lang, _words in _WORDS.items():
     for _w in _words.split():
         _INDEX.setdefault(_w, []).append(_lang)
-_WORD = re.compile(r"[^\W\d_]+")
 _TAG = re.compile(r"<[^>]*>|&[a-zA-Z#0-9]+;")
 
 
@@ -72,21 +73,45 @@ def from_header(value: str | None) -> str | None:
     return None
 
 
+def _tally(seen: Counter[str]) -> dict[str, int]:
+    counts = dict.fromkeys(LANGUAGES, 0)
+    for word, langs in _INDEX.items():
+        n = seen.get(word)
+        if n:
+            for lang in langs:
+                counts[lang] += n
+    return counts
+
+
 def guess(text: str, html: bool = False) -> str | None:
-    """The language of `text` by its function words; None when it cannot tell."""
+    """The language of `text` by its function words; None when it cannot tell.
+
+    Read a piece at a time, and stop at a lead the rest could hardly undo: most newsletters are
+    told by their first thousand characters (this runs once per message, on the hot path)."""
     sample = text[:SAMPLE * (3 if html else 1)]
     if html:
         sample = _TAG.sub(" ", sample)
+    seen: Counter[str] = Counter()
     counts = dict.fromkeys(LANGUAGES, 0)
-    for word in _WORD.findall(sample.lower()):
-        for lang in _INDEX.get(word, ()):
-            counts[lang] += 1
-    best = max(counts, key=counts.__getitem__)
+    pos = 0
+    while pos < len(sample):
+        end = pos + _PIECE
+        if end < len(sample):  # cut at a space, so that no word is split between two pieces
+            cut = sample.rfind(" ", pos, end)
+            end = cut + 1 if cut > pos else end
+        # words as split at white space (a function word with a comma after it goes uncounted;
+        # enough are left), counted in C: four times faster than a word regex
+        seen.update(sample[pos:end].lower().split())
+        pos = end
+        counts = _tally(seen)
+        first, second = sorted(counts.values(), reverse=True)[:2]
+        if first >= 20 and first >= 3 * second:
+            break
     ranked = sorted(counts.values(), reverse=True)
     # a clear lead and enough words to tell: otherwise the default
     if ranked[0] < 5 or ranked[0] < 1.5 * ranked[1]:
         return None
-    return best
+    return max(counts, key=counts.__getitem__)
 
 
 def language_for(content_language: str | None, texts: Sequence[tuple[str, bool]]) -> str:
