@@ -4,7 +4,9 @@
 The footer plan (MIME scan, decoding of the text parts) is made once per message and shown
 separately; per copy only the footer is rendered, encoded and spliced in. The footer-guard stage's
 visibility check (`check/msg`: the HTML part parsed with the footer in it, its ancestors and style
-sheets checked) also runs once per message; `before/copy` is the footer as it was before the guard
+sheets checked; a body not seen before, in a template whose style sheet was; `new sheet`: the style
+sheet read too, as for a template's first message; `same body`: a body seen before) also runs once
+per message; `before/copy` is the footer as it was before the guard
 (the same plan, the pre-guard default HTML template: no `!important` styles, no wrapper), measured
 interleaved with `footer/copy` in the same run; `after/before` is the median ratio of 21 back-to-back
 pairs (robust to a shared machine's drifting load). Run:
@@ -28,6 +30,7 @@ import jinja2  # noqa: E402
 
 from filters.footer import ConsentFacts, FooterValues, _context, _render, reason_for, render_footer  # noqa: E402
 from filters.footer_guard import _VERDICTS, place_all  # noqa: E402
+from filters.footer_visibility import _SHEETS  # noqa: E402
 from relay.mail.dkim import DkimSigner  # noqa: E402
 from relay.mail.message import Copy, Message  # noqa: E402
 from relay.mail.mime_footer import plan_footer  # noqa: E402
@@ -133,7 +136,8 @@ def main() -> int:
     consent = ConsentFacts("2026-03-01", "signup form", "double", True, "2026-03-02")
     counter = iter(range(10**9))
 
-    print(f"{'message':<22}{'bytes':>8}{'plan/msg':>11}{'check/msg':>11}{'(same body)':>12}{'before/copy':>13}"
+    print(f"{'message':<22}{'bytes':>8}{'plan/msg':>11}{'check/msg':>11}{'(new sheet)':>12}{'(same body)':>12}"
+          f"{'before/copy':>13}"
           f"{'footer/copy':>13}"
           f"{'after/before':>13}{'+unsub+DKIM':>13}{'email parse':>13}{'DKIM alone':>12}   (microseconds)")
     for size in (10_000, 100_000):
@@ -168,6 +172,10 @@ def main() -> int:
                 _VERDICTS.clear()
                 place_all(plan, first_html)
 
+            def check_new_sheet() -> None:  # the first message of a template: its style sheet read too
+                _SHEETS.clear()
+                check()
+
             def check_again() -> None:  # the same body again (a campaign sent one recipient at a time)
                 for slot in plan.slots:
                     slot.lead = ""
@@ -181,6 +189,7 @@ def main() -> int:
                 signer.sign(copy.headers, copy.body, 1_700_000_000)
 
             check_us = per_call_us(check, max(20, n // 10)) if plan.needs_html else 0.0
+            sheet_us = per_call_us(check_new_sheet, max(20, n // 10)) if plan.needs_html else 0.0
             again_us = per_call_us(check_again, max(20, n // 10)) if plan.needs_html else 0.0
             figures = measure({
                 "before": footer_before,
@@ -189,7 +198,8 @@ def main() -> int:
                 "parse": lambda: email.message_from_bytes(raw),
                 "dkim": lambda: signer.sign(msg.headers, msg.body, 1_700_000_000),
             }, n)
-            check_text = f"{check_us:>11.1f}{again_us:>12.1f}" if plan.needs_html else f"{'-':>11}{'-':>12}"
+            check_text = (f"{check_us:>11.1f}{sheet_us:>12.1f}{again_us:>12.1f}" if plan.needs_html
+                          else f"{'-':>11}{'-':>12}{'-':>12}")
             print(f"{kind + ' ' + str(size // 1000) + ' KB':<22}{len(raw):>8}{plan_us:>11.1f}{check_text}"
                   f"{figures['before']:>13.1f}{figures['footer']:>13.1f}{paired_ratio(footer_only, footer_before, n):>13.2f}"
                   f"{figures['copy']:>13.1f}{figures['parse']:>13.1f}{figures['dkim']:>12.1f}")

@@ -381,6 +381,9 @@ def _style_sheets(tree: LexborHTMLParser, around: list[LexborNode]) -> None:
             raise FooterHidden(f"the HTML part loads a style sheet the relay cannot check ({attrs.get('href')})")
     collected: dict[int, dict[str, str]] = {}
     ids = {node.mem_id for node in around}
+    roots_only = all(node.tag in ("body", "html") for node in around)
+    root_classes = {c for node in around for c in (node.attrs.get("class") or "").lower().split()}
+    root_ids = {(node.attrs.get("id") or "").strip().lower() for node in around}
     for node in around:  # the inline styles of <body> and <html> count too
         style = node.attrs.get("style")
         if style:
@@ -389,20 +392,16 @@ def _style_sheets(tree: LexborHTMLParser, around: list[LexborNode]) -> None:
         css = sheet.text(deep=True)
         if not css or not css.strip():
             continue
-        found, imports = rules(css)
+        relevant, imports = _sheet(css)
         for url in imports:
             if _external(url.split()[0] if url.split() else url):
                 raise FooterHidden(f"a style sheet imports one the relay cannot check ({url[:80]})")
-        for selectors, block in found:
-            props = {k: v for k, v in declarations(block).items() if k in _RELEVANT}
-            if not props or _hiding(props) is None and not _may_combine(props):
-                continue
-            for selector in _split_top(selectors, ","):
-                if not selector.strip():
-                    continue
-                for mem_id in _matched(tree, ids, selector.strip()):
+        for selectors, props, why in relevant:
+            for selector, needs in selectors:
+                if roots_only and (needs is None or not needs[0] <= root_classes or not needs[1] <= root_ids):
+                    continue  # it cannot select <body> or <html>: no query
+                for mem_id in _matched(tree, ids, selector):
                     collected.setdefault(mem_id, {}).update(props)
-                    why = _hiding(props)
                     if why is not None:
                         raise FooterHidden(f"a style sheet rule hides what holds the footer: "
                                            f"{' '.join(selector.split())[:80]} {{{why}}}")
@@ -410,6 +409,68 @@ def _style_sheets(tree: LexborHTMLParser, around: list[LexborNode]) -> None:
         why = _hiding(collected.get(node.mem_id, {}))
         if why is not None:
             raise FooterHidden(f"the styles of <{node.tag}> hide the footer ({why})")
+
+
+# A client's newsletters share their style sheet even when every body is personalised: what a
+# sheet declares is read once per process (bounded), and only its selectors are matched per message.
+_Rule = tuple[list[tuple[str, "tuple[frozenset[str], frozenset[str]] | None"]], dict[str, str], "str | None"]
+_SHEETS: dict[str, tuple[list[_Rule], list[str]]] = {}
+SHEET_CACHE = 256
+
+
+def _sheet(css: str) -> tuple[list[_Rule], list[str]]:
+    """The rules of a style sheet that could hide what holds the footer, alone or together with
+    others: ((selector, what <body> or <html> needs to be selected: `_root_needs`) ..., their declarations,
+    why they hide or None); and its @import URLs."""
+    known = _SHEETS.get(css)
+    if known is not None:
+        return known
+    found, imports = rules(css)
+    relevant = []
+    for selectors, block in found:
+        props = {k: v for k, v in declarations(block).items() if k in _RELEVANT}
+        why = _hiding(props) if props else None
+        if not props or why is None and not _may_combine(props):
+            continue
+        names = [(one.strip(), _root_needs(one.strip())) for one in _split_top(selectors, ",") if one.strip()]
+        if names:
+            relevant.append((names, props, why))
+    if len(_SHEETS) >= SHEET_CACHE:
+        _SHEETS.pop(next(iter(_SHEETS)))
+    _SHEETS[css] = (relevant, imports)
+    return relevant, imports
+
+
+_TYPE = re.compile(r"[a-zA-Z][a-zA-Z0-9-]*")
+_NAMED = re.compile(r"([.#])([a-zA-Z0-9_-]+)")
+_ANY: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+
+
+def _root_needs(selector: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """What <body> or <html> must have for the selector to select it: (classes, ids) its subject
+    (last compound) names outside brackets; None when its subject names another element type. By
+    the time the style sheets are read the footer is a child of <body>, so only rules on <body> and
+    <html> can hide it, and a newsletter's `td.x > a` or `.button` rules need no query per message.
+    Nothing is ruled out when it cannot tell, as with an escape (`b\\6f dy` is `body`)."""
+    if "\\" in selector:
+        return _ANY
+    depth, last, flat = 0, 0, []
+    for i, ch in enumerate(selector):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            if ch in " >+~\t\n\r\f":
+                last, flat = i + 1, []
+            else:
+                flat.append(ch)
+    found = _TYPE.match(selector[last:])
+    if found is not None and found.group(0).lower() not in ("body", "html"):
+        return None
+    # lower case: in quirks mode (HTML without a doctype, as much mail is) `.Promo` selects class="promo"
+    named = _NAMED.findall("".join(flat).lower())
+    return (frozenset(n for kind, n in named if kind == "."), frozenset(n for kind, n in named if kind == "#"))
 
 
 def _may_combine(props: dict[str, str]) -> bool:

@@ -46,3 +46,25 @@ def test_css_reader():
     found, imports = rules("@charset 'x'; @import 'a.css'; @font-face{font-family:X} a{b:c} @media x{p{d:e}}")
     assert found == [("a", "b:c"), ("p", "d:e")] and imports == ["'a.css'"]
     assert declarations("D\\69 splay : NONE !important; color:red") == {"display": "none", "color": "red"}
+
+
+@pytest.mark.parametrize("document, why", [
+    # class and id selectors match case-insensitively in quirks mode (no doctype), as much mail is
+    ('<html><head><style>.PROMO{display:none}</style></head><body class="promo">', "display:none"),
+    ('<html><head><style>#Wrap.x{opacity:0}</style></head><body id="wrap" class="X">', "opacity"),
+    (r'<html><head><style>b\6f dy{display:none}</style></head><body>', "display:none"),
+    ('<html class="m"><head><style>td.x > a, .m{transform:scale(0)}</style></head><body>', "transform"),
+])
+def test_style_sheet_rules_on_body_or_html_refused_however_written(document, why):
+    for _ in range(2):  # the second time the sheet is read from the per-process cache
+        with pytest.raises(FooterHidden, match=why):
+            place(document + "<p>Spring offers</p>", "</body></html>", "", FOOTER)
+
+
+def test_rules_that_cannot_select_body_or_html_leave_the_footer_visible():
+    """A newsletter template's own rules (on cells, links, classes <body> does not have) hide
+    nothing of the footer, which sits at body level with its own !important styles."""
+    sheet = "".join(f"td.c{i} > a, .hide{i}, div#x{i}{{display:none;overflow:hidden;height:0}}" for i in range(50))
+    document = f'<html><head><style>{sheet}</style></head><body class="main"><table><tr><td class="c1">x'
+    for _ in range(2):
+        assert place(document, "</td></tr></table></body></html>", "", FOOTER) == "</td></tr></tbody></table>"
