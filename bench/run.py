@@ -251,8 +251,14 @@ NEEDS_A_SERVICE = ("spam-score",)
 
 
 def relay_stages() -> list[str]:
+    """Every stage `relay stages` lists, in the order a relay.toml without [policy] stages runs them
+    (relay.config's DEFAULT_STAGES; any other after those, in the listed order)."""
     out = subprocess.run([RELAY, "stages"], capture_output=True, text=True, check=True, cwd=ROOT, timeout=60).stdout
-    return [line.split()[0] for line in out.splitlines() if line.strip() and line.split()[0] not in NEEDS_A_SERVICE]
+    listed = [line.split()[0] for line in out.splitlines() if line.strip() and line.split()[0] not in NEEDS_A_SERVICE]
+    sys.path.insert(0, str(ROOT))
+    from relay.config.model import DEFAULT_STAGES
+
+    return [s for s in DEFAULT_STAGES if s in listed] + [s for s in listed if s not in DEFAULT_STAGES]
 
 
 _CONSENT_TEMPLATE: dict[str, Path] = {}

@@ -502,8 +502,10 @@ def _settings_and_rules(config: Any, client: Any) -> tuple[Settings, RuleSet]:
 
 def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> list[Hit]:
     """Every hit in the message (one per rule), in the order found: headers, links, text."""
-    view = reader_view_of(ctx.message.headers, ctx.message.body)
-    ctx.facts["text_view"] = view  # the campaign fingerprint and promo-guard read the same text
+    # the campaign fingerprint and promo-guard read the same text: whichever runs first builds it
+    view = ctx.facts.get("text_view")
+    if view is None:
+        view = ctx.facts["text_view"] = reader_view_of(ctx.message.headers, ctx.message.body)
     hits: list[Hit] = []
     froms = senders(ctx)
     if settings.action("headers") != "off":
