@@ -5,12 +5,16 @@ import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import time
+
 import pytest
+from click.testing import CliRunner
 from miltertest import MilterConnection, constants as c
 
 import dkim
 
 from conftest import LoopThread, Sink, free_port, relay_toml
+from relay.cli.main import main as relay_cli
 from relay.config import load_config
 from relay.mail.dkim import dns_txt_record, load_private_key
 from relay.keys import ensure_token_key
@@ -52,6 +56,9 @@ def consent(address: str) -> dict:
             "confirmed_at": None}
 
 
+CONFIG: dict[str, Path] = {}  # the module's relay.toml, for the CLI
+
+
 @pytest.fixture(scope="module")
 def milter(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, module_database_url: str, sink: Sink):
     upgrade(module_database_url)
@@ -61,6 +68,7 @@ def milter(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, module_data
                     + '\n[milter]\nlisten = "127.0.0.1:0"\n' + SHOP.format(key=keys_dir / "beta.example.pem"))
     config = load_config(path)
     ensure_token_key(config)
+    CONFIG["path"] = path
     loop = LoopThread()
     running = loop.run(start_service(config, milter=True, http=False))
     running.runtime.store.consent_import("acme", "news", [consent("fan@example.org")], NOW, "test")
@@ -256,3 +264,27 @@ def test_transactional_client_keeps_several_recipients_and_one_copy_serves_them(
     assert b"Message-ID:" in final and b"Date:" in final  # added when missing, as the relay does
     record = dns_txt_record(load_private_key(keys_dir / "beta.example.pem")).encode()
     assert dkim.verify(final, dnsfunc=lambda name, timeout=5: record if name == b"s3._domainkey.shop.example." else b"")
+
+
+def test_a_client_state_set_by_the_cli_bites_in_a_running_milter_within_2_s(milter):
+    """`relay milter` polls account states as `relay serve` does: a freeze by the CLI defers the
+    client's mail at MAIL (451 4.7.1, Postfix keeps it), and lifting it lets the mail through again."""
+    def mail_reply() -> tuple:
+        return connect(milter, client_ip="127.0.0.2").send_ar(c.SMFIC_MAIL, args=["<news@beta.example>"])
+
+    assert mail_reply()[0] == c.SMFIR_CONTINUE
+    result = CliRunner().invoke(relay_cli, ["--config", str(CONFIG["path"]), "client", "state", "beta", "frozen",
+                                            "--reason", "complaints from ISP X"])
+    assert result.exit_code == 0, result.output
+    deadline = time.monotonic() + 2.0
+    while (reply := mail_reply())[0] != c.SMFIR_REPLYCODE:
+        assert time.monotonic() < deadline, "the freeze did not reach the milter within 2 s"
+        time.sleep(0.1)
+    assert reply_text(reply).startswith("451 4.7.1 "), reply
+    result = CliRunner().invoke(relay_cli, ["--config", str(CONFIG["path"]), "client", "state", "beta", "active",
+                                            "--reason", "resolved"])
+    assert result.exit_code == 0, result.output
+    deadline = time.monotonic() + 2.0
+    while mail_reply()[0] != c.SMFIR_CONTINUE:
+        assert time.monotonic() < deadline, "lifting the freeze did not reach the milter within 2 s"
+        time.sleep(0.1)
