@@ -10,7 +10,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from relay import replies
-from relay.mail.addresses import is_unsubscribe_address
 from relay.base.windows import SlidingWindows, peer_key
 
 if TYPE_CHECKING:
@@ -27,16 +26,6 @@ TRUSTED, OPEN, PROBATION = "trusted", "open", "probation"
 # STARTTLS): more, and it was only holding the slot
 PROBATION_COMMANDS_WITHOUT_PROGRESS = 3
 PROBATION_TIMEOUT = 10.0
-
-
-def is_intake_address(address: str, hostname: str) -> bool:
-    """True for the relay's own addresses that anyone may write to without AUTH.
-
-    Today: unsubscribe+TOKEN@HOSTNAME (RFC 2369 mailto unsubscribe). The intake of postmaster@,
-    abuse@, fbl@ and bounce+TOKEN@ HOSTNAME belongs here too: a connection that names one makes
-    progress, and the reserved slots stay open to it.
-    """
-    return is_unsubscribe_address(address, hostname)
 
 
 class Slots:
