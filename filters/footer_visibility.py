@@ -104,6 +104,15 @@ def _parse(prefix: str, suffix: str, lead: str, footer: str) -> tuple[LexborHTML
         # the text view reads such a part in pieces, which cannot say where the footer lands
         raise FooterHidden("the HTML part nests elements too deeply to check where the footer would be")
     tree = LexborHTMLParser(data)
+    # where it belongs, the wrapper is among the last children of <body>: look there before
+    # walking the whole document (`place` made sure the part holds no other wrapper)
+    node = tree.body.last_child if tree.body is not None else None
+    for _ in range(4):
+        if node is None:
+            break
+        if node.tag == "div" and WRAPPER_ATTR in node.attrs:
+            return tree, node
+        node = node.prev
     found = tree.css(_SELECTOR)
     return tree, (found[-1] if found else None)
 
@@ -281,6 +290,8 @@ def _number(value: str) -> tuple[float, str] | None:
 
 def _hiding(props: dict[str, str]) -> str | None:
     """Why these declarations, on an element around the footer, would hide it; None if they cannot."""
+    if not props:  # <body> and <html> mostly: nothing to look through
+        return None
     get = props.get
     if get("display", "").startswith("none"):
         return "display:none"
@@ -375,7 +386,11 @@ def _matched(tree: LexborHTMLParser, ids: set[int], selector: str) -> set[int]:
 
 
 def _style_sheets(tree: LexborHTMLParser, around: list[LexborNode]) -> None:
-    for link in tree.css("link[rel]"):
+    # one walk of the document finds both the linked and the inline style sheets
+    sheets = tree.css("link[rel], style")
+    for link in sheets:
+        if link.tag != "link":
+            continue
         attrs = link.attrs
         if "stylesheet" in (attrs.get("rel") or "").lower().split() and _external(attrs.get("href") or ""):
             raise FooterHidden(f"the HTML part loads a style sheet the relay cannot check ({attrs.get('href')})")
@@ -388,7 +403,9 @@ def _style_sheets(tree: LexborHTMLParser, around: list[LexborNode]) -> None:
         style = node.attrs.get("style")
         if style:
             collected[node.mem_id] = {k: v for k, v in declarations(style).items() if k in _RELEVANT}
-    for sheet in tree.css("style"):
+    for sheet in sheets:
+        if sheet.tag != "style":
+            continue
         css = sheet.text(deep=True)
         if not css or not css.strip():
             continue
