@@ -34,7 +34,7 @@ def verp_return_path(tx: Transaction, accepted: list[str]) -> str | None:
     `relay serve` gives each of its copies, or None to keep the client's. A value becomes SMFIR_CHGFROM."""
     feedback = tx.rt.feedback
     if not feedback.settings.verp or not tx.mail_from:
-        return None  # `[feedback] verp = false`: the upstream (here Postfix's side) owns the return path
+        return None  # `[feedback] verp = false`: the MTAs after the relay own the return path
     if len(accepted) != 1:
         # one copy to several recipients (a transactional message) has one envelope sender, and a
         # token names one recipient: any one of them would pin the others' bounces on the wrong address
