@@ -220,14 +220,19 @@ class Transaction:
                                             self.qid, self.now)
         return recipient.join(self._received)
 
-    async def deliver_copies(self, ctx: MessageContext, list_cfg: "ListConfig", accepted: list[str]) -> Outcome:
-        rt = self.rt
+    def stamped_headers(self, ctx: MessageContext, list_cfg: "ListConfig") -> list[bytes]:
+        """Every copy's starting header: the client's with ours added and the relay's Feedback-ID
+        (shared with the milter, so both paths' copies carry the same one)."""
         # Feedback-ID names the campaign the accounts step counted this message in (when it did), so
         # a mailbox provider's report and `relay campaign show` speak of the same campaign
         step = ctx.facts.get(STEP_FACT)
         campaign_id = step.campaign["id"] if step is not None and step.campaign else None
-        headers = rt.feedback.stamp(self.base_headers(ctx.facts), self.message, self.client, list_cfg.key,
-                                    fingerprint=campaign_id)
+        return self.rt.feedback.stamp(self.base_headers(ctx.facts), self.message, self.client, list_cfg.key,
+                                      fingerprint=campaign_id)
+
+    async def deliver_copies(self, ctx: MessageContext, list_cfg: "ListConfig", accepted: list[str]) -> Outcome:
+        rt = self.rt
+        headers = self.stamped_headers(ctx, list_cfg)
         signer = rt.signer_for(self.client, self.message)
         # what every copy's signature shares (body runs, header values) is worked out once
         signing = FanoutSigning(signer, self.message.body) if len(accepted) > 1 else signer

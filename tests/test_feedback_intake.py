@@ -206,18 +206,19 @@ def test_arf_complaint_built_from_the_delivered_copy_suppresses_and_a_tampered_t
     assert [(r.scope, r.reason) for r in rows] == [("client", "complaint")]
 
 
+def dsn(rcpt: str, status: str, text: str) -> bytes:
+    return (b"From: MAILER-DAEMON@mx.example.org\r\nTo: x\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"d\"\r\n\r\n"
+            b"--d\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n--d\r\nContent-Type: message/delivery-status\r\n\r\n"
+            b"Reporting-MTA: dns; mx.example.org\r\n\r\n"
+            + f"Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: {status}\r\n"
+              f"Diagnostic-Code: smtp; {text}\r\n".encode() + b"--d--\r\n")
+
+
 def test_dsn_to_the_verp_address_suppresses_hard_and_counts_soft(relay, clean_sink):
     for rcpt in ("dead@example.org", "full@example.org"):
         assert send(relay.port, rcpt, message(rcpt))[0] == 250
     copies = {m.rcpt_tos[0]: m for m in clean_sink.wait_for(2)}
-
-    def dsn(rcpt: str, status: str, text: str) -> bytes:
-        return (b"From: MAILER-DAEMON@mx.example.org\r\nTo: x\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
-                b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"d\"\r\n\r\n"
-                b"--d\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n--d\r\nContent-Type: message/delivery-status\r\n\r\n"
-                b"Reporting-MTA: dns; mx.example.org\r\n\r\n"
-                + f"Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: {status}\r\n"
-                  f"Diagnostic-Code: smtp; {text}\r\n".encode() + b"--d--\r\n")
 
     before = relay.store.totals("acme", date.today())
     reply = report(relay.port, copies["full@example.org"].mail_from,
@@ -239,6 +240,21 @@ def test_dsn_to_the_verp_address_suppresses_hard_and_counts_soft(relay, clean_si
     metrics = relay.runtime.metrics.render().decode()
     assert 'relay_feedback_outcomes_total{category="hard",kind="dsn"}' in metrics
     assert 'relay_feedback_suppressions_total{kind="bounce"}' in metrics
+
+
+def test_the_63_octet_return_path_of_a_milter_copy_is_taken_at_rcpt_and_attributed(relay):
+    """`relay milter`'s copies name Postfix's queue id (not 12 hex digits): the longer token form
+    passes the SMTP front's RCPT and the intake finds the copy by the milter's decision row."""
+    qid, rcpt = "3F2A1B4C5D6", "via-milter@example.org"
+    now = relay.runtime.services.clock()
+    relay.store.record_decisions([{"at": now, "client": "acme", "list_key": "news", "recipient": rcpt,
+                                   "stage": "consent", "rule": "consent.ok", "verdict": "accept", "queue_id": qid}])
+    address = relay.runtime.feedback.paths.address(qid, rcpt, now)
+    assert len(address.split("@")[0]) == 63
+    tampered = address[:30] + ("a" if address[30] != "a" else "b") + address[31:]
+    assert code_of(report(relay.port, tampered, dsn(rcpt, "5.1.1", "550 5.1.1 no such user"))) == BAD_RETURN_PATH
+    reply = report(relay.port, address, dsn(rcpt, "5.1.1", "550 5.1.1 no such user"))
+    assert reply == f"250 2.0.0 Report received: dsn hard 5.1.1: acme/news {rcpt}: recorded, suppressed"
 
 
 def test_complaint_without_return_path_is_attributed_by_the_copys_unsubscribe_link(relay):

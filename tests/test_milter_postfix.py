@@ -47,8 +47,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, module_dat
     ensure_token_key(config)
     loop = LoopThread()
     running = loop.run(start_service(config, milter=True, policy=True))
-    running.runtime.store.consent_import("beta", "news", [consent("fan@example.org"), consent("fan2@example.org")],
-                                         NOW, "test")
+    running.runtime.store.consent_import("beta", "news", [consent(a) for a in ("fan@example.org", "fan2@example.org",
+                                                                          "gone@example.org")], NOW, "test")
     running.runtime.store.suppress_add("global", "", "", "blocked@example.net", "", "do-not-contact", "cli", NOW)
     yield running, loop, milter_port, policy_port
     loop.run(running.stop(grace=5), timeout=60)
@@ -82,7 +82,9 @@ def test_consented_recipient_arrives_with_footer_unsubscribe_and_dkim(postfix, s
                              message(frm="news@beta.example", to="fan@example.org", body="Our news.\n"))
     assert refused == {}
     [got] = clean_sink.wait_for(1)
-    assert got.rcpt_tos == ["fan@example.org"] and got.mail_from == "news@beta.example"
+    assert got.rcpt_tos == ["fan@example.org"]
+    # the relay's return path, set by the milter's SMFIR_CHGFROM: Postfix's bounces come back to the relay
+    assert got.mail_from.startswith("bounce+") and got.mail_from.endswith("@relay.test")
     parsed = email.message_from_bytes(got.data)
     token = re.search(r"/u/([\w.-]+)>", parsed["List-Unsubscribe"]).group(1)
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -96,6 +98,30 @@ def test_consented_recipient_arrives_with_footer_unsubscribe_and_dkim(postfix, s
     loop.run(running.runtime.drain(10))
     rows = [r for r in running.runtime.store.audit_rows("beta") if r.queue_id == queue_id]
     assert {(r.stage, r.verdict) for r in rows} >= {("delivery", "deliver")}
+    # ... and so does the return path's token, which the relay's own code reads back
+    feedback = running.runtime.feedback
+    assert feedback.paths.verify(feedback.paths.token_of(got.mail_from), NOW).queue_id == queue_id
+    assert parsed["Feedback-ID"].endswith(":news:beta:relay.test")
+    assert "feedback-id" in parsed["DKIM-Signature"].replace(" ", "").replace("\n", "").lower()
+
+
+def test_a_copy_postfix_cannot_deliver_bounces_to_the_return_path_and_suppresses(postfix, service, clean_sink: Sink):
+    """The whole way round: Postfix takes the milter's copy, the next hop refuses the recipient for
+    good, Postfix mails its DSN to bounce+TOKEN@relay.test (relayed to the sink, like all its mail),
+    and the relay's intake, given that DSN, attributes it to beta/news and suppresses the address."""
+    running, loop = service[0], service[1]
+    clean_sink.handler.reply_for = lambda rcpt: "550 5.1.1 no such user" if rcpt == "gone@example.org" else None
+    with submit(postfix.port) as s:
+        assert s.sendmail("news@beta.example", ["gone@example.org"],
+                          message(frm="news@beta.example", to="gone@example.org")) == {}
+    arrived = clean_sink.wait_for(1, timeout=30)  # the refused copy never arrives; its DSN does
+    assert len(arrived) == 1, postfix.log()[-3000:]
+    [dsn] = arrived
+    assert dsn.mail_from == "<>" and dsn.rcpt_tos[0].startswith("bounce+") and dsn.rcpt_tos[0].endswith("@relay.test")
+    reply = loop.run(running.runtime.feedback.intake(dsn.rcpt_tos, dsn.data))
+    assert reply.startswith("250 2.0.0 Report received: dsn hard 5.1.1: beta/news gone@example.org: recorded"), reply
+    assert [r.reason for r in running.runtime.store.suppressions(client="beta")
+            if r.address == "gone@example.org"] == ["bounce"]
 
 
 def test_unconsented_recipient_refused_at_rcpt_with_the_relays_reason(postfix, clean_sink: Sink):

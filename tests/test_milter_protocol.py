@@ -4,12 +4,13 @@ from __future__ import annotations
 import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import time
 
 import pytest
 from click.testing import CliRunner
-from miltertest import MilterConnection, constants as c
+from miltertest import MilterConnection, codec, constants as c
 
 import dkim
 
@@ -24,6 +25,10 @@ from storage.migrate import upgrade
 from test_relay_smtp import verify_dkim
 
 NOW = datetime.now(timezone.utc)
+# miltertest decodes SMFIR_CHGFROM only with ESMTP arguments after the address, which the protocol
+# makes optional: libmilter's smfi_chgfrom(ctx, from, NULL) and the relay send the address alone,
+# and Postfix's milter8.c reads either. The test MTA is taught the shorter form.
+codec.codec[c.SMFIR_CHGFROM] = (("from", "str"),)
 STAGES = '["suppression", "sender-identity", "consent", "unsubscribe", "footer"]'
 # what an MTA without SETSYMLIST support offers: the macros then come from its own configuration
 ACTIONS = c.SMFI_V6_ACTS & ~c.SMFIF_SETSYMLIST
@@ -57,6 +62,7 @@ def consent(address: str) -> dict:
 
 
 CONFIG: dict[str, Path] = {}  # the module's relay.toml, for the CLI
+SERVICE: dict[str, Any] = {}  # the milter's runtime and loop, to ask the relay's own feedback code
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +77,28 @@ def milter(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, module_data
     CONFIG["path"] = path
     loop = LoopThread()
     running = loop.run(start_service(config, milter=True, http=False))
-    running.runtime.store.consent_import("acme", "news", [consent("fan@example.org")], NOW, "test")
+    running.runtime.store.consent_import("acme", "news", [consent("fan@example.org"), consent("reader@example.org")],
+                                         NOW, "test")
     running.runtime.store.suppress_add("global", "", "", "blocked@example.net", "", "do-not-contact", "cli", NOW)
+    SERVICE.update(runtime=running.runtime, loop=loop)
+    host, port = running.address("milter").rsplit(":", 1)
+    yield host, int(port)
+    loop.run(running.stop(grace=5), timeout=60)
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def milter_without_verp(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path, module_database_url: str,
+                        sink: Sink, milter):
+    """A second `relay milter` on the same database, with `[feedback] verp = false`."""
+    path = tmp_path_factory.mktemp("milter-no-verp") / "relay.toml"
+    path.write_text(relay_toml(smtp_port=0, http_port=free_port(), db_url=module_database_url,
+                               upstream=f"smtp://127.0.0.1:{sink.port}", keys=keys_dir, stages=STAGES)
+                    + '\n[milter]\nlisten = "127.0.0.1:0"\n\n[feedback]\nverp = false\n')
+    config = load_config(path)
+    ensure_token_key(config)
+    loop = LoopThread()
+    running = loop.run(start_service(config, milter=True, http=False))
     host, port = running.address("milter").rsplit(":", 1)
     yield host, int(port)
     loop.run(running.stop(grace=5), timeout=60)
@@ -117,8 +143,8 @@ def connect(milter: tuple[str, int], client_ip: str = "192.0.2.1", protocol: int
     return conn
 
 
-def mail_as_acme(conn: MilterConnection, sender: str = "<news@acme.example>") -> tuple:
-    conn.send_macro(c.SMFIC_MAIL, **{"i": "4XQUEUEID1", "{auth_authen}": "acme"})
+def mail_as_acme(conn: MilterConnection, sender: str = "<news@acme.example>", queue_id: str = "4XQUEUEID1") -> tuple:
+    conn.send_macro(c.SMFIC_MAIL, **{"i": queue_id, "{auth_authen}": "acme"})
     return conn.send_ar(c.SMFIC_MAIL, args=[sender])
 
 
@@ -168,8 +194,8 @@ HEADERS = [("From", " News <news@acme.example>"), ("To", " fan@example.org"), ("
 BODY = "Hello,\r\nour news.\r\n"
 
 
-def send_message(conn: MilterConnection, rcpt: str, headers: list = HEADERS) -> list:
-    assert mail_as_acme(conn)[0] == c.SMFIR_CONTINUE
+def send_message(conn: MilterConnection, rcpt: str, headers: list = HEADERS, queue_id: str = "4XQUEUEID1") -> list:
+    assert mail_as_acme(conn, queue_id=queue_id)[0] == c.SMFIR_CONTINUE
     assert conn.send_ar(c.SMFIC_RCPT, args=[f"<{rcpt}>"])[0] == c.SMFIR_CONTINUE
     if not conn.protocol_flags & c.SMFIP_NODATA:
         conn.send(c.SMFIC_DATA)
@@ -219,6 +245,68 @@ def test_end_of_message_edits_give_the_relays_copy_signed_last(milter, keys_dir:
     assert final.startswith(b"DKIM-Signature:") and verify_dkim(final, keys_dir)
 
 
+POSTFIX_QID = "3F2A1B4C5D6"  # a Postfix queue id: 5 hex digits of microseconds, then the queue file's inode
+
+
+def dsn(recipient: str, status: str = "5.1.1") -> bytes:
+    """What a receiving MTA mails to the return path when it gives up on the copy."""
+    return (f"From: MAILER-DAEMON@mx.example.org\r\nTo: postmaster@relay.test\r\nSubject: Undelivered Mail\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"x\"\r\n"
+            f"\r\n--x\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n--x\r\nContent-Type: message/delivery-status\r\n"
+            f"\r\nReporting-MTA: dns; mx.example.org\r\n\r\nFinal-Recipient: rfc822; {recipient}\r\nAction: failed\r\n"
+            f"Status: {status}\r\nDiagnostic-Code: smtp; 550 {status} no such user\r\n--x--\r\n").encode()
+
+
+def change_sender(actions: list) -> list[str]:
+    return [args["from"] for cmd, args in actions if cmd == c.SMFIR_CHGFROM]
+
+
+def signed_fields(message: bytes) -> list[str]:
+    """The h= list of the message's DKIM-Signature, as dkimpy reads it."""
+    header = message.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ")
+    [line] = [ln for ln in header.split(b"\r\n") if ln.lower().startswith(b"dkim-signature:")]
+    tags = dict(tag.strip().split(b"=", 1) for tag in line.split(b":", 1)[1].split(b";") if b"=" in tag)
+    return [name.strip().decode().lower() for name in tags[b"h"].replace(b" ", b"").split(b":")]
+
+
+def test_marketing_copy_gets_the_relays_return_path_and_its_bounce_finds_the_copy(milter):
+    """SMFIR_CHGFROM to bounce+TOKEN@HOSTNAME; the token names Postfix's queue id, so a DSN mailed
+    to it is attributed by the relay's own intake to client, list and recipient, and suppresses."""
+    conn = connect(milter)
+    actions = send_message(conn, "reader@example.org", queue_id=POSTFIX_QID)
+    assert actions[-1][0] == c.SMFIR_CONTINUE
+    [sender] = change_sender(actions)
+    assert sender.startswith("<bounce+") and sender.endswith("@relay.test>") and len(sender[1:].split("@")[0]) <= 64
+    runtime, loop = SERVICE["runtime"], SERVICE["loop"]
+    ref = runtime.feedback.paths.verify(runtime.feedback.paths.token_of(sender), datetime.now(timezone.utc))
+    assert ref.queue_id == POSTFIX_QID
+    reply = loop.run(runtime.feedback.intake([sender[1:-1]], dsn("reader@example.org")))
+    assert reply == "250 2.0.0 Report received: dsn hard 5.1.1: acme/news reader@example.org: recorded, suppressed"
+    assert [r.reason for r in runtime.store.suppressions(client="acme") if r.address == "reader@example.org"] == [
+        "bounce"]
+
+
+def test_the_copy_carries_the_relays_feedback_id_under_its_dkim_signature(milter, keys_dir: Path):
+    conn = connect(milter)
+    actions = send_message(conn, "fan@example.org", queue_id=POSTFIX_QID)
+    final = apply(HEADERS, BODY, actions[:-1])
+    [line] = [ln for ln in final.split(b"\r\n") if ln.lower().startswith(b"feedback-id:")]
+    # CAMPAIGN:LIST:CLIENT:HOSTNAME; the campaign is the body's fingerprint (no X-Campaign-ID)
+    campaign, list_key, client, relay_id = line.split(b":", 1)[1].strip().decode().split(":")
+    assert (list_key, client, relay_id) == ("news", "acme", "relay.test") and campaign
+    assert "feedback-id" in signed_fields(final) and verify_dkim(final, keys_dir)
+
+
+def test_verp_false_keeps_the_clients_sender_and_adds_no_feedback_id(milter, milter_without_verp, keys_dir: Path):
+    """The same message through two milters that differ only in `[feedback] verp`."""
+    with_verp = send_message(connect(milter), "fan@example.org")
+    without = send_message(connect(milter_without_verp), "fan@example.org")
+    assert len(change_sender(with_verp)) == 1 and change_sender(without) == []
+    final = apply(HEADERS, BODY, without[:-1])
+    assert b"Feedback-ID:" not in final and b"Feedback-ID:" in apply(HEADERS, BODY, with_verp[:-1])
+    assert verify_dkim(final, keys_dir)
+
+
 def test_end_of_message_without_consent_is_refused_with_the_relays_reason(milter):
     conn = connect(milter)
     actions = send_message(conn, "stranger@example.org")
@@ -259,7 +347,11 @@ def test_transactional_client_keeps_several_recipients_and_one_copy_serves_them(
     actions = conn.send_eom()
     assert actions[-1][0] == c.SMFIR_CONTINUE
     assert c.SMFIR_DELRCPT not in [cmd for cmd, _ in actions]
+    # one copy, one envelope sender: a token naming one recipient would misattribute the other's
+    # bounce, so the client's sender stays (docs/MILTER.md); the Feedback-ID is per message and stays
+    assert change_sender(actions) == []
     final = apply(headers, BODY, actions[:-1])
+    assert b"Feedback-ID: " in final and "feedback-id" in signed_fields(final)
     assert b"List-Unsubscribe" not in final and b"Shop AB, Storgatan 1" in final
     assert b"Message-ID:" in final and b"Date:" in final  # added when missing, as the relay does
     record = dns_txt_record(load_private_key(keys_dir / "beta.example.pem")).encode()

@@ -29,10 +29,34 @@ MANY_RECIPIENTS = ("451 4.5.3 A marketing message reached the milter with severa
                    "send one recipient per transaction")
 
 
-def verp_return_path(tx: Transaction, recipient: str) -> str | None:
-    """HOOK for the bounce work (VERP, SPEC §10): the envelope sender this copy should carry, or
-    None to keep the client's. A value becomes the milter's SMFIR_CHGFROM; nothing else changes."""
-    return None
+def verp_return_path(tx: Transaction, accepted: list[str]) -> str | None:
+    """The envelope sender the copy carries onward: the relay's VERP return path (SPEC §10), as
+    `relay serve` gives each of its copies, or None to keep the client's. A value becomes SMFIR_CHGFROM."""
+    feedback = tx.rt.feedback
+    if not feedback.settings.verp or not tx.mail_from:
+        return None  # `[feedback] verp = false`: the MTAs after the relay own the return path
+    if len(accepted) != 1:
+        # one copy to several recipients (a transactional message) has one envelope sender, and a
+        # token names one recipient: any one of them would pin the others' bounces on the wrong address
+        return None
+    try:
+        # the token names the milter's queue id (Postfix's `i`), which the audit rows carry too
+        return feedback.envelope_sender(tx.qid, accepted[0], tx.now, tx.mail_from)
+    except ValueError:
+        _warn_unencodable(tx.qid)
+        return None
+
+
+_unencodable_warned = False
+
+
+def _warn_unencodable(queue_id: str) -> None:
+    """An MTA whose queue ids the token cannot carry: said once per process, not once per message."""
+    global _unencodable_warned
+    if not _unencodable_warned:
+        _unencodable_warned = True
+        log.warning("queue id %r does not fit a return-path token (up to 21 of [0-9A-Za-z-]): the milter's "
+                    "copies keep the client's envelope sender", queue_id)
 
 
 def sends_marketing(client: "ClientConfig") -> bool:
@@ -162,13 +186,14 @@ class MilterSession:
             # a client whose lists were all transactional named a marketing list in List-Id)
             return [reply_code(MANY_RECIPIENTS)]
         signer = rt.signer_for(self.client, message)  # type: ignore[arg-type]
-        # transactional copies carry no per-recipient part, so one copy serves all recipients
-        signatures, copy = await tx.build_copy(ctx, list_cfg, accepted[0], tx.base_headers(ctx.facts), signer,
-                                               int(tx.now.timestamp()), received=False)
+        # transactional copies carry no per-recipient part, so one copy serves all recipients; the
+        # header starts as the relay's own copies' does, with its Feedback-ID (signed, as theirs is)
+        signatures, copy = await tx.build_copy(ctx, list_cfg, accepted[0], tx.stamped_headers(ctx, list_cfg),
+                                               signer, int(tx.now.timestamp()), received=False)
         edits: list[m.Message] = []
         for refused in decision.refused:
             edits.append(m.RemoveRecipient(f"<{refused.recipient}>"))
-        return_path = verp_return_path(tx, accepted[0])
+        return_path = verp_return_path(tx, accepted)
         if return_path is not None:
             edits.append(m.ChangeSender(f"<{return_path}>"))
         edits += header_edits(message.headers, copy.headers, self.leading_space)
