@@ -463,3 +463,180 @@ HEADERS = [
     ("hdr-caps-money", "headers.money-subject", {"Subject": "MAKE $5,000 A WEEK FROM HOME"}),
     ("hdr-caps-cash", "headers.money-subject", {"Subject": "FREE CASH WAITING FOR YOU"}),
 ]
+
+# Added after a blind test (recall 0.77) missed adult, dating and alcohol mail, non-English mail and
+# half of several categories: violations and look-alike legitimate mail written for what each category
+# means, in English, German, French and Spanish. Written after the blind test's misses were known (not
+# its messages), so they are no estimate of recall. make_corpus.py writes them after HEADERS, so the
+# earlier files keep their numbers.
+MORE_POSITIVES = [
+    # adult content
+    ("adult-en-livecams", "adult", "adult.cams", "She's online now",
+     "Over 4,000 sexy amateurs are streaming live from their bedrooms. Join free, tip in tokens and take her "
+     "to a private show.", "html"),
+    ("adult-de-clips", "adult", "adult.cams", "Neue Clips für dich",
+     "Heute neu: 40 Erotikfilme in voller Länge. Als Mitglied siehst du alle Clips in HD und ohne Werbung.",
+     "qp"),
+    ("adult-fr-webcams", "adult", "adult.cams", "Elles sont en ligne",
+     "Des centaines de filles chaudes en webcam, en direct et sans tabou. Inscription gratuite et discrète.",
+     "plain"),
+    ("adult-es-videos", "adult", "adult.cams", "Acceso VIP",
+     "Más de 10.000 vídeos para adultos en alta definición. Primer mes de acceso por solo 1 euro.",
+     "alternative"),
+    # dating
+    ("dating-en-matches", "dating", "dating.dating-sites", "You have 7 new admirers",
+     "Seven women in your area liked your profile this week. Upgrade to Gold to see who they are and start "
+     "chatting tonight.", "html"),
+    ("dating-de-partnersuche", "dating", "dating.dating-sites", "Ihr Glück wartet",
+     "Seriöse Partnersuche für Akademiker und Singles mit Niveau: Persönlichkeitstest ausfüllen und passende "
+     "Partnervorschläge erhalten. Jetzt kostenlos registrieren.", "qp"),
+    ("dating-fr-celibataires", "dating", "dating.dating-sites", "Votre prochain rendez-vous",
+     "Plus de 2 millions de célibataires de votre région sont inscrits. Créez votre profil gratuitement et "
+     "laissez-vous séduire.", "base64"),
+    ("dating-es-citas", "dating", "dating.dating-sites", "Alguien quiere conocerte",
+     "Miles de solteras y solteros de tu ciudad buscan pareja. Crea tu perfil gratis y empieza a chatear hoy.",
+     "plain"),
+    # alcohol
+    ("alcohol-en-bourbon", "alcohol", "alcohol.sales", "Last call before the holidays",
+     "Small-batch Kentucky bourbons from 29.99 a bottle, mixed cases 15% off. Order by the 18th for "
+     "delivery before Christmas.", "html"),
+    ("alcohol-de-weinpaket", "alcohol", "alcohol.sales", "Nur bis Sonntag",
+     "Unser Winter-Weinpaket: 12 Flaschen Rotwein aus der Pfalz für 79 Euro, versandkostenfrei direkt vom "
+     "Weingut.", "qp"),
+    ("alcohol-fr-primeurs", "alcohol", "alcohol.sales", "Offre primeurs",
+     "Nos vins de Bourgogne et de la vallée du Rhône à prix exceptionnels : commandez par caisse de 6 "
+     "bouteilles, livraison offerte.", "alternative"),
+    ("alcohol-es-cervezas", "alcohol", "alcohol.sales", "Pack degustación",
+     "Pack de 24 cervezas artesanas con un 20% de descuento. Envío gratis a toda la península.", "plain"),
+    # sexual enhancement
+    ("enh-en-kit", "enhancement", "enhancement.bedroom", "Discreet parcel for you",
+     "The complete male kit: a medical-grade pump and our herbal blend for firmer, longer-lasting results in "
+     "the bedroom. Plain packaging.", "plain"),
+    ("enh-de-kapseln", "enhancement", "enhancement.bedroom", "Neue Kraft",
+     "Unsere pflanzlichen Kapseln für härtere Erektionen und mehr Standvermögen im Bett. Diskreter Versand "
+     "in 24 Stunden.", "html"),
+    ("enh-es-capsulas", "enhancement", "enhancement.bedroom", "Recupera la confianza",
+     "Cápsulas naturales para un mejor rendimiento sexual y erecciones más firmes. Envío discreto.", "qp"),
+    # lead lists sold per lead
+    ("leads-en-insurance", "list-selling", "list-selling.leads", "Exclusive final expense leads",
+     "We sell real-time final expense and Medicare supplement leads, filtered by state and age, from 18 "
+     "dollars per lead. Live transfers available.", "plain"),
+    ("leads-de-adressen", "list-selling", "list-selling.lists", "Neue B2B-Adressen",
+     "Kaufen Sie aktuelle Firmenadressen mit Ansprechpartner und E-Mail: 250.000 Datensätze, sofort "
+     "verfügbar.", "qp"),
+    ("leads-es-base", "list-selling", "list-selling.leads", "Más clientes",
+     "Vendemos bases de datos de empresas con correos actualizados: más de 300.000 contactos por sector y "
+     "provincia.", "html"),
+    # illegal goods: jammers
+    ("jammer-en-drone", "illegal-goods", "illegal-goods.jammers", "Protect your privacy",
+     "Handheld drone jammer with 8 antennas, 500 metre range. In stock, ships in 48 hours.", "html"),
+    ("jammer-fr-brouilleur", "illegal-goods", "illegal-goods.jammers", "Promo",
+     "Brouilleur GPS et téléphone portable pour voiture, livraison rapide et discrète.", "plain"),
+    ("jammer-es-inhibidor", "illegal-goods", "illegal-goods.jammers", "Oferta",
+     "Inhibidor de frecuencias para móviles y wifi, envío 24h. Mejor precio garantizado.", "qp"),
+    # hate: calls to violence
+    ("hate-en-torches", "hate", "hate.attack", "This weekend",
+     "They took our town. Friday night we go to the mosque. Bring petrol and crowbars and make the Muslims "
+     "pay.", "plain"),
+    ("hate-de-fluchtlinge", "hate", "hate.attack", "Es reicht",
+     "Die Flüchtlinge raus aus unserem Dorf! Samstag greifen wir ihre Unterkünfte an.", "qp"),
+    ("hate-es-inmigrantes", "hate", "hate.attack", "Basta ya",
+     "Fuera los inmigrantes de nuestro barrio. El sábado quememos sus tiendas.", "html"),
+    # tobacco
+    ("tob-en-humidor", "tobacco", "tobacco.shop", "New in the humidor",
+     "Just landed: Nicaraguan cigars in boxes of 20, and three new pipe tobacco blends. Members get 10% off.",
+     "html"),
+    ("tob-de-tabak", "tobacco", "tobacco.shop", "Winterangebote",
+     "Drehtabak und Zigarillos im Angebot – jetzt im Onlineshop bestellen, Versand ab 50 Euro kostenlos.",
+     "plain"),
+    ("tob-fr-cartouches", "tobacco", "tobacco.shop", "Prix imbattables",
+     "Cartouches de cigarettes et tabac à rouler à petit prix, livraison en 72 heures partout en France.",
+     "alternative"),
+    # cannabis
+    ("can-en-strains", "cannabis", "cannabis.seeds", "New genetics just dropped",
+     "Five new autoflowering strains testing at 24% THC. Grab 10 feminized seeds and get 3 free.", "qp"),
+    ("can-fr-cbd", "cannabis", "cannabis.seeds", "Nouveautés",
+     "Fleurs de CBD et résine à -30 %, livraison discrète en 48h partout en France.", "html"),
+    ("can-es-semillas", "cannabis", "cannabis.seeds", "Cultiva en casa",
+     "Semillas feminizadas de marihuana con envío discreto y gratis a partir de 30 euros.", "plain"),
+    # fireworks
+    ("fw-en-bonfire", "fireworks", "fireworks.fireworks", "Bonfire Night is coming",
+     "Stock up for Bonfire Night: rockets, roman candles and cakes, 3 for 2 on all assortments. Order by "
+     "Thursday for delivery.", "html"),
+    ("fw-fr-feux", "fireworks", "fireworks.fireworks", "Nouvel An",
+     "Feux d'artifice pour le Nouvel An : précommandez en ligne et retirez en magasin.", "plain"),
+    ("fw-es-petardos", "fireworks", "fireworks.fireworks", "Fallas",
+     "Petardos, tracas y cohetes al mejor precio. Compra online con envío a domicilio.", "qp"),
+    # piracy
+    ("pir-en-autocad", "piracy", "piracy.activation", "Pro tools, one price",
+     "AutoCAD 2025 and Revit with permanent activation, one-time payment of 39 dollars. Download link by "
+     "email.", "plain"),
+    ("pir-de-office", "piracy", "piracy.activation", "Office für immer",
+     "Microsoft Office 2024 Vollversion mit lebenslanger Lizenz für 19 Euro, Sofort-Download.", "html"),
+    ("pir-es-photoshop", "piracy", "piracy.activation", "Oferta única",
+     "Photoshop e Illustrator versión completa con activación de por vida. Pago único.", "qp"),
+]
+
+MORE_NEGATIVES = [
+    ("gym-stamina", "enhancement,supplements", "Boost your stamina this winter",
+     "New timetable from Monday: spin at 7, HIIT on Wednesday, rowing on Friday. Our coaches will help you "
+     "boost your stamina this winter.", "html"),
+    ("life-drawing", "adult", "Life drawing, spring term",
+     "Our life drawing class works from nude models, charcoal and paper provided. Adults only, 12 pounds "
+     "a session.", "plain"),
+    ("comedy-special", "adult", "Tonight on our channel",
+     "Watch live: an uncensored stand-up special, streaming free for members from 9pm.", "qp"),
+    ("tennis-singles", "dating", "Club championships",
+     "Entries are open for the singles and doubles championships. Meet your opponent at the clubhouse; "
+     "matches start Saturday.", "alternative"),
+    ("fr-rencontres-auteurs", "dating", "Salon du livre",
+     "Rencontres avec les auteurs samedi à la médiathèque : profils des lauréats et séance de dédicaces.",
+     "plain"),
+    ("stew-recipe", "alcohol", "Sunday stew",
+     "Brown the beef, add a bottle of red wine and a litre of stock, and simmer for three hours.", "html"),
+    ("beer-prices-news", "alcohol", "Market brief",
+     "Beer prices rose 8% this year as barley costs climbed, the brewers' association said.", "qp"),
+    ("clinic-ed", "enhancement", "Men's health evening",
+     "Erectile dysfunction can be an early sign of heart disease. Our men's health evening explains when "
+     "to see your GP.", "plain"),
+    ("solar-news", "list-selling", "Energy weekly",
+     "Solar leads the growth in renewables this year; insurance costs for installers fell 4%.", "html"),
+    ("crm-leads", "list-selling", "Your pipeline",
+     "Your CRM now scores inbound leads automatically. Exclusive to Pro plans from next month.", "qp"),
+    ("jammer-blog", "illegal-goods", "Why jamming is dangerous",
+     "Signal jamming is illegal in the UK. GPS jammers in cars have disrupted aircraft navigation near "
+     "airports, regulators warn.", "plain"),
+    ("es-inhibidor-corrosion", "illegal-goods", "Mantenimiento de invierno",
+     "Inhibidor de corrosión para radiadores y circuitos de calefacción, envío gratis y el mejor precio.",
+     "plain"),
+    ("baseball-club", "hate", "Practice moved",
+     "Bring your bats and gloves to Saturday practice. The new players from the immigrant community league "
+     "join us.", "html"),
+    ("riot-news", "hate", "Local news",
+     "Police arrested 12 people after immigrant-owned shops were attacked with bats and petrol on Friday. "
+     "The council condemned the violence.", "qp"),
+    ("quit-smoking", "tobacco", "Stop smoking service",
+     "Stop buying cigarettes this January: our stop smoking service offers free nicotine patches and weekly "
+     "support.", "plain"),
+    ("cigar-museum", "tobacco", "Museum talk",
+     "A talk on Cuban cigars and the tobacco trade, with boxes from our collection on display.", "html"),
+    ("de-cannabis-news", "cannabis", "Was jetzt gilt",
+     "Seit April ist der Anbau von drei Cannabispflanzen erlaubt. Samen dürfen aus der EU bezogen werden; "
+     "Jugendschutz bleibt Pflicht.", "qp"),
+    ("hemp-rope", "cannabis", "Garden twine",
+     "Hemp rope and jute twine for the garden, now in stock.", "plain"),
+    ("fw-display", "fireworks", "New Year on the river",
+     "Our town's New Year fireworks display starts at midnight on the river. Free entry, no need to book.",
+     "html"),
+    ("de-silvester-verbot", "fireworks", "Silvester in der Altstadt",
+     "In der Altstadt gilt an Silvester ein Verbot für Raketen und Böller. Das städtische Feuerwerk beginnt "
+     "um Mitternacht.", "plain"),
+    ("adobe-renewal", "piracy", "Your plan renews soon",
+     "Your Adobe Creative Cloud subscription renews on 3 March. Manage your plan in your account.", "qp"),
+    ("cracked-security", "piracy", "Threat report",
+     "Our security researchers found infostealers bundled with cracked Adobe installers that promise "
+     "lifetime activation.", "html"),
+    ("wine-pairing-fr", "alcohol", "Dîner accord mets et vins",
+     "Notre dîner accord mets et vins : cinq plats, réservation conseillée, 65 euros par personne.",
+     "alternative"),
+]
