@@ -7,7 +7,9 @@ import pytest
 
 from filters import content
 from filters.content import links as cl
-from filters.content import text as ct
+from filters.content import folding as cfold
+from filters.content import phrases as cphr
+from filters.content import tokens as ctok
 from filters.content import textview as tv
 from filters.content import textview_html as th
 
@@ -27,7 +29,7 @@ def _text(r: random.Random) -> str:
 def _reference_scan(rules: content.RuleSet, blocks: list[str], limit: int = 50) -> list[tuple[str, str]]:
     """The scan as a walk over every token: try each candidate phrase at each of its anchor words."""
     assert rules.normaliser is not None
-    tokens = rules.normaliser.tokens(f"\n{ct.SEP}\n".join(ct.fold(b) for b in blocks))
+    tokens = rules.normaliser.tokens(f"\n{ctok.SEP}\n".join(cfold.fold(b) for b in blocks))
     fuzzy = rules.misspellings
     if fuzzy is not None:  # each misspelt rule word read as the rule word (filters/content/fuzzy.py)
         tokens = [(fuzzy.correction(t) or t) if t.isascii() and t.isalpha() and t not in fuzzy.excluded
@@ -45,10 +47,10 @@ def _reference_scan(rules: content.RuleSet, blocks: list[str], limit: int = 50) 
         for offset, steps, rule in candidates.get(token, ()):
             if rule.id in seen or i - offset < 0:
                 continue
-            end = ct.match(steps, tokens, i - offset, 0)
+            end = cphr.match(steps, tokens, i - offset, 0)
             if end is not None:
                 seen.add(rule.id)
-                found.append((rule.id, ct.evidence(tokens, i - offset, end)))
+                found.append((rule.id, cphr.evidence(tokens, i - offset, end)))
                 if len(found) >= limit:
                     return found
     return found
@@ -60,19 +62,19 @@ def test_word_stream_equals_tokens_of_folded_text():
     r = random.Random(1)
     for _ in range(3000):
         blocks = [_text(r) for _ in range(r.randint(1, 3))]
-        reference = rules.normaliser.tokens(f"\n{ct.SEP}\n".join(ct.fold(b) for b in blocks))
+        reference = rules.normaliser.tokens(f"\n{ctok.SEP}\n".join(cfold.fold(b) for b in blocks))
         assert rules.normaliser.words(blocks) == reference, blocks
 
 
 def test_characters_folded_one_at_a_time_fold_as_in_context():
-    normaliser = ct._Normaliser(frozenset({"viagra", "casino"}))
-    for lo, hi in ct._CONTEXT_FREE:
+    normaliser = ctok._Normaliser(frozenset({"viagra", "casino"}))
+    for lo, hi in cfold._CONTEXT_FREE:
         for code in range(lo, hi + 1):
             ch = chr(code)
-            if ct._own_fold(ch) is None:
+            if cfold._own_fold(ch) is None:
                 continue
             for text in (f"a{ch}a", f"1{ch} ", f" {ch}e", f"{ch}{ch}"):
-                assert normaliser.words([text]) == normaliser.tokens(ct.fold(text)), repr(text)
+                assert normaliser.words([text]) == normaliser.tokens(cfold.fold(text)), repr(text)
 
 
 def test_scan_equals_a_walk_over_every_word():

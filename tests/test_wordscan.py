@@ -6,14 +6,15 @@ import random
 import re
 
 from filters import content
-from filters.content import text as ct
+from filters.content import tokens as ctok
+from filters.content import wordindex as cidx
 
 from test_content_fastpaths import SEPARATORS, WORDS
 
 
 def test_the_extension_is_built():
     # `pip install` builds it (setup.py); a missing compiler would leave the slower Python path
-    assert ct._wordscan is not None
+    assert cidx._wordscan is not None
 
 
 def test_offsets_equal_the_python_path_on_word_streams():
@@ -26,25 +27,25 @@ def test_offsets_equal_the_python_path_on_word_streams():
         blocks = ["".join((r.choice(words) if r.random() < 0.5 else r.choice(WORDS)) + r.choice(SEPARATORS)
                           for _ in range(r.randint(0, 40))) for _ in range(r.randint(1, 3))]
         stream = rules.normaliser.stream(blocks)
-        python = ct._offsets(index.words, index.every, stream)
+        python = cidx._offsets(index.words, index.every, stream)
         assert index.offsets(stream) == python, blocks
         assert list(index.offsets(stream)) == list(python)  # first occurrence order too
 
 
 def test_offsets_every_or_first_occurrence():
-    index = ct.WordIndex(["buy", "pills", "now", "é"], every=["pills"])
+    index = cidx.WordIndex(["buy", "pills", "now", "é"], every=["pills"])
     stream = " buy pills\x1enow  pills buy \t pills "
     found = index.offsets(stream)
     assert found == {"buy": [1], "pills": [5, 16, 28], "now": [11]}
     for word, places in found.items():
         assert all(stream.startswith(word, at) for at in places)
     # a stream that is not ASCII takes the Python path (the C pass returns None for it)
-    assert ct._wordscan.offsets(index._c, " é buy ") is None
+    assert cidx._wordscan.offsets(index._c, " é buy ") is None
     assert index.offsets(" é buy ") == {"é": [1], "buy": [3]}
 
 
 def test_offsets_on_white_space_as_str_split_sees_it():
-    index = ct.WordIndex(["ab", "c"], every=["ab", "c"])
+    index = cidx.WordIndex(["ab", "c"], every=["ab", "c"])
     r = random.Random(6)
     pieces = ["ab", "c", "abc", "a", " ", "  ", "\t", "\n", "\x1e", "\x1c", "\x0b", "\x0c", "\r", "x"]
     for _ in range(5000):
@@ -60,13 +61,13 @@ def test_single_run_equals_the_pattern():
     r = random.Random(7)
     for _ in range(20000):
         data = "".join(r.choice(["a", "b", "1", "ab", "12", " ", "  "]) for _ in range(r.randint(0, 16))).encode()
-        assert ct._wordscan.single_run(data) is ct._single_run_py(data), data
+        assert cidx._wordscan.single_run(data) is ctok._single_run_py(data), data
 
 
 def test_scan_with_and_without_the_extension():
     rules = content.ruleset_for()
     assert rules.index is not None
-    python_only = dataclasses.replace(rules, index=ct.WordIndex(rules.index.words, rules.index.every, native=False))
+    python_only = dataclasses.replace(rules, index=cidx.WordIndex(rules.index.words, rules.index.every, native=False))
     assert python_only.index is not None and python_only.index._c is None
     r = random.Random(8)
     phrases = sorted(rules.index.words)
@@ -84,8 +85,8 @@ def test_leet_runs_equal_the_python_path():
     r = random.Random(9)
     for _ in range(20000):
         classes = "".join(r.choice(["a", "1", "aa", "11", " ", "  "]) for _ in range(r.randint(0, 14))).encode()
-        native = ct._wordscan.leet_runs(classes)
-        assert native == ct._leet_runs_py(classes), classes
+        native = cidx._wordscan.leet_runs(classes)
+        assert native == ctok._leet_runs_py(classes), classes
         for start, end in zip(native[::2], native[1::2]):
             run = classes[start:end]
             assert b" " not in run and (b"a1" in run or b"1a" in run)

@@ -1,7 +1,7 @@
 /* filters._wordscan: where the rule words occur in a content-stage word stream, in one C pass.
  *
  * The content stage turns a message's text into a stream of word tokens apart by white space
- * (filters/content/text.py). Only the few hundred words that rule phrases are made of matter to
+ * (filters/content/tokens.py). Only the few hundred words that rule phrases are made of matter to
  * the phrase scan; in Python, finding them meant splitting the whole stream into thousands of
  * str objects and hashing each. This module walks the stream's bytes once and looks each token up
  * in its own hash table of the rule words:
@@ -30,8 +30,8 @@
  *                             second message costs one hash and one probe per token.
  *
  * Tokens are maximal runs of non-white-space characters, white space being what str.split()
- * splits ASCII at: \t \n \v \f \r, \x1c-\x1f and space. filters/content/text.py holds the Python
- * version of each function; tests/test_wordscan.py checks that both give the same.
+ * splits ASCII at: \t \n \v \f \r, \x1c-\x1f and space. filters/content/tokens.py and wordindex.py
+ * hold the Python version of each function; tests/test_wordscan.py checks that both give the same.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -8,14 +8,15 @@ from email.utils import getaddresses
 from typing import TYPE_CHECKING, Iterable
 
 from filters.content.subjects import money_subject, urgent_subject
-from filters.content.text import fold
+from filters.content.folding import fold
 from filters.content.urls import (affiliate_link, brand_subdomain, carries_url, embedded_urls, executable,
                                   host_category, lookalike, script_url, suspect)
 from filters.context import MessageContext
 from filters.content.textview import TextView
 
 if TYPE_CHECKING:  # the stage module imports this one
-    from filters.content import RuleSet, Settings
+    from filters.content.ruleset import RuleSet
+    from filters.content.settings import Settings
 
 
 @dataclass(frozen=True)
