@@ -184,6 +184,23 @@ def _links_reference(view, settings, rules, own, public_host):
     return hits
 
 
+def test_plain_from_fields_read_as_getaddresses_reads_them():
+    from email.utils import getaddresses
+    r = random.Random(7)
+    pieces = ["Demo", "Shop", "news", "@", "demo", ".", "example", " ", "<", ">", "a", "1", "+", "-", "_", "..",
+              "  ", "x.y", '"', "(", ")", ",", ";", ":", "\\", "\t", "é", "=?utf-8?q?x?="]
+    simple = pieces[:16]  # (values the fast path takes, and values a character away from them)
+    plain = 0
+    for n in range(20000):
+        value = "".join(r.choice(simple if n % 2 else pieces) for _ in range(r.randint(1, 12)))
+        m = cl._PLAIN_FROM.fullmatch(value)
+        if m is not None:
+            plain += 1
+            fast = [(m.group(1), m.group(2))] if m.group(2) else [("", m.group(3))]
+            assert fast == getaddresses([value]), value
+    assert plain > 50
+
+
 def test_link_checks_by_site_equal_a_check_of_every_link():
     rules = content.ruleset_for()
     r = random.Random(8)

@@ -90,3 +90,13 @@ def test_leet_runs_equal_the_python_path():
         for start, end in zip(native[::2], native[1::2]):
             run = classes[start:end]
             assert b" " not in run and (b"a1" in run or b"1a" in run)
+
+
+def test_word_text_passes_equal_the_python_path():
+    """leet_runs_text and spaced: the classes and the stream made as the bytes are read, in one pass."""
+    r = random.Random(10)
+    alphabet = ["a", "z", "1", "0", "@", "$", "!", "|", " ", "  ", "\n", "\x1e", ".", "-", "ab", "12", "A", "~", "\x7f"]
+    for _ in range(20000):
+        data = "".join(r.choice(alphabet) for _ in range(r.randint(0, 16))).encode()
+        assert cidx._wordscan.leet_runs_text(data) == ctok._leet_runs_text_py(data), data
+        assert cidx._wordscan.spaced(data) == ctok._spaced_py(data), data

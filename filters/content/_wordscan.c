@@ -18,6 +18,10 @@
  *   leet_runs(classes)     -> [start, end, start, end, ...] of each run of non-space bytes in
  *                             `classes` (letters 'a', digits and leet symbols '1', else ' ') where
  *                             a letter meets a digit (v1agra, c@sino)
+ *   leet_runs_text(data)   -> leet_runs(data.translate(CLASSES)) for lowercased ASCII word text,
+ *                             each byte classed as it is read (no copy of the text)
+ *   spaced(data)           -> (stream, singles): " " + the bytes with every one but [a-z0-9] made a
+ *                             space + " ", as a str, and single_run() of those bytes, in one pass
  *   fuzzy(keys, excluded, lo, hi) -> an opaque set for near(): `keys` are the misspelling-tolerant
  *                             rule words and each of them with one letter deleted; `excluded` the
  *                             tokens never to report (rule words, real words near rule words)
@@ -266,6 +270,83 @@ static PyObject *leet_runs(PyObject *module, PyObject *arg)
     }
     PyBuffer_Release(&view);
     return runs;
+}
+
+/* word classes of lowercased ASCII word text (filters/content/tokens.py _CLASSES): a letter 'a', a
+ * digit or leet symbol '1', anything else ' ' */
+static unsigned char word_class[256];
+
+static PyObject *leet_runs_text(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t n = view.len, i = 0;
+    PyObject *runs = PyList_New(0);
+    while (runs != NULL && i < n) {
+        while (i < n && word_class[s[i]] == ' ')
+            i++;
+        if (i >= n)
+            break;
+        Py_ssize_t start = i;
+        unsigned char previous = word_class[s[i++]], c;
+        int mixed = 0;
+        while (i < n && (c = word_class[s[i]]) != ' ') {
+            mixed |= c != previous;
+            previous = c;
+            i++;
+        }
+        if (!mixed)
+            continue;
+        PyObject *a = PyLong_FromSsize_t(start), *b = PyLong_FromSsize_t(i);
+        if (a == NULL || b == NULL || PyList_Append(runs, a) < 0 || PyList_Append(runs, b) < 0)
+            Py_CLEAR(runs);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+    }
+    PyBuffer_Release(&view);
+    return runs;
+}
+
+static PyObject *spaced(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t n = view.len;
+    PyObject *stream = PyUnicode_New(n + 2, 127);
+    if (stream == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(stream);
+    out[0] = ' ';
+    out[n + 1] = ' ';
+    int found = 0;
+    Py_ssize_t run = 0, length = 0;  /* one-character tokens in a row; the length of the token read */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+            out[i + 1] = c;
+            length++;
+            continue;
+        }
+        out[i + 1] = ' ';
+        if (length) {
+            run = length == 1 ? run + 1 : 0;
+            found |= run >= 3;
+            length = 0;
+        }
+    }
+    if (length) {
+        run = length == 1 ? run + 1 : 0;
+        found |= run >= 3;
+    }
+    PyBuffer_Release(&view);
+    PyObject *result = Py_BuildValue("(NO)", stream, found ? Py_True : Py_False);
+    return result;
 }
 
 
@@ -554,6 +635,8 @@ static PyMethodDef methods[] = {
      "offsets(index, stream) -> {word: [offset, ...]} of the indexed words in an ASCII stream, else None"},
     {"single_run", single_run, METH_O, "single_run(data) -> three or more one-character tokens in a row"},
     {"leet_runs", leet_runs, METH_O, "leet_runs(classes) -> [start, end, ...] of the runs where a letter meets a digit"},
+    {"leet_runs_text", leet_runs_text, METH_O, "leet_runs_text(data) -> leet_runs(data.translate(CLASSES))"},
+    {"spaced", spaced, METH_O, "spaced(data) -> (the word stream of ASCII word text, single_run of it)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -567,5 +650,7 @@ PyMODINIT_FUNC PyInit__wordscan(void)
     const char *spaces = " \t\n\v\f\r\x1c\x1d\x1e\x1f";
     for (const char *c = spaces; *c; c++)
         is_space[(unsigned char)*c] = 1;
+    for (int c = 0; c < 256; c++)
+        word_class[c] = (c >= 'a' && c <= 'z') ? 'a' : (c && strchr("0123456789@$!|", c)) ? '1' : ' ';
     return PyModule_Create(&module_def);
 }

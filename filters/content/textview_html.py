@@ -201,7 +201,7 @@ def _hidden_roots(tree: LexborHTMLParser, selectors: tuple[str, ...] = ()) -> li
         if node.mem_id in inside or not (node.mem_id in ids and selectors or hides(node, styles[i])):
             continue
         roots.append(node)
-        inside.update(n.mem_id for n in node.css("*"))  # the node itself among them
+        inside.update(map(_MEM_ID, node.traverse()))  # the node itself among them
     return roots
 
 

@@ -62,8 +62,25 @@ def _leet_runs_py(classes: bytes) -> list[int]:
     return runs
 
 
+def _leet_runs_text_py(data: bytes) -> list[int]:
+    """`_leet_runs` of the word classes of ASCII word text (`_leet_runs_text`: the C version when
+    built, which classes each byte as it reads it)."""
+    return _leet_runs_py(data.translate(_CLASSES))
+
+
+def _spaced_py(data: bytes) -> tuple[str, bool]:
+    """The word stream of ASCII word text (every character but [a-z0-9] a space, and a space at
+    each end) and whether it holds three one-character tokens in a row (`_spaced`: the C version
+    when built, one pass)."""
+    words = data.translate(_SPACES_BYTES)  # bytes.translate: a table lookup a byte, in C
+    return f" {words.decode('ascii')} ", _single_run_py(words)
+
+
 _single_run = _wordscan.single_run if _wordscan is not None else _single_run_py
 _leet_runs = _wordscan.leet_runs if _wordscan is not None else _leet_runs_py
+# (getattr: an extension built before these were added still serves the others)
+_leet_runs_text = getattr(_wordscan, "leet_runs_text", _leet_runs_text_py)
+_spaced = getattr(_wordscan, "spaced", _spaced_py)
 
 
 class _Normaliser:
@@ -161,13 +178,11 @@ class _Normaliser:
             return " " + " ".join(self.tokens(f"\n{SEP}\n".join(fold(b) for b in blocks))) + " "
         text = "\n".join(parts)  # type: ignore[arg-type]  # SEP is a control: a space, as in tokens()
         data = text.encode("ascii")
-        classes = data.translate(_CLASSES)
-        runs = _leet_runs(classes)
+        runs = _leet_runs_text(data)
         if runs:
             data = self._unleet_runs(text, runs).encode("ascii")
-        data = data.translate(_SPACES_BYTES)  # bytes.translate: a table lookup a byte, in C
-        stream = f" {data.decode('ascii')} "
-        if _single_run(data):
+        stream, singles = _spaced(data)
+        if singles:
             stream = _SINGLES.sub(self._join_singles, stream)
         return stream
 
