@@ -102,6 +102,13 @@ def test_text_links_equal_findall(seed):
             url.rstrip(tv._URL_END) for url in tv._TEXT_URL.findall(text)], text
 
 
+def test_url_characters_are_those_that_are_not_white_space_controls_or_quotes():
+    import re
+    as_written = re.compile(r"[^\s<>\"'\x00-\x1f]")
+    listed = re.compile(tv._URL_CHARS)
+    assert [c for c in range(0x110000) if bool(as_written.match(chr(c))) != bool(listed.match(chr(c)))] == []
+
+
 def _links_reference(view, settings, rules, own, public_host):
     """check_links as first written: every link's host parsed from its whole URL, every time."""
     from filters.content import urls as cu

@@ -177,9 +177,9 @@ def _hidden_roots(tree: LexborHTMLParser, selectors: tuple[str, ...] = ()) -> li
     nodes = tree.css(query)
     if not nodes:
         return []
-    attributes = list(map(_ATTRS, nodes))
-    styles = [attrs.get("style") or "" for attrs in attributes] if flagged else \
-        [attrs["style"] or "" for attrs in attributes]
+    # (each attributes object let go as soon as read: hundreds alive at once start a collection)
+    styles = [attrs.get("style") or "" for attrs in map(_ATTRS, nodes)] if flagged else \
+        [attrs["style"] or "" for attrs in map(_ATTRS, nodes)]
     lowered = "\x00".join(styles).lower()  # attribute values hold no NUL (the parser replaces it)
     found = {m.start() for word, needs in _NEEDS if word in lowered for m in needs.finditer(lowered)}
     if not found and not flagged:
@@ -215,11 +215,16 @@ def _convert(data: bytes, always_unlinked: bool = False) -> HtmlText:
         return HtmlText("", "", [], None)
     nodes = list(root.traverse())  # elements and comments, in document order
     tags = list(map(_TAG_ID, nodes))
-    skipped = itertools.compress(nodes, map(_SKIPPED.__contains__, tags))
+    skipped = list(itertools.compress(nodes, map(_SKIPPED.__contains__, tags)))
+    comments = list(itertools.compress(nodes, map(_COMMENT.__eq__, tags))) if _COMMENT in tags else []
+    inline = list(itertools.compress(nodes, map(operator.not_, map(_KEPT.__contains__, tags))))
+    # only these are kept: hundreds of node objects alive at once start a garbage collection
+    del nodes
     if _XML_HAS_OWN_ID or max(tags) > _LAST_KNOWN:
-        skipped = itertools.chain(skipped, tree.css("xml"))
+        skipped += tree.css("xml")
     for node in skipped:
         node.decompose(recursive=False)  # cut from the tree; the text walk never reaches it
+    del skipped
     hidden_roots = _hidden_roots(tree, hidden_selectors(data, HIDING_STYLE))
     hidden_ids = {node.mem_id for node in hidden_roots}
     alt_words = 0
@@ -230,12 +235,12 @@ def _convert(data: bytes, always_unlinked: bool = False) -> HtmlText:
             img.replace_with(f" {alt} ")
     anchors = tree.css("a[href]")
     areas = tree.css("area[href]") if _AREA in tags else []
-    if _COMMENT in tags:
-        for node in itertools.compress(nodes, map(_COMMENT.__eq__, tags)):
-            node.decompose(recursive=False)  # it would keep the text on either side apart
-    for node in itertools.compress(nodes, map(operator.not_, map(_KEPT.__contains__, tags))):
+    for node in comments:
+        node.decompose(recursive=False)  # it would keep the text on either side apart
+    for node in inline:
         if not (hidden_ids and node.mem_id in hidden_ids):
             node.unwrap(delete_empty=True)
+    del inline
     root.merge_text_nodes()
     texts: dict[int, str] = {}  # link texts read early: anchors in hidden elements
     inner = [anchor for node in hidden_roots for anchor in node.css("a")]  # (css() matches the node too)
