@@ -47,6 +47,7 @@ _SHOWN_URL_ANYWHERE = re.compile(r"(?:https?|ftp)://((?:[a-z0-9-]+\.)+[a-z]{2,24
 _FILE_EXTENSIONS = frozenset({"pdf", "html", "htm", "jpg", "jpeg", "png", "gif", "doc", "docx", "zip", "php",
                               "aspx", "txt", "csv", "xls", "xlsx", "exe", "js", "css", "py", "md", "svg", "mp4",
                               "mp3", "ppt", "pptx", "json", "xml", "ics"})
+_SPACE_DOT = re.compile(r"\s+\.(?=[a-z])")
 _REPLY_PREFIX = re.compile(r"^\s*(?:re|fw|fwd|aw|wg|tr|sv|vs|antw|rv|enc|res|odp|vl|r)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]")
 
 
@@ -275,7 +276,7 @@ def check_headers(ctx: MessageContext, subject: str, rules: RuleSet,
             continue
         from_domain = address.rpartition("@")[2].lower().rstrip(".")
         # "=?utf-8?q?...?=.com" decodes as "... .com": readers see no space before the dot
-        folded = re.sub(r"\s+\.(?=[a-z])", ".", fold(name))
+        folded = _SPACE_DOT.sub(".", fold(name))
         shown = [m.group(1) for m in _EMAIL_IN_TEXT.finditer(folded)]
         shown += [m.group(1) for m in _DOMAIN_IN_TEXT.finditer(folded) if looks_like_domain(m.group(1))]
         for domain in shown:

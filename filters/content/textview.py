@@ -74,6 +74,7 @@ class TextView:
 # MIME
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9*_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+_QUOTED_PAIR = re.compile(r"\\(.)")
 _LEGACY_CHARSETS = {"unknown-8bit": "latin-1", "x-unknown": "latin-1", "x-user-defined": "latin-1",
                     "default": "latin-1", "us-ascii": "cp1252", "ascii": "cp1252",
                     "iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252"}
@@ -86,7 +87,7 @@ def _content_type(value: str | None) -> tuple[str, dict[str, str]]:
     params: dict[str, str] = {}
     for name, raw in _PARAM.findall(value):
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1]) if "\\" in raw else raw[1:-1]
         name = name.lower()
         if name.endswith("*"):  # RFC 2231: charset'lang'value
             name = name.rstrip("*")

@@ -227,14 +227,18 @@ def _convert(data: bytes, always_unlinked: bool = False) -> HtmlText:
     del skipped
     hidden_roots = _hidden_roots(tree, hidden_selectors(data, HIDING_STYLE))
     hidden_ids = {node.mem_id for node in hidden_roots}
+    # one selector walk for the three (each query also sets up the selector engine's memory anew)
+    found = tree.css("img[alt], a[href], area[href]")
+    kinds = list(map(_TAG_ID, found))
     alt_words = 0
-    for img in tree.css("img[alt]"):
+    for img in itertools.compress(found, map(_IMG.__eq__, kinds)):
         alt = img.attrs["alt"]
         if alt and not (hidden_ids and img.mem_id in hidden_ids):
             alt_words += len(alt.split())
             img.replace_with(f" {alt} ")
-    anchors = tree.css("a[href]")
-    areas = tree.css("area[href]") if _AREA in tags else []
+    anchors = list(itertools.compress(found, map(_A.__eq__, kinds)))
+    areas = list(itertools.compress(found, map(_AREA.__eq__, kinds))) if _AREA in tags else []
+    del found
     for node in comments:
         node.decompose(recursive=False)  # it would keep the text on either side apart
     for node in inline:
@@ -243,7 +247,8 @@ def _convert(data: bytes, always_unlinked: bool = False) -> HtmlText:
     del inline
     root.merge_text_nodes()
     texts: dict[int, str] = {}  # link texts read early: anchors in hidden elements
-    inner = [anchor for node in hidden_roots for anchor in node.css("a")]  # (css() matches the node too)
+    # (the node itself among them, as css("a") has it; a walk costs less than a query on a small subtree)
+    inner = [anchor for node in hidden_roots for anchor in node.traverse() if anchor.tag_id == _A]
     if inner:
         # an anchor in a hidden element keeps all its text; then it is unwrapped like any inline
         # element, so that it does not split the hidden text (a hidden <a> itself stays, to be cut)
