@@ -6,6 +6,7 @@ import random
 import re
 
 from filters import content
+from filters.content import folding as cfold
 from filters.content import tokens as ctok
 from filters.content import wordindex as cidx
 
@@ -100,3 +101,16 @@ def test_word_text_passes_equal_the_python_path():
         data = "".join(r.choice(alphabet) for _ in range(r.randint(0, 16))).encode()
         assert cidx._wordscan.leet_runs_text(data) == ctok._leet_runs_text_py(data), data
         assert cidx._wordscan.spaced(data) == ctok._spaced_py(data), data
+
+
+def test_distinct_characters_outside_ascii_equal_the_python_path():
+    r = random.Random(11)
+    alphabet = ["a", " ", "é", "£", "’", "\ud800", "\uffff", "\x80", "\U0001F600", "ı", "\u034f", "abcdefgh"]
+    for n in range(20000):
+        text = "".join(r.choice(alphabet if n % 4 else alphabet[:2] * 20 + alphabet) for _ in range(r.randint(0, 40)))
+        native = cidx._wordscan.non_ascii(text)
+        if any(ord(c) > 0xFFFF for c in text):
+            assert native is None
+        else:
+            assert native == cfold._non_ascii_py(text), ascii(text)
+        assert cfold._non_ascii(text) == cfold._non_ascii_py(text)

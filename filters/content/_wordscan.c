@@ -22,6 +22,9 @@
  *                             each byte classed as it is read (no copy of the text)
  *   spaced(data)           -> (stream, singles): " " + the bytes with every one but [a-z0-9] made a
  *                             space + " ", as a str, and single_run() of those bytes, in one pass
+ *   non_ascii(text)        -> the distinct characters of a str past U+007F, as a str, in the order
+ *                             they first occur (filters/content/folding.py folds each on its own);
+ *                             None for a str with characters past the BMP
  *   fuzzy(keys, excluded, lo, hi) -> an opaque set for near(): `keys` are the misspelling-tolerant
  *                             rule words and each of them with one letter deleted; `excluded` the
  *                             tokens never to report (rule words, real words near rule words)
@@ -349,6 +352,52 @@ static PyObject *spaced(PyObject *module, PyObject *arg)
     return result;
 }
 
+static PyObject *non_ascii(PyObject *module, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "non_ascii(text: str)");
+        return NULL;
+    }
+    if (PyUnicode_IS_ASCII(arg))
+        return PyUnicode_New(0, 0);
+    int kind = PyUnicode_KIND(arg);
+    if (kind == PyUnicode_4BYTE_KIND)
+        Py_RETURN_NONE;  /* characters past the BMP: the caller's own way */
+    const void *data = PyUnicode_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    unsigned char seen[65536 / 8];  /* a bit a character */
+    memset(seen, 0, sizeof(seen));
+    Py_UCS2 *found = PyMem_Malloc(sizeof(Py_UCS2) * (size_t)(n < 65536 ? n : 65536));
+    if (found == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t count = 0;
+    /* eight bytes at a time past the ASCII (most of the text), a character at a time at the others */
+    const uint64_t high = kind == PyUnicode_1BYTE_KIND ? 0x8080808080808080ULL : 0xFF80FF80FF80FF80ULL;
+    const Py_ssize_t step = kind == PyUnicode_1BYTE_KIND ? 8 : 4;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (i + step <= n) {
+            uint64_t w;
+            memcpy(&w, (const char *)data + i * kind, 8);
+            if ((w & high) == 0) {
+                i += step;
+                continue;
+            }
+        }
+        Py_ssize_t end = i + step < n ? i + step : n;
+        for (; i < end; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c < 0x80 || (seen[c >> 3] & (1 << (c & 7))))
+                continue;
+            seen[c >> 3] |= (unsigned char)(1 << (c & 7));
+            found[count++] = (Py_UCS2)c;
+        }
+    }
+    PyObject *result = PyUnicode_FromKindAndData(PyUnicode_2BYTE_KIND, found, count);
+    PyMem_Free(found);
+    return result;
+}
+
 
 /* ---- fuzzy candidates (filters/content_fuzzy.py) ---- */
 
@@ -637,6 +686,7 @@ static PyMethodDef methods[] = {
     {"leet_runs", leet_runs, METH_O, "leet_runs(classes) -> [start, end, ...] of the runs where a letter meets a digit"},
     {"leet_runs_text", leet_runs_text, METH_O, "leet_runs_text(data) -> leet_runs(data.translate(CLASSES))"},
     {"spaced", spaced, METH_O, "spaced(data) -> (the word stream of ASCII word text, single_run of it)"},
+    {"non_ascii", non_ascii, METH_O, "non_ascii(text) -> its distinct characters past U+007F, in order"},
     {NULL, NULL, 0, NULL},
 };
 

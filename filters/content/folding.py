@@ -7,6 +7,11 @@ from typing import Iterable
 
 from filters.content.fuzzy import confusable_map
 
+try:  # the C word finder (filters/content/_wordscan.c); without it, or one built before non_ascii, the Python path
+    from filters.content._wordscan import non_ascii as _non_ascii_c
+except ImportError:  # pragma: no cover  (built without a C compiler)
+    _non_ascii_c = None
+
 # ---------------------------------------------------------------------------------------------
 # folding: the same for message text and for rule phrases
 
@@ -103,13 +108,23 @@ def _own_fold(ch: str) -> str | None:
     return result
 
 
+def _non_ascii_py(text: str) -> str:
+    """The distinct characters of `text` outside ASCII (`_non_ascii`: the C version when built, for
+    text within the BMP), found in C: their UTF-8 bytes are exactly the bytes >= 0x80."""
+    others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES)
+    return "".join(dict.fromkeys(others.decode("utf-8", "surrogatepass")))
+
+
+def _non_ascii(text: str) -> str:
+    found = _non_ascii_c(text) if _non_ascii_c is not None else None
+    return _non_ascii_py(text) if found is None else found
+
+
 def _token_text(text: str) -> str | None:
     """`text` folded as far as word tokens can tell (ASCII), or None when only `fold` is exact."""
     if text.isascii():
         return text.lower()
-    # the characters outside ASCII, in C: their UTF-8 bytes are exactly the bytes >= 0x80
-    others = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES)
-    for ch in set(others.decode("utf-8", "surrogatepass")):
+    for ch in _non_ascii(text):  # (each folds to ASCII on its own: the order they are replaced in is free)
         folded = _own_fold(ch)
         if folded is None:
             return None
