@@ -25,6 +25,10 @@
  *   non_ascii(text)        -> the distinct characters of a str past U+007F, as a str, in the order
  *                             they first occur (filters/content/folding.py folds each on its own);
  *                             None for a str with characters past the BMP
+ *   may_hold_url(text)     -> "://" or "ww." (ASCII letters in any case) occurs in the str
+ *                             (filters/content/textview_html.py _may_hold_url)
+ *   url_starts(text)       -> [i, ...] where "http" or "www." (ASCII letters in any case) starts, in
+ *                             order (filters/content/textview.py _text_links)
  *   fuzzy(keys, excluded, lo, hi) -> an opaque set for near(): `keys` are the misspelling-tolerant
  *                             rule words and each of them with one letter deleted; `excluded` the
  *                             tokens never to report (rule words, real words near rule words)
@@ -398,6 +402,73 @@ static PyObject *non_ascii(PyObject *module, PyObject *arg)
     return result;
 }
 
+/* The two below read a str of any kind, one loop a kind; `c | 0x20` is the lowercase of an ASCII
+ * letter, and no other character's is one. */
+#define MAY_HOLD_URL(TYPE)                                                        \
+    {                                                                             \
+        const TYPE *t = (const TYPE *)data;                                       \
+        for (Py_ssize_t i = 2; i < n; i++) {                                      \
+            TYPE c = t[i];                                                        \
+            if (c == '/' ? t[i - 1] == '/' && t[i - 2] == ':'                     \
+                         : c == '.' && (t[i - 1] | 0x20) == 'w' && (t[i - 2] | 0x20) == 'w') \
+                Py_RETURN_TRUE;                                                   \
+        }                                                                         \
+        Py_RETURN_FALSE;                                                          \
+    }
+
+static PyObject *may_hold_url(PyObject *module, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "may_hold_url(text: str)");
+        return NULL;
+    }
+    const void *data = PyUnicode_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    switch (PyUnicode_KIND(arg)) {
+    case PyUnicode_1BYTE_KIND: MAY_HOLD_URL(Py_UCS1)
+    case PyUnicode_2BYTE_KIND: MAY_HOLD_URL(Py_UCS2)
+    default: MAY_HOLD_URL(Py_UCS4)
+    }
+}
+
+#define URL_STARTS(TYPE)                                                          \
+    {                                                                             \
+        const TYPE *t = (const TYPE *)data;                                       \
+        for (Py_ssize_t i = 0; i + 3 < n; i++) {                                  \
+            TYPE c = t[i] | 0x20;                                                 \
+            if (c == 'h' ? (t[i + 1] | 0x20) == 't' && (t[i + 2] | 0x20) == 't' && (t[i + 3] | 0x20) == 'p' \
+                         : c == 'w' && (t[i + 1] | 0x20) == 'w' && (t[i + 2] | 0x20) == 'w' && t[i + 3] == '.') { \
+                PyObject *at = PyLong_FromSsize_t(i);                             \
+                if (at == NULL || PyList_Append(starts, at) < 0) {                \
+                    Py_XDECREF(at);                                               \
+                    Py_DECREF(starts);                                            \
+                    return NULL;                                                  \
+                }                                                                 \
+                Py_DECREF(at);                                                    \
+                i += 3;  /* neither can start again within itself */              \
+            }                                                                     \
+        }                                                                         \
+        return starts;                                                            \
+    }
+
+static PyObject *url_starts(PyObject *module, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "url_starts(text: str)");
+        return NULL;
+    }
+    const void *data = PyUnicode_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    PyObject *starts = PyList_New(0);
+    if (starts == NULL)
+        return NULL;
+    switch (PyUnicode_KIND(arg)) {
+    case PyUnicode_1BYTE_KIND: URL_STARTS(Py_UCS1)
+    case PyUnicode_2BYTE_KIND: URL_STARTS(Py_UCS2)
+    default: URL_STARTS(Py_UCS4)
+    }
+}
+
 
 /* ---- fuzzy candidates (filters/content_fuzzy.py) ---- */
 
@@ -687,6 +758,8 @@ static PyMethodDef methods[] = {
     {"leet_runs_text", leet_runs_text, METH_O, "leet_runs_text(data) -> leet_runs(data.translate(CLASSES))"},
     {"spaced", spaced, METH_O, "spaced(data) -> (the word stream of ASCII word text, single_run of it)"},
     {"non_ascii", non_ascii, METH_O, "non_ascii(text) -> its distinct characters past U+007F, in order"},
+    {"may_hold_url", may_hold_url, METH_O, "may_hold_url(text) -> '://' or 'ww.' (any case) occurs in it"},
+    {"url_starts", url_starts, METH_O, "url_starts(text) -> where 'http' or 'www.' (any case) starts, in order"},
     {NULL, NULL, 0, NULL},
 };
 

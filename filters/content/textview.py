@@ -27,6 +27,11 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from relay.mail.message import field_name, field_value, split_header_block
+
+try:  # the C helpers (filters/content/_wordscan.c); without them, or built before these, the Python paths
+    from filters.content import _wordscan
+except ImportError:  # pragma: no cover  (built without a C compiler)
+    _wordscan = None  # type: ignore[assignment]
 from filters.content.textview_html import html_text
 from relay.base.offload import copy_range
 
@@ -264,18 +269,27 @@ _URL_END = ".,;:!?)]}>'\""
 _new_link = functools.partial(tuple.__new__, Link)  # Link(*fields) without the Python-level __new__
 
 
-def _text_links(text: str) -> list[Link]:
-    """The URLs written in `text` (what `_TEXT_URL.findall` finds), tried only where one can start."""
+def _url_starts_py(text: str) -> list[int]:
+    """Where "http" or "www." starts in `text`, in any case (h t p w have no other cases), in order
+    (`_url_starts`: the C version when built, one pass over the str)."""
     low = text.encode("ascii", "replace").lower()  # one byte per character: the same positions
     starts = []
-    for mark in (b"http", b"www."):  # a URL starts so, in any case (h t p w have no other cases)
+    for mark in (b"http", b"www."):
         at = low.find(mark)
         while at >= 0:
             starts.append(at)
             at = low.find(mark, at + 4)
+    return sorted(starts)
+
+
+_url_starts = getattr(_wordscan, "url_starts", _url_starts_py)
+
+
+def _text_links(text: str) -> list[Link]:
+    """The URLs written in `text` (what `_TEXT_URL.findall` finds), tried only where one can start."""
     links: list[Link] = []
     end = 0
-    for at in sorted(starts):
+    for at in _url_starts(text):
         if at < end:
             continue  # inside the URL before
         m = _TEXT_URL.match(text, at)

@@ -10,6 +10,11 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from filters.content.textview_css import hidden_selectors
 
+try:  # the C helpers (filters/content/_wordscan.c); without them, or built before these, the Python paths
+    from filters.content import _wordscan
+except ImportError:  # pragma: no cover  (built without a C compiler)
+    _wordscan = None  # type: ignore[assignment]
+
 # `html_text(source)` parses the document as a browser engine does (implied and misnested tags,
 # comments, raw-text elements, character references, text moved out of tables: all by the HTML5
 # rules), then turns the tree into text with a fixed number of lexbor calls plus one Python call
@@ -314,10 +319,14 @@ _OPEN, _CLOSE = "\x00(", "\x00)"
 _ANCHOR_TEXT = re.compile("\x00\\([^\x00]*\x00\\)")
 
 
-def _may_hold_url(text: str) -> bool:
-    """`text` may hold a URL as relay.textview finds them (http:// or https:// or www., in any case)."""
+def _may_hold_url_py(text: str) -> bool:
+    """`text` may hold a URL as relay.textview finds them (http:// or https:// or www., in any case)
+    (`_may_hold_url`: the C version when built, one pass over the str)."""
     lowered = text.encode().lower()  # ASCII letters only: t p w have no other cases
     return b"://" in lowered or b"ww." in lowered
+
+
+_may_hold_url = getattr(_wordscan, "may_hold_url", _may_hold_url_py)
 
 
 def _links(anchors: list[LexborNode], areas: list[LexborNode], known: dict[int, str]) -> list[tuple[str, str]]:
