@@ -127,3 +127,15 @@ def test_url_marks_equal_the_python_path():
         text = "".join(r.choice(pieces) for _ in range(r.randint(0, 14)))
         assert cidx._wordscan.url_starts(text) == tv._url_starts_py(text), ascii(text)
         assert cidx._wordscan.may_hold_url(text) is th._may_hold_url_py(text), ascii(text)
+
+
+def test_hiding_styles_equal_the_python_path():
+    """hiding_styles: which styles show what a way of hiding needs, as the joined-and-searched Python path."""
+    from filters.content import textview_html as th
+    r = random.Random(13)
+    pieces = ["display", "DISPLAY", "Display", "none", "NONE", ":", " ", "\t", "\n", "\x0b", "\x0c", "visibility",
+              "hidden", "overflow", "mso-hide", "all", "opacity", "0", "1px", "1PX", "font-size", "FONT-SIZE", "1",
+              "px", ";", "x", "\u0130", "d\u0130splay", "\u212a", "é", "\U0001F600", "color:red", "height:0"]
+    for _ in range(20000):
+        styles = ["".join(r.choice(pieces) for _ in range(r.randint(0, 8))) for _ in range(r.randint(0, 4))]
+        assert cidx._wordscan.hiding_styles(styles) == th._hiding_styles_py(styles), styles

@@ -29,6 +29,10 @@
  *                             (filters/content/textview_html.py _may_hold_url)
  *   url_starts(text)       -> [i, ...] where "http" or "www." (ASCII letters in any case) starts, in
  *                             order (filters/content/textview.py _text_links)
+ *   hiding_styles(styles)  -> [i, ...] of the styles (a list of str) where a way of hiding can be read:
+ *                             display:none, visibility:hidden, overflow:hidden, mso-hide:all,
+ *                             opacity:0, font-size:0 or font-size:1px, ASCII white space around the
+ *                             colon, ASCII letters in any case (filters/content/textview_html.py _NEEDS)
  *   fuzzy(keys, excluded, lo, hi) -> an opaque set for near(): `keys` are the misspelling-tolerant
  *                             rule words and each of them with one letter deleted; `excluded` the
  *                             tokens never to report (rule words, real words near rule words)
@@ -469,6 +473,86 @@ static PyObject *url_starts(PyObject *module, PyObject *arg)
     }
 }
 
+static const struct {
+    const char *word;
+    Py_ssize_t length;
+    const char *value, *other;
+} HIDING[] = {
+    {"display", 7, "none", NULL}, {"visibility", 10, "hidden", NULL}, {"overflow", 8, "hidden", NULL},
+    {"mso-hide", 8, "all", NULL}, {"opacity", 7, "0", NULL}, {"font-size", 9, "0", "1px"},
+};
+
+#define ASCII_LOWER(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+#define ASCII_SPACE(c) ((c) == ' ' || ((c) >= '\t' && (c) <= '\r'))
+
+/* `value` (lowercase ASCII) is at t[j:] in any case */
+#define VALUE_AT(TYPE, t, n, j, value, ok)                                        \
+    {                                                                             \
+        ok = value != NULL;                                                       \
+        for (Py_ssize_t k = 0; ok && value[k]; k++)                               \
+            ok = j + k < n && ASCII_LOWER(t[j + k]) == (TYPE)value[k];            \
+    }
+
+#define HIDES(TYPE)                                                               \
+    {                                                                             \
+        const TYPE *t = (const TYPE *)data;                                       \
+        for (Py_ssize_t i = 0; i < n && !found; i++) {                            \
+            TYPE c = ASCII_LOWER(t[i]);                                           \
+            if (c != 'd' && c != 'v' && c != 'o' && c != 'm' && c != 'f')         \
+                continue;                                                         \
+            for (size_t w = 0; w < sizeof(HIDING) / sizeof(HIDING[0]) && !found; w++) { \
+                int ok;                                                           \
+                VALUE_AT(TYPE, t, n, i, HIDING[w].word, ok)                       \
+                if (!ok)                                                          \
+                    continue;                                                     \
+                Py_ssize_t j = i + HIDING[w].length;                              \
+                while (j < n && ASCII_SPACE(t[j]))                                \
+                    j++;                                                          \
+                if (j >= n || t[j] != ':')                                        \
+                    continue;                                                     \
+                j++;                                                              \
+                while (j < n && ASCII_SPACE(t[j]))                                \
+                    j++;                                                          \
+                VALUE_AT(TYPE, t, n, j, HIDING[w].value, ok)                      \
+                if (!ok)                                                          \
+                    VALUE_AT(TYPE, t, n, j, HIDING[w].other, ok)                  \
+                found = ok;                                                       \
+            }                                                                     \
+        }                                                                         \
+    }
+
+static PyObject *hiding_styles(PyObject *module, PyObject *arg)
+{
+    if (!PyList_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "hiding_styles(styles: list of str)");
+        return NULL;
+    }
+    PyObject *picked = PyList_New(0);
+    for (Py_ssize_t k = 0; picked != NULL && k < PyList_GET_SIZE(arg); k++) {
+        PyObject *style = PyList_GET_ITEM(arg, k);
+        if (!PyUnicode_Check(style)) {
+            PyErr_SetString(PyExc_TypeError, "hiding_styles(styles: list of str)");
+            Py_DECREF(picked);
+            return NULL;
+        }
+        const void *data = PyUnicode_DATA(style);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(style);
+        int found = 0;
+        switch (PyUnicode_KIND(style)) {
+        case PyUnicode_1BYTE_KIND: HIDES(Py_UCS1) break;
+        case PyUnicode_2BYTE_KIND: HIDES(Py_UCS2) break;
+        default: HIDES(Py_UCS4) break;
+        }
+        if (!found)
+            continue;
+        PyObject *at = PyLong_FromSsize_t(k);
+        if (at == NULL || PyList_Append(picked, at) < 0)
+            Py_CLEAR(picked);
+        Py_XDECREF(at);
+    }
+    return picked;
+}
+
 
 /* ---- fuzzy candidates (filters/content_fuzzy.py) ---- */
 
@@ -760,6 +844,7 @@ static PyMethodDef methods[] = {
     {"non_ascii", non_ascii, METH_O, "non_ascii(text) -> its distinct characters past U+007F, in order"},
     {"may_hold_url", may_hold_url, METH_O, "may_hold_url(text) -> '://' or 'ww.' (any case) occurs in it"},
     {"url_starts", url_starts, METH_O, "url_starts(text) -> where 'http' or 'www.' (any case) starts, in order"},
+    {"hiding_styles", hiding_styles, METH_O, "hiding_styles(styles) -> [i, ...] of the styles a way of hiding can be read in"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -162,11 +162,29 @@ def hides(node: LexborNode, style: str | None = None) -> bool:
     return bool(style) and HIDING_STYLE.search(style) is not None
 
 
+def _hiding_styles_py(styles: list[str]) -> list[int]:
+    """The indices of the styles in which what a way of hiding needs is written (`_NEEDS`: a superset
+    of what `hides` finds), in order: the styles joined and searched in C (`_hiding_styles`: the C
+    version when built, one pass over each style)."""
+    lowered = "\x00".join(styles).lower()  # attribute values hold no NUL (the parser replaces it)
+    found = {m.start() for word, needs in _NEEDS if word in lowered for m in needs.finditer(lowered)}
+    picked: set[int] = set()
+    index = previous = 0
+    for at in sorted(found):  # the index of the style holding each: the separators before it
+        index += lowered.count("\x00", previous, at)
+        previous = at
+        picked.add(index)
+    return sorted(picked)
+
+
+_hiding_styles = getattr(_wordscan, "hiding_styles", _hiding_styles_py)
+
+
 def _hidden_roots(tree: LexborHTMLParser, selectors: tuple[str, ...] = ()) -> list[LexborNode]:
     """The hidden elements that are not inside another hidden element, in document order.
 
-    Newsletters style hundreds of elements and hide one or two: the styles are read once, joined,
-    and searched (in C) for what each way of hiding needs; only the elements found get `hides`.
+    Newsletters style hundreds of elements and hide one or two: the styles are read once and
+    searched in C for what each way of hiding needs; only the elements found get `hides`.
     `selectors` are those a stylesheet hides (filters/content/textview_css.py): their elements are hidden too.
     """
     flagged = tree.css("[hidden]")
@@ -185,16 +203,9 @@ def _hidden_roots(tree: LexborHTMLParser, selectors: tuple[str, ...] = ()) -> li
     # (each attributes object let go as soon as read: hundreds alive at once start a collection)
     styles = [attrs.get("style") or "" for attrs in map(_ATTRS, nodes)] if flagged else \
         [attrs["style"] or "" for attrs in map(_ATTRS, nodes)]
-    lowered = "\x00".join(styles).lower()  # attribute values hold no NUL (the parser replaces it)
-    found = {m.start() for word, needs in _NEEDS if word in lowered for m in needs.finditer(lowered)}
-    if not found and not flagged:
+    picked = set(_hiding_styles(styles))
+    if not picked and not flagged:
         return []
-    picked: set[int] = set()
-    index = previous = 0
-    for at in sorted(found):  # the index of the style holding each: the separators before it
-        index += lowered.count("\x00", previous, at)
-        previous = at
-        picked.add(index)
     ids: set[int] = set()
     if flagged:
         ids = {node.mem_id for node in flagged}
