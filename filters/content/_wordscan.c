@@ -493,14 +493,17 @@ static const struct {
             ok = j + k < n && ASCII_LOWER(t[j + k]) == (TYPE)value[k];            \
     }
 
+/* per character, a bit for each HIDING word that starts with it (in either case) */
+static unsigned char hiding_first[256];
+
 #define HIDES(TYPE)                                                               \
     {                                                                             \
         const TYPE *t = (const TYPE *)data;                                       \
         for (Py_ssize_t i = 0; i < n && !found; i++) {                            \
-            TYPE c = ASCII_LOWER(t[i]);                                           \
-            if (c != 'd' && c != 'v' && c != 'o' && c != 'm' && c != 'f')         \
-                continue;                                                         \
-            for (size_t w = 0; w < sizeof(HIDING) / sizeof(HIDING[0]) && !found; w++) { \
+            unsigned int bits = t[i] < 256 ? hiding_first[t[i]] : 0;              \
+            for (size_t w = 0; bits && !found; w++, bits >>= 1) {                 \
+                if (!(bits & 1))                                                  \
+                    continue;                                                     \
                 int ok;                                                           \
                 VALUE_AT(TYPE, t, n, i, HIDING[w].word, ok)                       \
                 if (!ok)                                                          \
@@ -860,5 +863,10 @@ PyMODINIT_FUNC PyInit__wordscan(void)
         is_space[(unsigned char)*c] = 1;
     for (int c = 0; c < 256; c++)
         word_class[c] = (c >= 'a' && c <= 'z') ? 'a' : (c && strchr("0123456789@$!|", c)) ? '1' : ' ';
+    for (size_t w = 0; w < sizeof(HIDING) / sizeof(HIDING[0]); w++) {
+        unsigned char first = (unsigned char)HIDING[w].word[0];
+        hiding_first[first] |= (unsigned char)(1 << w);
+        hiding_first[first - 32] |= (unsigned char)(1 << w);  /* (each word starts with a letter) */
+    }
     return PyModule_Create(&module_def);
 }
