@@ -139,3 +139,14 @@ def test_hiding_styles_equal_the_python_path():
     for _ in range(20000):
         styles = ["".join(r.choice(pieces) for _ in range(r.randint(0, 8))) for _ in range(r.randint(0, 4))]
         assert cidx._wordscan.hiding_styles(styles) == th._hiding_styles_py(styles), styles
+
+
+def test_url_suspect_equals_the_python_path():
+    from filters.content import urls as cu
+    r = random.Random(14)
+    pieces = ["https://", "http://", "www.", "demo.example", "/", "?", "&", "#", "=", "aff", "aff_id", "tag", "hop",
+              "utm_source", ".exe", ".js", ".com", "x", "é", "a", ".", "%3a", "http", "ww", "affiliate", "_id",
+              "\U0001F600", "?aff=", "&tag="]
+    for _ in range(20000):
+        low = "".join(r.choice(pieces) for _ in range(r.randint(0, 10))).lower()
+        assert cidx._wordscan.url_suspect(low, cu._EXECUTABLE_EXTENSIONS, cu._PARAM_NAMES) is cu.suspect_py(low), low

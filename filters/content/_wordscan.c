@@ -1,10 +1,12 @@
-/* filters._wordscan: where the rule words occur in a content-stage word stream, in one C pass.
+/* filters._wordscan: where the rule words occur in a content-stage word stream, in one C pass,
+ * and the stage's other character-at-a-time passes over text.
  *
  * The content stage turns a message's text into a stream of word tokens apart by white space
  * (filters/content/tokens.py). Only the few hundred words that rule phrases are made of matter to
  * the phrase scan; in Python, finding them meant splitting the whole stream into thousands of
  * str objects and hashing each. This module walks the stream's bytes once and looks each token up
- * in its own hash table of the rule words:
+ * in its own hash table of the rule words; it also holds the other passes over a message's text
+ * (or its styles and URLs) that the stage makes a character at a time, each one C loop:
  *
  *   index(words, every)    -> an opaque index of the ASCII words among `words` (others can never
  *                             occur in an ASCII stream); `every` (a set) names the words whose
@@ -33,6 +35,10 @@
  *                             display:none, visibility:hidden, overflow:hidden, mso-hide:all,
  *                             opacity:0, font-size:0 or font-size:1px, ASCII white space around the
  *                             colon, ASCII letters in any case (filters/content/textview_html.py _NEEDS)
+ *   url_suspect(low, extensions, params) -> filters/content/urls.py suspect(low): a lowercased URL
+ *                             carries another past its 12th character, its path ends in one of the
+ *                             `extensions` (a set), or a ? or & in it is followed by one of the
+ *                             `params` (a set) and =
  *   fuzzy(keys, excluded, lo, hi) -> an opaque set for near(): `keys` are the misspelling-tolerant
  *                             rule words and each of them with one letter deleted; `excluded` the
  *                             tokens never to report (rule words, real words near rule words)
@@ -556,6 +562,76 @@ static PyObject *hiding_styles(PyObject *module, PyObject *arg)
     return picked;
 }
 
+/* the str s[start:end] is in the set */
+static int slice_in(PyObject *s, Py_ssize_t start, Py_ssize_t end, PyObject *set)
+{
+    PyObject *part = PyUnicode_Substring(s, start, end);
+    if (part == NULL)
+        return -1;
+    int found = PySet_Contains(set, part);
+    Py_DECREF(part);
+    return found;
+}
+
+static PyObject *url_suspect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyUnicode_Check(args[0]) || !PyAnySet_Check(args[1]) || !PyAnySet_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "url_suspect(low: str, extensions: set, params: set)");
+        return NULL;
+    }
+    PyObject *low = args[0];
+    int kind = PyUnicode_KIND(low);
+    const void *data = PyUnicode_DATA(low);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(low);
+#define AT(i) PyUnicode_READ(kind, data, (i))
+    /* another URL in it: "http" or "www." from index 12 on */
+    for (Py_ssize_t i = 12; i + 3 < n; i++) {
+        Py_UCS4 c = AT(i);
+        if ((c == 'h' && AT(i + 1) == 't' && AT(i + 2) == 't' && AT(i + 3) == 'p')
+                || (c == 'w' && AT(i + 1) == 'w' && AT(i + 2) == 'w' && AT(i + 3) == '.'))
+            Py_RETURN_TRUE;
+    }
+    /* the path (before ? and #) ends in .EXTENSION, the dot past a slash at index 8 or later */
+    Py_ssize_t path = n, slash = -1, dot = -1, equals = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = AT(i);
+        if (c == '?' || c == '#') {
+            path = i;
+            break;
+        }
+    }
+    for (Py_ssize_t i = 0; i < path; i++) {
+        Py_UCS4 c = AT(i);
+        if (c == '/' && i >= 8 && slash < 0)
+            slash = i;
+        else if (c == '.')
+            dot = i;
+    }
+    if (slash > 0 && dot > slash) {
+        int found = slice_in(low, dot + 1, path, args[1]);
+        if (found != 0)
+            return found < 0 ? NULL : Py_NewRef(Py_True);
+    }
+    /* a parameter: ? or &, a name of `params`, = */
+    for (Py_ssize_t i = 0; i < n && !equals; i++)
+        equals = AT(i) == '=';
+    for (Py_ssize_t i = 0; equals && i < n; i++) {
+        Py_UCS4 c = AT(i);
+        if (c != '?' && c != '&')
+            continue;
+        Py_ssize_t e = i + 1;
+        while (e < n && AT(e) != '=')
+            e++;
+        if (e >= n)
+            break;  /* no = after it: none after any later one either */
+        int found = slice_in(low, i + 1, e, args[2]);
+        if (found != 0)
+            return found < 0 ? NULL : Py_NewRef(Py_True);
+    }
+#undef AT
+    Py_RETURN_FALSE;
+}
+
 
 /* ---- fuzzy candidates (filters/content_fuzzy.py) ---- */
 
@@ -847,6 +923,8 @@ static PyMethodDef methods[] = {
     {"non_ascii", non_ascii, METH_O, "non_ascii(text) -> its distinct characters past U+007F, in order"},
     {"may_hold_url", may_hold_url, METH_O, "may_hold_url(text) -> '://' or 'ww.' (any case) occurs in it"},
     {"url_starts", url_starts, METH_O, "url_starts(text) -> where 'http' or 'www.' (any case) starts, in order"},
+    {"url_suspect", (PyCFunction)(void (*)(void))url_suspect, METH_FASTCALL,
+     "url_suspect(low, extensions, params) -> the URL rules must read it closer (urls.py suspect)"},
     {"hiding_styles", hiding_styles, METH_O, "hiding_styles(styles) -> [i, ...] of the styles a way of hiding can be read in"},
     {NULL, NULL, 0, NULL},
 };
