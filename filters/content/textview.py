@@ -151,6 +151,8 @@ def decode_charset(data: bytes, charset: str | None) -> str:
 def _headers(fields: list[bytes]) -> dict[str, str]:
     found: dict[str, str] = {}
     for f in fields:
+        if f.lstrip()[:8].lower() != b"content-":
+            continue  # (a name test on the first bytes: field_name decodes and lowercases the name)
         name = field_name(f)
         if name in ("content-type", "content-transfer-encoding", "content-disposition") and name not in found:
             found[name] = field_value(f)
@@ -209,7 +211,7 @@ class _Walker:
         if ctype == "message/rfc822":
             sub_fields, sub_body = split_header_block(_transfer_decode(body, headers.get("content-transfer-encoding", "")))
             for f in sub_fields:
-                if field_name(f) == "subject":
+                if f.lstrip()[:7].lower() == b"subject" and field_name(f) == "subject":
                     self.view.add(field_value(f))
             self.entity(sub_fields, sub_body, depth + 1)
             return
@@ -248,7 +250,7 @@ def reader_view_of(fields: list[bytes], body: bytes) -> TextView:
         body = body.replace(b"\n", b"\r\n")
     view = TextView()
     for f in fields:
-        if field_name(f) == "subject":
+        if f.lstrip()[:7].lower() == b"subject" and field_name(f) == "subject":  # (the first bytes first)
             view.subject = field_value(f)
             break
     _Walker(view).entity(fields, body, 0)
