@@ -7,7 +7,9 @@ import pytest
 
 from filters import content
 from filters.content import links as cl
-from filters.content import text as ct
+from filters.content import folding as cfold
+from filters.content import phrases as cphr
+from filters.content import tokens as ctok
 from filters.content import textview as tv
 from filters.content import textview_html as th
 
@@ -16,7 +18,7 @@ WORDS = ["viagra", "v1agra", "c@sino", "casino", "online", "pharmacy", "buy", "c
          "a", "b", "s", "1", "2", "p i l l s", "c.a.s.i.n.o", "C-A-S-I-N-O", "0nline", "ph4rmacy", "l0ans",
          "ВИАГРА", "саsino", "ｖｉａｇｒａ", "vi\u200bagra", "café", "e\u0301", "İstanbul", "ı", "ſ", "K", "ß", "ﬁ",
          "出会い", "バイアグラ", "\u3040", "・", "£30", "½", "①", "ⓐ", "\xa0", "·", "©", "—", "’", "`", "\x1e", "я",
-         "ΣΑΣ", "ς", "ǅ", "ﾊﾞ", "가", "\u20dd", "\ufeff", "ＡＢＣ", "|casino|", "!!", "@@", "1st", "x"]
+         "ΣΑΣ", "ς", "ǅ", "ﾊﾞ", "가", "\u20dd", "\ufeff", "\u034f", "e\u034f\u0301", "ＡＢＣ", "|casino|", "!!", "@@", "1st", "x"]
 SEPARATORS = [" ", " ", "\n", ". ", "", "-", ", ", "\xa0", " · ", "!", "@"]
 
 
@@ -27,7 +29,7 @@ def _text(r: random.Random) -> str:
 def _reference_scan(rules: content.RuleSet, blocks: list[str], limit: int = 50) -> list[tuple[str, str]]:
     """The scan as a walk over every token: try each candidate phrase at each of its anchor words."""
     assert rules.normaliser is not None
-    tokens = rules.normaliser.tokens(f"\n{ct.SEP}\n".join(ct.fold(b) for b in blocks))
+    tokens = rules.normaliser.tokens(f"\n{ctok.SEP}\n".join(cfold.fold(b) for b in blocks))
     fuzzy = rules.misspellings
     if fuzzy is not None:  # each misspelt rule word read as the rule word (filters/content/fuzzy.py)
         tokens = [(fuzzy.correction(t) or t) if t.isascii() and t.isalpha() and t not in fuzzy.excluded
@@ -45,10 +47,10 @@ def _reference_scan(rules: content.RuleSet, blocks: list[str], limit: int = 50) 
         for offset, steps, rule in candidates.get(token, ()):
             if rule.id in seen or i - offset < 0:
                 continue
-            end = ct.match(steps, tokens, i - offset, 0)
+            end = cphr.match(steps, tokens, i - offset, 0)
             if end is not None:
                 seen.add(rule.id)
-                found.append((rule.id, ct.evidence(tokens, i - offset, end)))
+                found.append((rule.id, cphr.evidence(tokens, i - offset, end)))
                 if len(found) >= limit:
                     return found
     return found
@@ -60,19 +62,19 @@ def test_word_stream_equals_tokens_of_folded_text():
     r = random.Random(1)
     for _ in range(3000):
         blocks = [_text(r) for _ in range(r.randint(1, 3))]
-        reference = rules.normaliser.tokens(f"\n{ct.SEP}\n".join(ct.fold(b) for b in blocks))
+        reference = rules.normaliser.tokens(f"\n{ctok.SEP}\n".join(cfold.fold(b) for b in blocks))
         assert rules.normaliser.words(blocks) == reference, blocks
 
 
 def test_characters_folded_one_at_a_time_fold_as_in_context():
-    normaliser = ct._Normaliser(frozenset({"viagra", "casino"}))
-    for lo, hi in ct._CONTEXT_FREE:
+    normaliser = ctok._Normaliser(frozenset({"viagra", "casino"}))
+    for lo, hi in cfold._CONTEXT_FREE:
         for code in range(lo, hi + 1):
             ch = chr(code)
-            if ct._own_fold(ch) is None:
+            if cfold._own_fold(ch) is None:
                 continue
             for text in (f"a{ch}a", f"1{ch} ", f" {ch}e", f"{ch}{ch}"):
-                assert normaliser.words([text]) == normaliser.tokens(ct.fold(text)), repr(text)
+                assert normaliser.words([text]) == normaliser.tokens(cfold.fold(text)), repr(text)
 
 
 def test_scan_equals_a_walk_over_every_word():
@@ -98,6 +100,13 @@ def test_text_links_equal_findall(seed):
         text = "".join(r.choice(pieces) for _ in range(r.randint(0, 14)))
         assert [link.url for link in tv._text_links(text)] == [
             url.rstrip(tv._URL_END) for url in tv._TEXT_URL.findall(text)], text
+
+
+def test_url_characters_are_those_that_are_not_white_space_controls_or_quotes():
+    import re
+    as_written = re.compile(r"[^\s<>\"'\x00-\x1f]")
+    listed = re.compile(tv._URL_CHARS)
+    assert [c for c in range(0x110000) if bool(as_written.match(chr(c))) != bool(listed.match(chr(c)))] == []
 
 
 def _links_reference(view, settings, rules, own, public_host):
@@ -180,6 +189,23 @@ def _links_reference(view, settings, rules, own, public_host):
         if new_host and settings.branded_links_only and not cl.under(host, allowed):
             hit("off-brand", host)
     return hits
+
+
+def test_plain_from_fields_read_as_getaddresses_reads_them():
+    from email.utils import getaddresses
+    r = random.Random(7)
+    pieces = ["Demo", "Shop", "news", "@", "demo", ".", "example", " ", "<", ">", "a", "1", "+", "-", "_", "..",
+              "  ", "x.y", '"', "(", ")", ",", ";", ":", "\\", "\t", "é", "=?utf-8?q?x?="]
+    simple = pieces[:16]  # (values the fast path takes, and values a character away from them)
+    plain = 0
+    for n in range(20000):
+        value = "".join(r.choice(simple if n % 2 else pieces) for _ in range(r.randint(1, 12)))
+        m = cl._PLAIN_FROM.fullmatch(value)
+        if m is not None:
+            plain += 1
+            fast = [(m.group(1), m.group(2))] if m.group(2) else [("", m.group(3))]
+            assert fast == getaddresses([value]), value
+    assert plain > 50
 
 
 def test_link_checks_by_site_equal_a_check_of_every_link():

@@ -197,7 +197,7 @@ def test_misspelling_candidates_in_c_equal_the_python_path():
     """filters/content/_wordscan.c `near` and `offsets_near` find what content_fuzzy's Python path finds."""
     import random
 
-    from filters.content import text as ct
+    from filters.content import wordindex as cidx
     rules = content.ruleset_for()
     fuzzy = rules.misspellings
     assert fuzzy is not None and fuzzy._c is not None and rules.index is not None
@@ -216,4 +216,4 @@ def test_misspelling_candidates_in_c_equal_the_python_path():
                   and (t in fuzzy.keys or any(t[:i] + t[i + 1:] in fuzzy.keys for i in range(len(t))))}
         assert fuzzy.candidates(stream) == python
         offsets, near = rules.index.offsets_near(stream, fuzzy)
-        assert offsets == ct._offsets(rules.index.words, rules.index.every, stream) and near == python
+        assert offsets == cidx._offsets(rules.index.words, rules.index.every, stream) and near == python

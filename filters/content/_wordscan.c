@@ -1,10 +1,12 @@
-/* filters._wordscan: where the rule words occur in a content-stage word stream, in one C pass.
+/* filters._wordscan: where the rule words occur in a content-stage word stream, in one C pass,
+ * and the stage's other character-at-a-time passes over text.
  *
  * The content stage turns a message's text into a stream of word tokens apart by white space
- * (filters/content/text.py). Only the few hundred words that rule phrases are made of matter to
+ * (filters/content/tokens.py). Only the few hundred words that rule phrases are made of matter to
  * the phrase scan; in Python, finding them meant splitting the whole stream into thousands of
  * str objects and hashing each. This module walks the stream's bytes once and looks each token up
- * in its own hash table of the rule words:
+ * in its own hash table of the rule words; it also holds the other passes over a message's text
+ * (or its styles and URLs) that the stage makes a character at a time, each one C loop:
  *
  *   index(words, every)    -> an opaque index of the ASCII words among `words` (others can never
  *                             occur in an ASCII stream); `every` (a set) names the words whose
@@ -18,6 +20,25 @@
  *   leet_runs(classes)     -> [start, end, start, end, ...] of each run of non-space bytes in
  *                             `classes` (letters 'a', digits and leet symbols '1', else ' ') where
  *                             a letter meets a digit (v1agra, c@sino)
+ *   leet_runs_text(data)   -> leet_runs(data.translate(CLASSES)) for lowercased ASCII word text,
+ *                             each byte classed as it is read (no copy of the text)
+ *   spaced(data)           -> (stream, singles): " " + the bytes with every one but [a-z0-9] made a
+ *                             space + " ", as a str, and single_run() of those bytes, in one pass
+ *   non_ascii(text)        -> the distinct characters of a str past U+007F, as a str, in the order
+ *                             they first occur (filters/content/folding.py folds each on its own);
+ *                             None for a str with characters past the BMP
+ *   may_hold_url(text)     -> "://" or "ww." (ASCII letters in any case) occurs in the str
+ *                             (filters/content/textview_html.py _may_hold_url)
+ *   url_starts(text)       -> [i, ...] where "http" or "www." (ASCII letters in any case) starts, in
+ *                             order (filters/content/textview.py _text_links)
+ *   hiding_styles(styles)  -> [i, ...] of the styles (a list of str) where a way of hiding can be read:
+ *                             display:none, visibility:hidden, overflow:hidden, mso-hide:all,
+ *                             opacity:0, font-size:0 or font-size:1px, ASCII white space around the
+ *                             colon, ASCII letters in any case (filters/content/textview_html.py _NEEDS)
+ *   url_suspect(low, extensions, params) -> filters/content/urls.py suspect(low): a lowercased URL
+ *                             carries another past its 12th character, its path ends in one of the
+ *                             `extensions` (a set), or a ? or & in it is followed by one of the
+ *                             `params` (a set) and =
  *   fuzzy(keys, excluded, lo, hi) -> an opaque set for near(): `keys` are the misspelling-tolerant
  *                             rule words and each of them with one letter deleted; `excluded` the
  *                             tokens never to report (rule words, real words near rule words)
@@ -30,8 +51,8 @@
  *                             second message costs one hash and one probe per token.
  *
  * Tokens are maximal runs of non-white-space characters, white space being what str.split()
- * splits ASCII at: \t \n \v \f \r, \x1c-\x1f and space. filters/content/text.py holds the Python
- * version of each function; tests/test_wordscan.py checks that both give the same.
+ * splits ASCII at: \t \n \v \f \r, \x1c-\x1f and space. filters/content/tokens.py and wordindex.py
+ * hold the Python version of each function; tests/test_wordscan.py checks that both give the same.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -266,6 +287,349 @@ static PyObject *leet_runs(PyObject *module, PyObject *arg)
     }
     PyBuffer_Release(&view);
     return runs;
+}
+
+/* word classes of lowercased ASCII word text (filters/content/tokens.py _CLASSES): a letter 'a', a
+ * digit or leet symbol '1', anything else ' ' */
+static unsigned char word_class[256];
+
+static PyObject *leet_runs_text(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t n = view.len, i = 0;
+    PyObject *runs = PyList_New(0);
+    while (runs != NULL && i < n) {
+        while (i < n && word_class[s[i]] == ' ')
+            i++;
+        if (i >= n)
+            break;
+        Py_ssize_t start = i;
+        unsigned char previous = word_class[s[i++]], c;
+        int mixed = 0;
+        while (i < n && (c = word_class[s[i]]) != ' ') {
+            mixed |= c != previous;
+            previous = c;
+            i++;
+        }
+        if (!mixed)
+            continue;
+        PyObject *a = PyLong_FromSsize_t(start), *b = PyLong_FromSsize_t(i);
+        if (a == NULL || b == NULL || PyList_Append(runs, a) < 0 || PyList_Append(runs, b) < 0)
+            Py_CLEAR(runs);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+    }
+    PyBuffer_Release(&view);
+    return runs;
+}
+
+static PyObject *spaced(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t n = view.len;
+    PyObject *stream = PyUnicode_New(n + 2, 127);
+    if (stream == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(stream);
+    out[0] = ' ';
+    out[n + 1] = ' ';
+    int found = 0;
+    Py_ssize_t run = 0, length = 0;  /* one-character tokens in a row; the length of the token read */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+            out[i + 1] = c;
+            length++;
+            continue;
+        }
+        out[i + 1] = ' ';
+        if (length) {
+            run = length == 1 ? run + 1 : 0;
+            found |= run >= 3;
+            length = 0;
+        }
+    }
+    if (length) {
+        run = length == 1 ? run + 1 : 0;
+        found |= run >= 3;
+    }
+    PyBuffer_Release(&view);
+    PyObject *result = Py_BuildValue("(NO)", stream, found ? Py_True : Py_False);
+    return result;
+}
+
+static PyObject *non_ascii(PyObject *module, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "non_ascii(text: str)");
+        return NULL;
+    }
+    if (PyUnicode_IS_ASCII(arg))
+        return PyUnicode_New(0, 0);
+    int kind = PyUnicode_KIND(arg);
+    if (kind == PyUnicode_4BYTE_KIND)
+        Py_RETURN_NONE;  /* characters past the BMP: the caller's own way */
+    const void *data = PyUnicode_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    unsigned char seen[65536 / 8];  /* a bit a character */
+    memset(seen, 0, sizeof(seen));
+    Py_UCS2 *found = PyMem_Malloc(sizeof(Py_UCS2) * (size_t)(n < 65536 ? n : 65536));
+    if (found == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t count = 0;
+    /* eight bytes at a time past the ASCII (most of the text), a character at a time at the others */
+    const uint64_t high = kind == PyUnicode_1BYTE_KIND ? 0x8080808080808080ULL : 0xFF80FF80FF80FF80ULL;
+    const Py_ssize_t step = kind == PyUnicode_1BYTE_KIND ? 8 : 4;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (i + step <= n) {
+            uint64_t w;
+            memcpy(&w, (const char *)data + i * kind, 8);
+            if ((w & high) == 0) {
+                i += step;
+                continue;
+            }
+        }
+        Py_ssize_t end = i + step < n ? i + step : n;
+        for (; i < end; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c < 0x80 || (seen[c >> 3] & (1 << (c & 7))))
+                continue;
+            seen[c >> 3] |= (unsigned char)(1 << (c & 7));
+            found[count++] = (Py_UCS2)c;
+        }
+    }
+    PyObject *result = PyUnicode_FromKindAndData(PyUnicode_2BYTE_KIND, found, count);
+    PyMem_Free(found);
+    return result;
+}
+
+/* The two below read a str of any kind, one loop a kind; `c | 0x20` is the lowercase of an ASCII
+ * letter, and no other character's is one. */
+#define MAY_HOLD_URL(TYPE)                                                        \
+    {                                                                             \
+        const TYPE *t = (const TYPE *)data;                                       \
+        for (Py_ssize_t i = 2; i < n; i++) {                                      \
+            TYPE c = t[i];                                                        \
+            if (c == '/' ? t[i - 1] == '/' && t[i - 2] == ':'                     \
+                         : c == '.' && (t[i - 1] | 0x20) == 'w' && (t[i - 2] | 0x20) == 'w') \
+                Py_RETURN_TRUE;                                                   \
+        }                                                                         \
+        Py_RETURN_FALSE;                                                          \
+    }
+
+static PyObject *may_hold_url(PyObject *module, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "may_hold_url(text: str)");
+        return NULL;
+    }
+    const void *data = PyUnicode_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    switch (PyUnicode_KIND(arg)) {
+    case PyUnicode_1BYTE_KIND: MAY_HOLD_URL(Py_UCS1)
+    case PyUnicode_2BYTE_KIND: MAY_HOLD_URL(Py_UCS2)
+    default: MAY_HOLD_URL(Py_UCS4)
+    }
+}
+
+#define URL_STARTS(TYPE)                                                          \
+    {                                                                             \
+        const TYPE *t = (const TYPE *)data;                                       \
+        for (Py_ssize_t i = 0; i + 3 < n; i++) {                                  \
+            TYPE c = t[i] | 0x20;                                                 \
+            if (c == 'h' ? (t[i + 1] | 0x20) == 't' && (t[i + 2] | 0x20) == 't' && (t[i + 3] | 0x20) == 'p' \
+                         : c == 'w' && (t[i + 1] | 0x20) == 'w' && (t[i + 2] | 0x20) == 'w' && t[i + 3] == '.') { \
+                PyObject *at = PyLong_FromSsize_t(i);                             \
+                if (at == NULL || PyList_Append(starts, at) < 0) {                \
+                    Py_XDECREF(at);                                               \
+                    Py_DECREF(starts);                                            \
+                    return NULL;                                                  \
+                }                                                                 \
+                Py_DECREF(at);                                                    \
+                i += 3;  /* neither can start again within itself */              \
+            }                                                                     \
+        }                                                                         \
+        return starts;                                                            \
+    }
+
+static PyObject *url_starts(PyObject *module, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "url_starts(text: str)");
+        return NULL;
+    }
+    const void *data = PyUnicode_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    PyObject *starts = PyList_New(0);
+    if (starts == NULL)
+        return NULL;
+    switch (PyUnicode_KIND(arg)) {
+    case PyUnicode_1BYTE_KIND: URL_STARTS(Py_UCS1)
+    case PyUnicode_2BYTE_KIND: URL_STARTS(Py_UCS2)
+    default: URL_STARTS(Py_UCS4)
+    }
+}
+
+static const struct {
+    const char *word;
+    Py_ssize_t length;
+    const char *value, *other;
+} HIDING[] = {
+    {"display", 7, "none", NULL}, {"visibility", 10, "hidden", NULL}, {"overflow", 8, "hidden", NULL},
+    {"mso-hide", 8, "all", NULL}, {"opacity", 7, "0", NULL}, {"font-size", 9, "0", "1px"},
+};
+
+#define ASCII_LOWER(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+#define ASCII_SPACE(c) ((c) == ' ' || ((c) >= '\t' && (c) <= '\r'))
+
+/* `value` (lowercase ASCII) is at t[j:] in any case */
+#define VALUE_AT(TYPE, t, n, j, value, ok)                                        \
+    {                                                                             \
+        ok = value != NULL;                                                       \
+        for (Py_ssize_t k = 0; ok && value[k]; k++)                               \
+            ok = j + k < n && ASCII_LOWER(t[j + k]) == (TYPE)value[k];            \
+    }
+
+/* per character, a bit for each HIDING word that starts with it (in either case) */
+static unsigned char hiding_first[256];
+
+#define HIDES(TYPE)                                                               \
+    {                                                                             \
+        const TYPE *t = (const TYPE *)data;                                       \
+        for (Py_ssize_t i = 0; i < n && !found; i++) {                            \
+            unsigned int bits = t[i] < 256 ? hiding_first[t[i]] : 0;              \
+            for (size_t w = 0; bits && !found; w++, bits >>= 1) {                 \
+                if (!(bits & 1))                                                  \
+                    continue;                                                     \
+                int ok;                                                           \
+                VALUE_AT(TYPE, t, n, i, HIDING[w].word, ok)                       \
+                if (!ok)                                                          \
+                    continue;                                                     \
+                Py_ssize_t j = i + HIDING[w].length;                              \
+                while (j < n && ASCII_SPACE(t[j]))                                \
+                    j++;                                                          \
+                if (j >= n || t[j] != ':')                                        \
+                    continue;                                                     \
+                j++;                                                              \
+                while (j < n && ASCII_SPACE(t[j]))                                \
+                    j++;                                                          \
+                VALUE_AT(TYPE, t, n, j, HIDING[w].value, ok)                      \
+                if (!ok)                                                          \
+                    VALUE_AT(TYPE, t, n, j, HIDING[w].other, ok)                  \
+                found = ok;                                                       \
+            }                                                                     \
+        }                                                                         \
+    }
+
+static PyObject *hiding_styles(PyObject *module, PyObject *arg)
+{
+    if (!PyList_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "hiding_styles(styles: list of str)");
+        return NULL;
+    }
+    PyObject *picked = PyList_New(0);
+    for (Py_ssize_t k = 0; picked != NULL && k < PyList_GET_SIZE(arg); k++) {
+        PyObject *style = PyList_GET_ITEM(arg, k);
+        if (!PyUnicode_Check(style)) {
+            PyErr_SetString(PyExc_TypeError, "hiding_styles(styles: list of str)");
+            Py_DECREF(picked);
+            return NULL;
+        }
+        const void *data = PyUnicode_DATA(style);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(style);
+        int found = 0;
+        switch (PyUnicode_KIND(style)) {
+        case PyUnicode_1BYTE_KIND: HIDES(Py_UCS1) break;
+        case PyUnicode_2BYTE_KIND: HIDES(Py_UCS2) break;
+        default: HIDES(Py_UCS4) break;
+        }
+        if (!found)
+            continue;
+        PyObject *at = PyLong_FromSsize_t(k);
+        if (at == NULL || PyList_Append(picked, at) < 0)
+            Py_CLEAR(picked);
+        Py_XDECREF(at);
+    }
+    return picked;
+}
+
+/* the str s[start:end] is in the set */
+static int slice_in(PyObject *s, Py_ssize_t start, Py_ssize_t end, PyObject *set)
+{
+    PyObject *part = PyUnicode_Substring(s, start, end);
+    if (part == NULL)
+        return -1;
+    int found = PySet_Contains(set, part);
+    Py_DECREF(part);
+    return found;
+}
+
+static PyObject *url_suspect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyUnicode_Check(args[0]) || !PyAnySet_Check(args[1]) || !PyAnySet_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "url_suspect(low: str, extensions: set, params: set)");
+        return NULL;
+    }
+    PyObject *low = args[0];
+    int kind = PyUnicode_KIND(low);
+    const void *data = PyUnicode_DATA(low);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(low);
+#define AT(i) PyUnicode_READ(kind, data, (i))
+    /* another URL in it: "http" or "www." from index 12 on */
+    for (Py_ssize_t i = 12; i + 3 < n; i++) {
+        Py_UCS4 c = AT(i);
+        if ((c == 'h' && AT(i + 1) == 't' && AT(i + 2) == 't' && AT(i + 3) == 'p')
+                || (c == 'w' && AT(i + 1) == 'w' && AT(i + 2) == 'w' && AT(i + 3) == '.'))
+            Py_RETURN_TRUE;
+    }
+    /* the path (before ? and #) ends in .EXTENSION, the dot past a slash at index 8 or later */
+    Py_ssize_t path = n, slash = -1, dot = -1, equals = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = AT(i);
+        if (c == '?' || c == '#') {
+            path = i;
+            break;
+        }
+    }
+    for (Py_ssize_t i = 0; i < path; i++) {
+        Py_UCS4 c = AT(i);
+        if (c == '/' && i >= 8 && slash < 0)
+            slash = i;
+        else if (c == '.')
+            dot = i;
+    }
+    if (slash > 0 && dot > slash) {
+        int found = slice_in(low, dot + 1, path, args[1]);
+        if (found != 0)
+            return found < 0 ? NULL : Py_NewRef(Py_True);
+    }
+    /* a parameter: ? or &, a name of `params`, = */
+    for (Py_ssize_t i = 0; i < n && !equals; i++)
+        equals = AT(i) == '=';
+    for (Py_ssize_t i = 0; equals && i < n; i++) {
+        Py_UCS4 c = AT(i);
+        if (c != '?' && c != '&')
+            continue;
+        Py_ssize_t e = i + 1;
+        while (e < n && AT(e) != '=')
+            e++;
+        if (e >= n)
+            break;  /* no = after it: none after any later one either */
+        int found = slice_in(low, i + 1, e, args[2]);
+        if (found != 0)
+            return found < 0 ? NULL : Py_NewRef(Py_True);
+    }
+#undef AT
+    Py_RETURN_FALSE;
 }
 
 
@@ -554,6 +918,14 @@ static PyMethodDef methods[] = {
      "offsets(index, stream) -> {word: [offset, ...]} of the indexed words in an ASCII stream, else None"},
     {"single_run", single_run, METH_O, "single_run(data) -> three or more one-character tokens in a row"},
     {"leet_runs", leet_runs, METH_O, "leet_runs(classes) -> [start, end, ...] of the runs where a letter meets a digit"},
+    {"leet_runs_text", leet_runs_text, METH_O, "leet_runs_text(data) -> leet_runs(data.translate(CLASSES))"},
+    {"spaced", spaced, METH_O, "spaced(data) -> (the word stream of ASCII word text, single_run of it)"},
+    {"non_ascii", non_ascii, METH_O, "non_ascii(text) -> its distinct characters past U+007F, in order"},
+    {"may_hold_url", may_hold_url, METH_O, "may_hold_url(text) -> '://' or 'ww.' (any case) occurs in it"},
+    {"url_starts", url_starts, METH_O, "url_starts(text) -> where 'http' or 'www.' (any case) starts, in order"},
+    {"url_suspect", (PyCFunction)(void (*)(void))url_suspect, METH_FASTCALL,
+     "url_suspect(low, extensions, params) -> the URL rules must read it closer (urls.py suspect)"},
+    {"hiding_styles", hiding_styles, METH_O, "hiding_styles(styles) -> [i, ...] of the styles a way of hiding can be read in"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -567,5 +939,12 @@ PyMODINIT_FUNC PyInit__wordscan(void)
     const char *spaces = " \t\n\v\f\r\x1c\x1d\x1e\x1f";
     for (const char *c = spaces; *c; c++)
         is_space[(unsigned char)*c] = 1;
+    for (int c = 0; c < 256; c++)
+        word_class[c] = (c >= 'a' && c <= 'z') ? 'a' : (c && strchr("0123456789@$!|", c)) ? '1' : ' ';
+    for (size_t w = 0; w < sizeof(HIDING) / sizeof(HIDING[0]); w++) {
+        unsigned char first = (unsigned char)HIDING[w].word[0];
+        hiding_first[first] |= (unsigned char)(1 << w);
+        hiding_first[first - 32] |= (unsigned char)(1 << w);  /* (each word starts with a letter) */
+    }
     return PyModule_Create(&module_def);
 }

@@ -2,7 +2,7 @@
 
 * `confusable_map()`: every character that Unicode's confusables table (confusables.txt, as the
   `confusable-homoglyphs` package ships it) says looks like one ASCII letter or digit, mapped to it
-  (Cyrillic а, Cherokee Ꭺ, math 𝐚, Lisu ꓲ ...). `fold` in filters/content/text.py uses it for the
+  (Cyrillic а, Cherokee Ꭺ, math 𝐚, Lisu ꓲ ...). `fold` in filters/content/folding.py uses it for the
   alphabetic scripts, so message text and link hosts are read the way they look.
 * `skeleton(text)`: a TR39-style skeleton (NFKC, that map, and the ASCII confusables: rn→m,
   vv→w, 0→o, 1/I/|→l) to compare host names with brands and the client's own domains.

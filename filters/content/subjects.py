@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from filters.content.text import fold
+from filters.content.folding import fold
 
 _ACCOUNT = r"(?:account|accounts|password|passcode|pin|card|payment|payments|mailbox|e-?mail|apple id|id|profile|login|wallet|bank|banking|konto|compte|cuenta)"
 _THREAT = (r"(?:closed|close|closing|closure|suspended|suspend|suspension|locked|lock|lockout|deactivated|deactivate|"

@@ -27,6 +27,11 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from relay.mail.message import field_name, field_value, split_header_block
+
+try:  # the C helpers (filters/content/_wordscan.c); without them, or built before these, the Python paths
+    from filters.content import _wordscan
+except ImportError:  # pragma: no cover  (built without a C compiler)
+    _wordscan = None  # type: ignore[assignment]
 from filters.content.textview_html import html_text
 from relay.base.offload import copy_range
 
@@ -74,6 +79,7 @@ class TextView:
 # MIME
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9*_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+_QUOTED_PAIR = re.compile(r"\\(.)")
 _LEGACY_CHARSETS = {"unknown-8bit": "latin-1", "x-unknown": "latin-1", "x-user-defined": "latin-1",
                     "default": "latin-1", "us-ascii": "cp1252", "ascii": "cp1252",
                     "iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252"}
@@ -86,7 +92,7 @@ def _content_type(value: str | None) -> tuple[str, dict[str, str]]:
     params: dict[str, str] = {}
     for name, raw in _PARAM.findall(value):
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1]) if "\\" in raw else raw[1:-1]
         name = name.lower()
         if name.endswith("*"):  # RFC 2231: charset'lang'value
             name = name.rstrip("*")
@@ -145,6 +151,8 @@ def decode_charset(data: bytes, charset: str | None) -> str:
 def _headers(fields: list[bytes]) -> dict[str, str]:
     found: dict[str, str] = {}
     for f in fields:
+        if f.lstrip()[:8].lower() != b"content-":
+            continue  # (a name test on the first bytes: field_name decodes and lowercases the name)
         name = field_name(f)
         if name in ("content-type", "content-transfer-encoding", "content-disposition") and name not in found:
             found[name] = field_value(f)
@@ -203,7 +211,7 @@ class _Walker:
         if ctype == "message/rfc822":
             sub_fields, sub_body = split_header_block(_transfer_decode(body, headers.get("content-transfer-encoding", "")))
             for f in sub_fields:
-                if field_name(f) == "subject":
+                if f.lstrip()[:7].lower() == b"subject" and field_name(f) == "subject":
                     self.view.add(field_value(f))
             self.entity(sub_fields, sub_body, depth + 1)
             return
@@ -242,7 +250,7 @@ def reader_view_of(fields: list[bytes], body: bytes) -> TextView:
         body = body.replace(b"\n", b"\r\n")
     view = TextView()
     for f in fields:
-        if field_name(f) == "subject":
+        if f.lstrip()[:7].lower() == b"subject" and field_name(f) == "subject":  # (the first bytes first)
             view.subject = field_value(f)
             break
     _Walker(view).entity(fields, body, 0)
@@ -254,24 +262,36 @@ def reader_view_of(fields: list[bytes], body: bytes) -> TextView:
 
 # `\b(?:https?://|www\.)`, case-insensitive, written to start with a character class so the regex
 # engine skips ahead to the next h or w instead of trying every position: the \b becomes a
-# look-behind after the first letter.
-_TEXT_URL = re.compile(r"[hHwW](?<!\w.)(?:(?<=[hH])(?i:ttps?://)|(?<=[wW])(?i:ww\.))[^\s<>\"'\x00-\x1f]+")
+# look-behind after the first letter. The URL runs to white space, a control, < > " or ': the
+# class names the 29 characters \s matches (str.isspace) instead of saying \s, so it is one table
+# lookup a character, not a set of tests (tests/test_content_fastpaths.py holds the two equal)
+_URL_CHARS = "[^\\x00-\\x20\"'<>\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+_TEXT_URL = re.compile(r"[hHwW](?<!\w.)(?:(?<=[hH])(?i:ttps?://)|(?<=[wW])(?i:ww\.))" + _URL_CHARS + "+")
 _URL_END = ".,;:!?)]}>'\""
 _new_link = functools.partial(tuple.__new__, Link)  # Link(*fields) without the Python-level __new__
 
 
-def _text_links(text: str) -> list[Link]:
-    """The URLs written in `text` (what `_TEXT_URL.findall` finds), tried only where one can start."""
+def _url_starts_py(text: str) -> list[int]:
+    """Where "http" or "www." starts in `text`, in any case (h t p w have no other cases), in order
+    (`_url_starts`: the C version when built, one pass over the str)."""
     low = text.encode("ascii", "replace").lower()  # one byte per character: the same positions
     starts = []
-    for mark in (b"http", b"www."):  # a URL starts so, in any case (h t p w have no other cases)
+    for mark in (b"http", b"www."):
         at = low.find(mark)
         while at >= 0:
             starts.append(at)
             at = low.find(mark, at + 4)
+    return sorted(starts)
+
+
+_url_starts = getattr(_wordscan, "url_starts", _url_starts_py)
+
+
+def _text_links(text: str) -> list[Link]:
+    """The URLs written in `text` (what `_TEXT_URL.findall` finds), tried only where one can start."""
     links: list[Link] = []
     end = 0
-    for at in sorted(starts):
+    for at in _url_starts(text):
         if at < end:
             continue  # inside the URL before
         m = _TEXT_URL.match(text, at)

@@ -10,6 +10,11 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from filters.content.textview_css import hidden_selectors
 
+try:  # the C helpers (filters/content/_wordscan.c); without them, or built before these, the Python paths
+    from filters.content import _wordscan
+except ImportError:  # pragma: no cover  (built without a C compiler)
+    _wordscan = None  # type: ignore[assignment]
+
 # `html_text(source)` parses the document as a browser engine does (implied and misnested tags,
 # comments, raw-text elements, character references, text moved out of tables: all by the HTML5
 # rules), then turns the tree into text with a fixed number of lexbor calls plus one Python call
@@ -157,11 +162,29 @@ def hides(node: LexborNode, style: str | None = None) -> bool:
     return bool(style) and HIDING_STYLE.search(style) is not None
 
 
+def _hiding_styles_py(styles: list[str]) -> list[int]:
+    """The indices of the styles in which what a way of hiding needs is written (`_NEEDS`: a superset
+    of what `hides` finds), in order: the styles joined and searched in C (`_hiding_styles`: the C
+    version when built, one pass over each style)."""
+    lowered = "\x00".join(styles).lower()  # attribute values hold no NUL (the parser replaces it)
+    found = {m.start() for word, needs in _NEEDS if word in lowered for m in needs.finditer(lowered)}
+    picked: set[int] = set()
+    index = previous = 0
+    for at in sorted(found):  # the index of the style holding each: the separators before it
+        index += lowered.count("\x00", previous, at)
+        previous = at
+        picked.add(index)
+    return sorted(picked)
+
+
+_hiding_styles = getattr(_wordscan, "hiding_styles", _hiding_styles_py)
+
+
 def _hidden_roots(tree: LexborHTMLParser, selectors: tuple[str, ...] = ()) -> list[LexborNode]:
     """The hidden elements that are not inside another hidden element, in document order.
 
-    Newsletters style hundreds of elements and hide one or two: the styles are read once, joined,
-    and searched (in C) for what each way of hiding needs; only the elements found get `hides`.
+    Newsletters style hundreds of elements and hide one or two: the styles are read once and
+    searched in C for what each way of hiding needs; only the elements found get `hides`.
     `selectors` are those a stylesheet hides (filters/content/textview_css.py): their elements are hidden too.
     """
     flagged = tree.css("[hidden]")
@@ -177,19 +200,12 @@ def _hidden_roots(tree: LexborHTMLParser, selectors: tuple[str, ...] = ()) -> li
     nodes = tree.css(query)
     if not nodes:
         return []
-    attributes = list(map(_ATTRS, nodes))
-    styles = [attrs.get("style") or "" for attrs in attributes] if flagged else \
-        [attrs["style"] or "" for attrs in attributes]
-    lowered = "\x00".join(styles).lower()  # attribute values hold no NUL (the parser replaces it)
-    found = {m.start() for word, needs in _NEEDS if word in lowered for m in needs.finditer(lowered)}
-    if not found and not flagged:
+    # (each attributes object let go as soon as read: hundreds alive at once start a collection)
+    styles = [attrs.get("style") or "" for attrs in map(_ATTRS, nodes)] if flagged else \
+        [attrs["style"] or "" for attrs in map(_ATTRS, nodes)]
+    picked = set(_hiding_styles(styles))
+    if not picked and not flagged:
         return []
-    picked: set[int] = set()
-    index = previous = 0
-    for at in sorted(found):  # the index of the style holding each: the separators before it
-        index += lowered.count("\x00", previous, at)
-        previous = at
-        picked.add(index)
     ids: set[int] = set()
     if flagged:
         ids = {node.mem_id for node in flagged}
@@ -201,7 +217,7 @@ def _hidden_roots(tree: LexborHTMLParser, selectors: tuple[str, ...] = ()) -> li
         if node.mem_id in inside or not (node.mem_id in ids and selectors or hides(node, styles[i])):
             continue
         roots.append(node)
-        inside.update(n.mem_id for n in node.css("*"))  # the node itself among them
+        inside.update(map(_MEM_ID, node.traverse()))  # the node itself among them
     return roots
 
 
@@ -215,30 +231,40 @@ def _convert(data: bytes, always_unlinked: bool = False) -> HtmlText:
         return HtmlText("", "", [], None)
     nodes = list(root.traverse())  # elements and comments, in document order
     tags = list(map(_TAG_ID, nodes))
-    skipped = itertools.compress(nodes, map(_SKIPPED.__contains__, tags))
+    skipped = list(itertools.compress(nodes, map(_SKIPPED.__contains__, tags)))
+    comments = list(itertools.compress(nodes, map(_COMMENT.__eq__, tags))) if _COMMENT in tags else []
+    inline = list(itertools.compress(nodes, map(operator.not_, map(_KEPT.__contains__, tags))))
+    # only these are kept: hundreds of node objects alive at once start a garbage collection
+    del nodes
     if _XML_HAS_OWN_ID or max(tags) > _LAST_KNOWN:
-        skipped = itertools.chain(skipped, tree.css("xml"))
+        skipped += tree.css("xml")
     for node in skipped:
         node.decompose(recursive=False)  # cut from the tree; the text walk never reaches it
+    del skipped
     hidden_roots = _hidden_roots(tree, hidden_selectors(data, HIDING_STYLE))
     hidden_ids = {node.mem_id for node in hidden_roots}
+    # one selector walk for the three (each query also sets up the selector engine's memory anew)
+    found = tree.css("img[alt], a[href], area[href]")
+    kinds = list(map(_TAG_ID, found))
     alt_words = 0
-    for img in tree.css("img[alt]"):
+    for img in itertools.compress(found, map(_IMG.__eq__, kinds)):
         alt = img.attrs["alt"]
         if alt and not (hidden_ids and img.mem_id in hidden_ids):
             alt_words += len(alt.split())
             img.replace_with(f" {alt} ")
-    anchors = tree.css("a[href]")
-    areas = tree.css("area[href]") if _AREA in tags else []
-    if _COMMENT in tags:
-        for node in itertools.compress(nodes, map(_COMMENT.__eq__, tags)):
-            node.decompose(recursive=False)  # it would keep the text on either side apart
-    for node in itertools.compress(nodes, map(operator.not_, map(_KEPT.__contains__, tags))):
+    anchors = list(itertools.compress(found, map(_A.__eq__, kinds)))
+    areas = list(itertools.compress(found, map(_AREA.__eq__, kinds))) if _AREA in tags else []
+    del found
+    for node in comments:
+        node.decompose(recursive=False)  # it would keep the text on either side apart
+    for node in inline:
         if not (hidden_ids and node.mem_id in hidden_ids):
             node.unwrap(delete_empty=True)
+    del inline
     root.merge_text_nodes()
     texts: dict[int, str] = {}  # link texts read early: anchors in hidden elements
-    inner = [anchor for node in hidden_roots for anchor in node.css("a")]  # (css() matches the node too)
+    # (the node itself among them, as css("a") has it; a walk costs less than a query on a small subtree)
+    inner = [anchor for node in hidden_roots for anchor in node.traverse() if anchor.tag_id == _A]
     if inner:
         # an anchor in a hidden element keeps all its text; then it is unwrapped like any inline
         # element, so that it does not split the hidden text (a hidden <a> itself stays, to be cut)
@@ -304,10 +330,14 @@ _OPEN, _CLOSE = "\x00(", "\x00)"
 _ANCHOR_TEXT = re.compile("\x00\\([^\x00]*\x00\\)")
 
 
-def _may_hold_url(text: str) -> bool:
-    """`text` may hold a URL as relay.textview finds them (http:// or https:// or www., in any case)."""
+def _may_hold_url_py(text: str) -> bool:
+    """`text` may hold a URL as relay.textview finds them (http:// or https:// or www., in any case)
+    (`_may_hold_url`: the C version when built, one pass over the str)."""
     lowered = text.encode().lower()  # ASCII letters only: t p w have no other cases
     return b"://" in lowered or b"ww." in lowered
+
+
+_may_hold_url = getattr(_wordscan, "may_hold_url", _may_hold_url_py)
 
 
 def _links(anchors: list[LexborNode], areas: list[LexborNode], known: dict[int, str]) -> list[tuple[str, str]]:

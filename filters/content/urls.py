@@ -122,13 +122,26 @@ def brand_subdomain(host: str, base: Callable[[str], str]) -> str | None:
 # links are none of these; the detailed checks run on the rest)
 _EXECUTABLE_EXTENSIONS = frozenset("exe scr msi bat cmd com pif vbs vbe js jse wsf wsh hta jar apk ps1 lnk dll cpl iso img "
                                    "dmg appx msix reg".split())
-_PARAM_IN = re.compile(r"[?&](?:aff|aff_id|affid|affiliate|affiliate_id|aff_sub|a_aid|hop|clickref|irclickid|cjevent|"
-                       r"awc|sscid|ranmid|raneaid|ransiteid|afftrack|affiliateid|tag)=")
+_PARAM_NAMES = frozenset("""aff aff_id affid affiliate affiliate_id aff_sub a_aid hop clickref irclickid cjevent
+awc sscid ranmid raneaid ransiteid afftrack affiliateid tag""".split())
+_PARAM_IN = re.compile(r"[?&](?:" + "|".join(sorted(_PARAM_NAMES)) + ")=")
+
+try:  # the C helpers (filters/content/_wordscan.c); without them, or built before this one, the Python path
+    from filters.content._wordscan import url_suspect as _url_suspect
+except ImportError:  # pragma: no cover  (built without a C compiler)
+    _url_suspect = None
 
 
 def suspect(low: str) -> bool:
     """`low` (a lowercased URL) may carry another URL, lead to an executable or carry an affiliate
-    parameter (past "https://www.", its own scheme and host)."""
+    parameter (past "https://www.", its own scheme and host). In C when built (one pass a test)."""
+    if _url_suspect is not None:
+        return _url_suspect(low, _EXECUTABLE_EXTENSIONS, _PARAM_NAMES)
+    return suspect_py(low)
+
+
+def suspect_py(low: str) -> bool:
+    """`suspect` in Python (the tests hold the two equal)."""
     if low.find("http", 12) >= 0 or low.find("www.", 12) >= 0:
         return True
     path = low.partition("?")[0].partition("#")[0]

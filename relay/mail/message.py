@@ -11,6 +11,7 @@ from relay.base.offload import BIG, copy_range
 
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 _CRLF_IN_VALUE = re.compile(r"[\r\n\x00]")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 def split_header_block(raw: bytes) -> tuple[list[bytes], bytes]:
@@ -48,7 +49,9 @@ def field_name(raw_field: bytes) -> str:
 def raw_field_value(raw_field: bytes) -> str:
     """The unfolded value as written, RFC 2047 words left encoded (they are never address syntax)."""
     value = raw_field.split(b":", 1)[1].decode("utf-8", "surrogateescape")
-    return re.sub(r"\r?\n(?=[ \t])", "", value).strip()
+    if "\n" in value.rstrip():  # folded (most fields are one line: no regex for them)
+        value = _FOLD.sub("", value)
+    return value.strip()
 
 
 def field_value(raw_field: bytes) -> str:

@@ -1,6 +1,6 @@
 """Data: the default content rule set (one TOML file per category) and the URL shortener list.
 
-Read by `filters/content/__init__.py`; see docs/CONTENT.md for the file format. Not a stage (no NAME).
+Read by `filters/content/rulefiles.py`; see docs/CONTENT.md for the file format. Not a stage (no NAME).
 """
 from pathlib import Path
 

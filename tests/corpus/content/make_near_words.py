@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from filters import content  # noqa: E402
 from filters.content.fuzzy import NEAR_WORDS_FILE, Misspellings  # noqa: E402
-from filters.content.text import fold  # noqa: E402
+from filters.content.folding import fold  # noqa: E402
 
 LISTS = ["/usr/share/dict/american-english", "/usr/share/dict/british-english", "/usr/share/dict/ngerman",
          "/usr/share/dict/french", "/usr/share/dict/spanish", "/usr/share/dict/italian"]
