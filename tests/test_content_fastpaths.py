@@ -95,11 +95,13 @@ def test_scan_equals_a_walk_over_every_word():
 def test_text_links_equal_findall(seed):
     r = random.Random(seed)
     pieces = ["http://", "https://", "HTTP://", "www.", "WWW.", "xhttp://a", "_www.b", "é", "&amp;", "<", ">", '"', "'",
-              "=", " ", "\n", "\xa0", "\u2003", "a", "x.example/p?q=1", "ſ", ";", ")", ".", "\x1f"]
+              "=", " ", "\n", "\xa0", "\u2003", "a", "x.example/p?q=1", "ſ", ";", ")", ".", "\x1f",
+              "httpſ://", "httpS://", "https:/", "wWw.", "\x7f", "\u3000", "ä", "\U0001F600"]
     for _ in range(20000):
         text = "".join(r.choice(pieces) for _ in range(r.randint(0, 14)))
-        assert [link.url for link in tv._text_links(text)] == [
-            url.rstrip(tv._URL_END) for url in tv._TEXT_URL.findall(text)], text
+        expected = [url.rstrip(tv._URL_END) for url in tv._TEXT_URL.findall(text)]
+        assert [link.url for link in tv._text_links(text)] == expected, text  # (in C when built)
+        assert [link.url for link in tv._text_links_py(text)] == expected, text
 
 
 def test_url_characters_are_those_that_are_not_white_space_controls_or_quotes():

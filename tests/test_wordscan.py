@@ -116,16 +116,14 @@ def test_distinct_characters_outside_ascii_equal_the_python_path():
         assert cfold._non_ascii(text) == cfold._non_ascii_py(text)
 
 
-def test_url_marks_equal_the_python_path():
-    """url_starts (where a URL may start) and may_hold_url (whether one may be there), on str of each kind."""
-    from filters.content import textview as tv
+def test_may_hold_url_equals_the_python_path():
+    """may_hold_url (whether a URL may be there), on str of each kind."""
     from filters.content import textview_html as th
     r = random.Random(12)
     pieces = ["http", "HTTP", "hTtP", "www.", "WwW.", "ww.", "://", ":/", "/", ":", ".", "w", "h", "t", "p", "W",
               "H", "é", "’", "\U0001F600", " ", "x", "wwww.", "httphttp", "ｈttp", "\u0130"]
     for _ in range(20000):
         text = "".join(r.choice(pieces) for _ in range(r.randint(0, 14)))
-        assert cidx._wordscan.url_starts(text) == tv._url_starts_py(text), ascii(text)
         assert cidx._wordscan.may_hold_url(text) is th._may_hold_url_py(text), ascii(text)
 
 

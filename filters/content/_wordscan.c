@@ -29,8 +29,8 @@
  *                             None for a str with characters past the BMP
  *   may_hold_url(text)     -> "://" or "ww." (ASCII letters in any case) occurs in the str
  *                             (filters/content/textview_html.py _may_hold_url)
- *   url_starts(text)       -> [i, ...] where "http" or "www." (ASCII letters in any case) starts, in
- *                             order (filters/content/textview.py _text_links)
+ *   text_urls(text)        -> the URLs written in the str, as filters/content/textview.py _text_links
+ *                             finds them with _TEXT_URL (each with _URL_END characters stripped)
  *   hiding_styles(styles)  -> [i, ...] of the styles (a list of str) where a way of hiding can be read:
  *                             display:none, visibility:hidden, overflow:hidden, mso-hide:all,
  *                             opacity:0, font-size:0 or font-size:1px, ASCII white space around the
@@ -441,41 +441,86 @@ static PyObject *may_hold_url(PyObject *module, PyObject *arg)
     }
 }
 
-#define URL_STARTS(TYPE)                                                          \
+/* _TEXT_URL's URL characters: not white space (the 29 that \s matches), a control, < > " or ' */
+static inline int url_char(Py_UCS4 c)
+{
+    if (c <= 0x20 || c == '"' || c == '\'' || c == '<' || c == '>')
+        return 0;
+    return !(c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028
+             || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000);
+}
+
+/* _URL_END: what a URL written in text does not end with */
+static inline int url_end(Py_UCS4 c)
+{
+    switch (c) {
+    case '.': case ',': case ';': case ':': case '!': case '?': case ')': case ']': case '}': case '>':
+    case '\'': case '"':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+#define TEXT_URLS(TYPE)                                                           \
     {                                                                             \
         const TYPE *t = (const TYPE *)data;                                       \
         for (Py_ssize_t i = 0; i + 3 < n; i++) {                                  \
-            TYPE c = t[i] | 0x20;                                                 \
-            if (c == 'h' ? (t[i + 1] | 0x20) == 't' && (t[i + 2] | 0x20) == 't' && (t[i + 3] | 0x20) == 'p' \
-                         : c == 'w' && (t[i + 1] | 0x20) == 'w' && (t[i + 2] | 0x20) == 'w' && t[i + 3] == '.') { \
-                PyObject *at = PyLong_FromSsize_t(i);                             \
-                if (at == NULL || PyList_Append(starts, at) < 0) {                \
-                    Py_XDECREF(at);                                               \
-                    Py_DECREF(starts);                                            \
-                    return NULL;                                                  \
-                }                                                                 \
-                Py_DECREF(at);                                                    \
-                i += 3;  /* neither can start again within itself */              \
+            Py_UCS4 c = t[i];                                                     \
+            Py_ssize_t p;                                                         \
+            if (c == 'h' || c == 'H') { /* [hH], (?i:ttps?://): s is S or long s too, as re.I has it */ \
+                if ((t[i + 1] | 0x20) != 't' || (t[i + 2] | 0x20) != 't' || (t[i + 3] | 0x20) != 'p') \
+                    continue;                                                     \
+                p = i + 4;                                                        \
+                if (p + 3 < n && (t[p] == 's' || t[p] == 'S' || t[p] == 0x17f)   \
+                        && t[p + 1] == ':' && t[p + 2] == '/' && t[p + 3] == '/') \
+                    p++;                                                          \
+                if (!(p + 2 < n && t[p] == ':' && t[p + 1] == '/' && t[p + 2] == '/')) \
+                    continue;                                                     \
+                p += 3;                                                           \
+            } else if (c == 'w' || c == 'W') { /* [wW], (?i:ww\.) */              \
+                if ((t[i + 1] | 0x20) != 'w' || (t[i + 2] | 0x20) != 'w' || t[i + 3] != '.') \
+                    continue;                                                     \
+                p = i + 4;                                                        \
+            } else                                                                \
+                continue;                                                         \
+            if (i > 0 && (t[i - 1] == '_' || Py_UNICODE_ISALNUM(t[i - 1])))       \
+                continue; /* (?<!\w.): no word character before */                \
+            Py_ssize_t end = p;                                                   \
+            while (end < n && url_char(t[end]))                                   \
+                end++;                                                            \
+            if (end == p)                                                         \
+                continue;                                                         \
+            Py_ssize_t cut = end; /* .rstrip(_URL_END) */                         \
+            while (cut > i && url_end(t[cut - 1]))                                \
+                cut--;                                                            \
+            PyObject *url = PyUnicode_Substring(arg, i, cut);                     \
+            if (url == NULL || PyList_Append(urls, url) < 0) {                    \
+                Py_XDECREF(url);                                                  \
+                Py_DECREF(urls);                                                  \
+                return NULL;                                                      \
             }                                                                     \
+            Py_DECREF(url);                                                       \
+            i = end - 1; /* the next URL starts after this one */                 \
         }                                                                         \
-        return starts;                                                            \
+        return urls;                                                              \
     }
 
-static PyObject *url_starts(PyObject *module, PyObject *arg)
+static PyObject *text_urls(PyObject *module, PyObject *arg)
 {
     if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "url_starts(text: str)");
+        PyErr_SetString(PyExc_TypeError, "text_urls(text: str)");
         return NULL;
     }
     const void *data = PyUnicode_DATA(arg);
     Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
-    PyObject *starts = PyList_New(0);
-    if (starts == NULL)
+    PyObject *urls = PyList_New(0);
+    if (urls == NULL)
         return NULL;
     switch (PyUnicode_KIND(arg)) {
-    case PyUnicode_1BYTE_KIND: URL_STARTS(Py_UCS1)
-    case PyUnicode_2BYTE_KIND: URL_STARTS(Py_UCS2)
-    default: URL_STARTS(Py_UCS4)
+    case PyUnicode_1BYTE_KIND: TEXT_URLS(Py_UCS1)
+    case PyUnicode_2BYTE_KIND: TEXT_URLS(Py_UCS2)
+    default: TEXT_URLS(Py_UCS4)
     }
 }
 
@@ -922,7 +967,7 @@ static PyMethodDef methods[] = {
     {"spaced", spaced, METH_O, "spaced(data) -> (the word stream of ASCII word text, single_run of it)"},
     {"non_ascii", non_ascii, METH_O, "non_ascii(text) -> its distinct characters past U+007F, in order"},
     {"may_hold_url", may_hold_url, METH_O, "may_hold_url(text) -> '://' or 'ww.' (any case) occurs in it"},
-    {"url_starts", url_starts, METH_O, "url_starts(text) -> where 'http' or 'www.' (any case) starts, in order"},
+    {"text_urls", text_urls, METH_O, "text_urls(text) -> the URLs written in it, as textview._text_links finds them"},
     {"url_suspect", (PyCFunction)(void (*)(void))url_suspect, METH_FASTCALL,
      "url_suspect(low, extensions, params) -> the URL rules must read it closer (urls.py suspect)"},
     {"hiding_styles", hiding_styles, METH_O, "hiding_styles(styles) -> [i, ...] of the styles a way of hiding can be read in"},
