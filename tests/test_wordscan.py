@@ -148,3 +148,13 @@ def test_url_suspect_equals_the_python_path():
     for _ in range(20000):
         low = "".join(r.choice(pieces) for _ in range(r.randint(0, 10))).lower()
         assert cidx._wordscan.url_suspect(low, cu._EXECUTABLE_EXTENSIONS, cu._PARAM_NAMES) is cu.suspect_py(low), low
+
+
+def test_qp_decode_equals_binascii():
+    import binascii
+    r = random.Random(16)
+    pieces = [b"=", b"=\r\n", b"=\n", b"=\r", b"\r\n", b"\n", b"==", b"=3D", b"=3d", b"=4", b"=G1", b"=A", b"a", b" ",
+              b"_", b"=\r x\n", b"=2", b"\xff", b"=ff", b"=FF", b"x=", b"=\t", b"plain text without an equals sign"]
+    for _ in range(20000):
+        data = b"".join(r.choice(pieces) for _ in range(r.randint(0, 12)))
+        assert cidx._wordscan.qp_decode(data) == binascii.a2b_qp(data), data

@@ -112,12 +112,14 @@ def _transfer_decode(data: bytes, encoding: str) -> bytes:
             return b""
     if encoding == "quoted-printable":
         try:
-            return binascii.a2b_qp(data)
+            return _qp_decode(data)
         except binascii.Error:
             return data
     return data
 
 
+# binascii.a2b_qp, or the same in runs (_wordscan.qp_decode: 61 -> 15 us for a 100 KB newsletter)
+_qp_decode = getattr(_wordscan, "qp_decode", binascii.a2b_qp)
 _ASCII_READS_ASCII = frozenset({"", "ascii", "cp1252", "iso8859-1", "iso8859-15"})  # ("": none declared)
 
 
