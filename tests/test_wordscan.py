@@ -158,3 +158,15 @@ def test_qp_decode_equals_binascii():
     for _ in range(20000):
         data = b"".join(r.choice(pieces) for _ in range(r.randint(0, 12)))
         assert cidx._wordscan.qp_decode(data) == binascii.a2b_qp(data), data
+
+
+def test_byte_helpers_equal_bytes_methods():
+    r = random.Random(17)
+    pieces = [b"<", b"<style", b"<styl", b"style", b"<s", b"a", b"\x00", b"\xff", b"<<", b"e", b"<style>", b"<<<<<<<<<"]
+    for _ in range(20000):
+        data = b"".join(r.choice(pieces) for _ in range(r.randint(0, 14)))
+        for c in (0x3C, 0, 0xFF):
+            assert cidx._wordscan.count_byte(data, c) == data.count(bytes([c])), (data, c)
+        start = r.randint(-5, len(data) + 2)
+        for needle in (b"<style", b"<", b"", b"st"):
+            assert cidx._wordscan.find_bytes(data, needle, start) == data.find(needle, start), (data, needle, start)

@@ -36,6 +36,9 @@
  *                             opacity:0, font-size:0 or font-size:1px, ASCII white space around the
  *                             colon, ASCII letters in any case (filters/content/textview_html.py _NEEDS)
  *   qp_decode(data)        -> binascii.a2b_qp(data): the same bytes, the runs between = copied whole
+ *   count_byte(data, c)    -> data.count(bytes([c])), eight bytes at a time
+ *   find_bytes(data, needle, start) -> data.find(needle, start), a memchr to each first byte (bytes.find
+ *                             tests at every occurrence of the needle's last byte: "e" of b"<style")
  *   url_suspect(low, extensions, params) -> filters/content/urls.py suspect(low): a lowercased URL
  *                             carries another past its 12th character, its path ends in one of the
  *                             `extensions` (a set), or a ? or & in it is followed by one of the
@@ -608,6 +611,72 @@ static PyObject *hiding_styles(PyObject *module, PyObject *arg)
     return picked;
 }
 
+static PyObject *count_byte(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    int c;
+    if (nargs != 2 || (c = PyLong_AsLong(args[1])) < 0 || c > 255) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "count_byte(data, c: 0..255)");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t n = view.len, i = 0, count = 0;
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x7F7F7F7F7F7F7F7FULL, pattern = ones * (uint64_t)c;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        w ^= pattern;  /* a byte equal to c is 0 now */
+        uint64_t t = (w & highs) + highs;
+        t = ~(t | w | highs);  /* the high bit of each zero byte, and only of those */
+        count += (Py_ssize_t)(((t >> 7) * ones) >> 56);  /* the byte sum of 0/1 bytes */
+    }
+    for (; i < n; i++)
+        count += s[i] == c;
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(count);
+}
+
+static PyObject *find_bytes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view, needle;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "find_bytes(data, needle, start)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[2]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &needle, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const unsigned char *s = view.buf, *p = needle.buf;
+    Py_ssize_t n = view.len, m = needle.len, found = -1;
+    if (start < 0)
+        start = start + n < 0 ? 0 : start + n;
+    if (m == 0)
+        found = start <= n ? start : -1;
+    else
+        for (Py_ssize_t i = start; i + m <= n; i++) {
+            const unsigned char *at = memchr(s + i, p[0], (size_t)(n - m + 1 - i));
+            if (at == NULL)
+                break;
+            i = at - s;
+            if (memcmp(at + 1, p + 1, (size_t)(m - 1)) == 0) {
+                found = i;
+                break;
+            }
+        }
+    PyBuffer_Release(&needle);
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(found);
+}
+
 static inline int hex_value(unsigned char c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
@@ -1022,6 +1091,8 @@ static PyMethodDef methods[] = {
     {"may_hold_url", may_hold_url, METH_O, "may_hold_url(text) -> '://' or 'ww.' (any case) occurs in it"},
     {"text_urls", text_urls, METH_O, "text_urls(text) -> the URLs written in it, as textview._text_links finds them"},
     {"qp_decode", qp_decode, METH_O, "qp_decode(data) -> binascii.a2b_qp(data), in runs"},
+    {"count_byte", (PyCFunction)(void (*)(void))count_byte, METH_FASTCALL, "count_byte(data, c) -> data.count(bytes([c]))"},
+    {"find_bytes", (PyCFunction)(void (*)(void))find_bytes, METH_FASTCALL, "find_bytes(data, needle, start) -> data.find(needle, start)"},
     {"url_suspect", (PyCFunction)(void (*)(void))url_suspect, METH_FASTCALL,
      "url_suspect(low, extensions, params) -> the URL rules must read it closer (urls.py suspect)"},
     {"hiding_styles", hiding_styles, METH_O, "hiding_styles(styles) -> [i, ...] of the styles a way of hiding can be read in"},
