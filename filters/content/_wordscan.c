@@ -55,8 +55,10 @@
  *                             second message costs one hash and one probe per token.
  *
  * Tokens are maximal runs of non-white-space characters, white space being what str.split()
- * splits ASCII at: \t \n \v \f \r, \x1c-\x1f and space. filters/content/tokens.py and wordindex.py
- * hold the Python version of each function; tests/test_wordscan.py checks that both give the same.
+ * splits ASCII at: \t \n \v \f \r, \x1c-\x1f and space. Each caller (filters/content/tokens.py,
+ * wordindex.py, folding.py, textview.py, textview_html.py, textview_css.py, urls.py) keeps a Python
+ * version of what it calls here, taken without the extension or with one built before the function;
+ * tests/test_wordscan.py checks that both give the same.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
