@@ -95,11 +95,13 @@ def test_scan_equals_a_walk_over_every_word():
 def test_text_links_equal_findall(seed):
     r = random.Random(seed)
     pieces = ["http://", "https://", "HTTP://", "www.", "WWW.", "xhttp://a", "_www.b", "é", "&amp;", "<", ">", '"', "'",
-              "=", " ", "\n", "\xa0", "\u2003", "a", "x.example/p?q=1", "ſ", ";", ")", ".", "\x1f"]
+              "=", " ", "\n", "\xa0", "\u2003", "a", "x.example/p?q=1", "ſ", ";", ")", ".", "\x1f",
+              "httpſ://", "httpS://", "https:/", "wWw.", "\x7f", "\u3000", "ä", "\U0001F600"]
     for _ in range(20000):
         text = "".join(r.choice(pieces) for _ in range(r.randint(0, 14)))
-        assert [link.url for link in tv._text_links(text)] == [
-            url.rstrip(tv._URL_END) for url in tv._TEXT_URL.findall(text)], text
+        expected = [url.rstrip(tv._URL_END) for url in tv._TEXT_URL.findall(text)]
+        assert [link.url for link in tv._text_links(text)] == expected, text  # (in C when built)
+        assert [link.url for link in tv._text_links_py(text)] == expected, text
 
 
 def test_url_characters_are_those_that_are_not_white_space_controls_or_quotes():
@@ -406,3 +408,12 @@ def test_deep_nesting_is_read_in_pieces_in_bounded_time():
         assert _normal(text.visible).endswith("buy viagra")
     legit = "<table><tr><td><p>Hello <b>reader</b></p></td></tr></table>" * 2000
     assert th.nesting_work(legit.encode()) < th.WORK_LIMIT  # mail as it is written is parsed whole
+
+
+def test_leet_words_found_by_runs_equal_the_regex():
+    """_unleet_words (runs found in C, each word rewritten once) gives what _LEET_WORD.sub gives."""
+    normaliser = ctok._Normaliser(frozenset({"viagra", "casino", "loans", "pills"}))
+    r = random.Random(15)
+    for _ in range(20000):
+        text = cfold.fold(_text(r))
+        assert normaliser._unleet_words(text) == normaliser._unleet_words_py(text), repr(text)

@@ -116,16 +116,14 @@ def test_distinct_characters_outside_ascii_equal_the_python_path():
         assert cfold._non_ascii(text) == cfold._non_ascii_py(text)
 
 
-def test_url_marks_equal_the_python_path():
-    """url_starts (where a URL may start) and may_hold_url (whether one may be there), on str of each kind."""
-    from filters.content import textview as tv
+def test_may_hold_url_equals_the_python_path():
+    """may_hold_url (whether a URL may be there), on str of each kind."""
     from filters.content import textview_html as th
     r = random.Random(12)
     pieces = ["http", "HTTP", "hTtP", "www.", "WwW.", "ww.", "://", ":/", "/", ":", ".", "w", "h", "t", "p", "W",
               "H", "é", "’", "\U0001F600", " ", "x", "wwww.", "httphttp", "ｈttp", "\u0130"]
     for _ in range(20000):
         text = "".join(r.choice(pieces) for _ in range(r.randint(0, 14)))
-        assert cidx._wordscan.url_starts(text) == tv._url_starts_py(text), ascii(text)
         assert cidx._wordscan.may_hold_url(text) is th._may_hold_url_py(text), ascii(text)
 
 
@@ -150,3 +148,25 @@ def test_url_suspect_equals_the_python_path():
     for _ in range(20000):
         low = "".join(r.choice(pieces) for _ in range(r.randint(0, 10))).lower()
         assert cidx._wordscan.url_suspect(low, cu._EXECUTABLE_EXTENSIONS, cu._PARAM_NAMES) is cu.suspect_py(low), low
+
+
+def test_qp_decode_equals_binascii():
+    import binascii
+    r = random.Random(16)
+    pieces = [b"=", b"=\r\n", b"=\n", b"=\r", b"\r\n", b"\n", b"==", b"=3D", b"=3d", b"=4", b"=G1", b"=A", b"a", b" ",
+              b"_", b"=\r x\n", b"=2", b"\xff", b"=ff", b"=FF", b"x=", b"=\t", b"plain text without an equals sign"]
+    for _ in range(20000):
+        data = b"".join(r.choice(pieces) for _ in range(r.randint(0, 12)))
+        assert cidx._wordscan.qp_decode(data) == binascii.a2b_qp(data), data
+
+
+def test_byte_helpers_equal_bytes_methods():
+    r = random.Random(17)
+    pieces = [b"<", b"<style", b"<styl", b"style", b"<s", b"a", b"\x00", b"\xff", b"<<", b"e", b"<style>", b"<<<<<<<<<"]
+    for _ in range(20000):
+        data = b"".join(r.choice(pieces) for _ in range(r.randint(0, 14)))
+        for c in (0x3C, 0, 0xFF):
+            assert cidx._wordscan.count_byte(data, c) == data.count(bytes([c])), (data, c)
+        start = r.randint(-5, len(data) + 2)
+        for needle in (b"<style", b"<", b"", b"st"):
+            assert cidx._wordscan.find_bytes(data, needle, start) == data.find(needle, start), (data, needle, start)

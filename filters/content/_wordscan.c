@@ -29,12 +29,16 @@
  *                             None for a str with characters past the BMP
  *   may_hold_url(text)     -> "://" or "ww." (ASCII letters in any case) occurs in the str
  *                             (filters/content/textview_html.py _may_hold_url)
- *   url_starts(text)       -> [i, ...] where "http" or "www." (ASCII letters in any case) starts, in
- *                             order (filters/content/textview.py _text_links)
+ *   text_urls(text)        -> the URLs written in the str, as filters/content/textview.py _text_links
+ *                             finds them with _TEXT_URL (each with _URL_END characters stripped)
  *   hiding_styles(styles)  -> [i, ...] of the styles (a list of str) where a way of hiding can be read:
  *                             display:none, visibility:hidden, overflow:hidden, mso-hide:all,
  *                             opacity:0, font-size:0 or font-size:1px, ASCII white space around the
  *                             colon, ASCII letters in any case (filters/content/textview_html.py _NEEDS)
+ *   qp_decode(data)        -> binascii.a2b_qp(data): the same bytes, the runs between = copied whole
+ *   count_byte(data, c)    -> data.count(bytes([c])), eight bytes at a time
+ *   find_bytes(data, needle, start) -> data.find(needle, start), a memchr to each first byte (bytes.find
+ *                             tests at every occurrence of the needle's last byte: "e" of b"<style")
  *   url_suspect(low, extensions, params) -> filters/content/urls.py suspect(low): a lowercased URL
  *                             carries another past its 12th character, its path ends in one of the
  *                             `extensions` (a set), or a ? or & in it is followed by one of the
@@ -51,8 +55,10 @@
  *                             second message costs one hash and one probe per token.
  *
  * Tokens are maximal runs of non-white-space characters, white space being what str.split()
- * splits ASCII at: \t \n \v \f \r, \x1c-\x1f and space. filters/content/tokens.py and wordindex.py
- * hold the Python version of each function; tests/test_wordscan.py checks that both give the same.
+ * splits ASCII at: \t \n \v \f \r, \x1c-\x1f and space. Each caller (filters/content/tokens.py,
+ * wordindex.py, folding.py, textview.py, textview_html.py, textview_css.py, urls.py) keeps a Python
+ * version of what it calls here, taken without the extension or with one built before the function;
+ * tests/test_wordscan.py checks that both give the same.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -441,41 +447,86 @@ static PyObject *may_hold_url(PyObject *module, PyObject *arg)
     }
 }
 
-#define URL_STARTS(TYPE)                                                          \
+/* _TEXT_URL's URL characters: not white space (the 29 that \s matches), a control, < > " or ' */
+static inline int url_char(Py_UCS4 c)
+{
+    if (c <= 0x20 || c == '"' || c == '\'' || c == '<' || c == '>')
+        return 0;
+    return !(c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028
+             || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000);
+}
+
+/* _URL_END: what a URL written in text does not end with */
+static inline int url_end(Py_UCS4 c)
+{
+    switch (c) {
+    case '.': case ',': case ';': case ':': case '!': case '?': case ')': case ']': case '}': case '>':
+    case '\'': case '"':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+#define TEXT_URLS(TYPE)                                                           \
     {                                                                             \
         const TYPE *t = (const TYPE *)data;                                       \
         for (Py_ssize_t i = 0; i + 3 < n; i++) {                                  \
-            TYPE c = t[i] | 0x20;                                                 \
-            if (c == 'h' ? (t[i + 1] | 0x20) == 't' && (t[i + 2] | 0x20) == 't' && (t[i + 3] | 0x20) == 'p' \
-                         : c == 'w' && (t[i + 1] | 0x20) == 'w' && (t[i + 2] | 0x20) == 'w' && t[i + 3] == '.') { \
-                PyObject *at = PyLong_FromSsize_t(i);                             \
-                if (at == NULL || PyList_Append(starts, at) < 0) {                \
-                    Py_XDECREF(at);                                               \
-                    Py_DECREF(starts);                                            \
-                    return NULL;                                                  \
-                }                                                                 \
-                Py_DECREF(at);                                                    \
-                i += 3;  /* neither can start again within itself */              \
+            Py_UCS4 c = t[i];                                                     \
+            Py_ssize_t p;                                                         \
+            if (c == 'h' || c == 'H') { /* [hH], (?i:ttps?://): s is S or long s too, as re.I has it */ \
+                if ((t[i + 1] | 0x20) != 't' || (t[i + 2] | 0x20) != 't' || (t[i + 3] | 0x20) != 'p') \
+                    continue;                                                     \
+                p = i + 4;                                                        \
+                if (p + 3 < n && (t[p] == 's' || t[p] == 'S' || t[p] == 0x17f)   \
+                        && t[p + 1] == ':' && t[p + 2] == '/' && t[p + 3] == '/') \
+                    p++;                                                          \
+                if (!(p + 2 < n && t[p] == ':' && t[p + 1] == '/' && t[p + 2] == '/')) \
+                    continue;                                                     \
+                p += 3;                                                           \
+            } else if (c == 'w' || c == 'W') { /* [wW], (?i:ww\.) */              \
+                if ((t[i + 1] | 0x20) != 'w' || (t[i + 2] | 0x20) != 'w' || t[i + 3] != '.') \
+                    continue;                                                     \
+                p = i + 4;                                                        \
+            } else                                                                \
+                continue;                                                         \
+            if (i > 0 && (t[i - 1] == '_' || Py_UNICODE_ISALNUM(t[i - 1])))       \
+                continue; /* (?<!\w.): no word character before */                \
+            Py_ssize_t end = p;                                                   \
+            while (end < n && url_char(t[end]))                                   \
+                end++;                                                            \
+            if (end == p)                                                         \
+                continue;                                                         \
+            Py_ssize_t cut = end; /* .rstrip(_URL_END) */                         \
+            while (cut > i && url_end(t[cut - 1]))                                \
+                cut--;                                                            \
+            PyObject *url = PyUnicode_Substring(arg, i, cut);                     \
+            if (url == NULL || PyList_Append(urls, url) < 0) {                    \
+                Py_XDECREF(url);                                                  \
+                Py_DECREF(urls);                                                  \
+                return NULL;                                                      \
             }                                                                     \
+            Py_DECREF(url);                                                       \
+            i = end - 1; /* the next URL starts after this one */                 \
         }                                                                         \
-        return starts;                                                            \
+        return urls;                                                              \
     }
 
-static PyObject *url_starts(PyObject *module, PyObject *arg)
+static PyObject *text_urls(PyObject *module, PyObject *arg)
 {
     if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "url_starts(text: str)");
+        PyErr_SetString(PyExc_TypeError, "text_urls(text: str)");
         return NULL;
     }
     const void *data = PyUnicode_DATA(arg);
     Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
-    PyObject *starts = PyList_New(0);
-    if (starts == NULL)
+    PyObject *urls = PyList_New(0);
+    if (urls == NULL)
         return NULL;
     switch (PyUnicode_KIND(arg)) {
-    case PyUnicode_1BYTE_KIND: URL_STARTS(Py_UCS1)
-    case PyUnicode_2BYTE_KIND: URL_STARTS(Py_UCS2)
-    default: URL_STARTS(Py_UCS4)
+    case PyUnicode_1BYTE_KIND: TEXT_URLS(Py_UCS1)
+    case PyUnicode_2BYTE_KIND: TEXT_URLS(Py_UCS2)
+    default: TEXT_URLS(Py_UCS4)
     }
 }
 
@@ -560,6 +611,124 @@ static PyObject *hiding_styles(PyObject *module, PyObject *arg)
         Py_XDECREF(at);
     }
     return picked;
+}
+
+static PyObject *count_byte(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    int c;
+    if (nargs != 2 || (c = PyLong_AsLong(args[1])) < 0 || c > 255) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "count_byte(data, c: 0..255)");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t n = view.len, i = 0, count = 0;
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x7F7F7F7F7F7F7F7FULL, pattern = ones * (uint64_t)c;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        w ^= pattern;  /* a byte equal to c is 0 now */
+        uint64_t t = (w & highs) + highs;
+        t = ~(t | w | highs);  /* the high bit of each zero byte, and only of those */
+        count += (Py_ssize_t)(((t >> 7) * ones) >> 56);  /* the byte sum of 0/1 bytes */
+    }
+    for (; i < n; i++)
+        count += s[i] == c;
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(count);
+}
+
+static PyObject *find_bytes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view, needle;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "find_bytes(data, needle, start)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[2]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &needle, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const unsigned char *s = view.buf, *p = needle.buf;
+    Py_ssize_t n = view.len, m = needle.len, found = -1;
+    if (start < 0)
+        start = start + n < 0 ? 0 : start + n;
+    if (m == 0)
+        found = start <= n ? start : -1;
+    else
+        for (Py_ssize_t i = start; i + m <= n; i++) {
+            const unsigned char *at = memchr(s + i, p[0], (size_t)(n - m + 1 - i));
+            if (at == NULL)
+                break;
+            i = at - s;
+            if (memcmp(at + 1, p + 1, (size_t)(m - 1)) == 0) {
+                found = i;
+                break;
+            }
+        }
+    PyBuffer_Release(&needle);
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(found);
+}
+
+static inline int hex_value(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* binascii.a2b_qp(data) (header=False), byte for byte: CPython's loop, but a run of bytes without
+ * "=" is found with memchr and copied with memcpy instead of a byte at a time */
+static PyObject *qp_decode(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *in = view.buf;
+    Py_ssize_t n = view.len, i = 0, out = 0;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, n);
+    if (result == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(result);
+    while (i < n) {
+        const unsigned char *eq = memchr(in + i, '=', (size_t)(n - i));
+        Py_ssize_t run = eq == NULL ? n - i : eq - (in + i);
+        memcpy(o + out, in + i, (size_t)run);
+        out += run;
+        i += run;
+        if (i >= n)
+            break;
+        i++;  /* the = */
+        if (i >= n)
+            break;
+        if (in[i] == '\n' || in[i] == '\r') {  /* a soft line break: to the end of the line */
+            if (in[i] != '\n')
+                while (i < n && in[i] != '\n')
+                    i++;
+            if (i < n)
+                i++;
+        } else if (in[i] == '=') {  /* "==" (broken encoders): one = */
+            o[out++] = '=';
+            i++;
+        } else if (i + 1 < n && hex_value(in[i]) >= 0 && hex_value(in[i + 1]) >= 0) {
+            o[out++] = (unsigned char)(hex_value(in[i]) << 4 | hex_value(in[i + 1]));
+            i += 2;
+        } else
+            o[out++] = '=';
+    }
+    PyBuffer_Release(&view);
+    if (_PyBytes_Resize(&result, out) < 0)
+        return NULL;
+    return result;
 }
 
 /* the str s[start:end] is in the set */
@@ -922,7 +1091,10 @@ static PyMethodDef methods[] = {
     {"spaced", spaced, METH_O, "spaced(data) -> (the word stream of ASCII word text, single_run of it)"},
     {"non_ascii", non_ascii, METH_O, "non_ascii(text) -> its distinct characters past U+007F, in order"},
     {"may_hold_url", may_hold_url, METH_O, "may_hold_url(text) -> '://' or 'ww.' (any case) occurs in it"},
-    {"url_starts", url_starts, METH_O, "url_starts(text) -> where 'http' or 'www.' (any case) starts, in order"},
+    {"text_urls", text_urls, METH_O, "text_urls(text) -> the URLs written in it, as textview._text_links finds them"},
+    {"qp_decode", qp_decode, METH_O, "qp_decode(data) -> binascii.a2b_qp(data), in runs"},
+    {"count_byte", (PyCFunction)(void (*)(void))count_byte, METH_FASTCALL, "count_byte(data, c) -> data.count(bytes([c]))"},
+    {"find_bytes", (PyCFunction)(void (*)(void))find_bytes, METH_FASTCALL, "find_bytes(data, needle, start) -> data.find(needle, start)"},
     {"url_suspect", (PyCFunction)(void (*)(void))url_suspect, METH_FASTCALL,
      "url_suspect(low, extensions, params) -> the URL rules must read it closer (urls.py suspect)"},
     {"hiding_styles", hiding_styles, METH_O, "hiding_styles(styles) -> [i, ...] of the styles a way of hiding can be read in"},

@@ -20,31 +20,45 @@ _COMPOUND = re.compile(r"[a-z][a-z0-9-]*|(?:[a-z][a-z0-9-]*)?(?:[.#][a-z_][\w-]*
 _COMBINATOR = re.compile(r"\s*>\s*|\s+")
 _CACHE: dict[bytes, tuple[str, ...]] = {}
 # where a <style> element may start: the regex engine skips to each "<" (bytes.find(b"<style") tests
-# at every "e", four times slower on HTML; the second pattern is for a document without "<style")
+# at every "e", four times slower on HTML), the C helper memchr()s to it; the second pattern is for a
+# document without "<style"
 _OPEN = re.compile(rb"<style")
 _OPEN_UPPER = re.compile(rb"<(?:STYLE|Style)")
+
+try:  # the C helpers (filters/content/_wordscan.c); without them, or built before this one, the regex
+    from filters.content._wordscan import find_bytes as _find_bytes
+except ImportError:  # pragma: no cover  (built without a C compiler)
+    _find_bytes = None
+
+
+def _style_at(data: bytes, start: int) -> int:
+    """data.find(b"<style", start), the fast way there is."""
+    if _find_bytes is not None:
+        return _find_bytes(data, b"<style", start)
+    found = _OPEN.search(data, start)
+    return -1 if found is None else found.start()
 
 
 def hidden_selectors(data: bytes, hiding: re.Pattern[str]) -> tuple[str, ...]:
     """The selectors whose elements the document's stylesheets always hide (usually none); `hiding`
     finds a declaration that hides (filters/content/textview_html.py HIDING_STYLE)."""
     lowered = data
-    found = _OPEN.search(data)
-    if found is None:
+    start = _style_at(data, 0)
+    if start < 0:
         if _OPEN_UPPER.search(data) is None:
             return ()
         lowered = data.lower()  # (upper or mixed case: rare, then one copy)
-        found = _OPEN.search(lowered)
+        start = _style_at(lowered, 0)
     blocks = []
-    while found is not None:  # C speed, where a case-blind regex would try every position
-        open_end = lowered.find(b">", found.start())
+    while start >= 0:  # C speed, where a case-blind regex would try every position
+        open_end = lowered.find(b">", start)
         if open_end < 0:
             break
         close = lowered.find(b"</style", open_end)
         blocks.append(data[open_end + 1:close if close >= 0 else len(data)])
         if close < 0:
             break
-        found = _OPEN.search(lowered, close)
+        start = _style_at(lowered, close)
     sheets = b"\n".join(blocks)
     if not sheets.strip():
         return ()

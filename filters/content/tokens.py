@@ -1,6 +1,7 @@
 """Word tokens of folded text: leetspeak undone, spaced-out letters joined, the word stream the scan reads."""
 from __future__ import annotations
 
+import itertools
 import re
 
 from filters.content.folding import _CJK, _token_text, fold
@@ -126,12 +127,22 @@ class _Normaliser:
         return " ".join(out)
 
     def _unleet_words(self, text: str) -> str:
-        """Rewrite each word holding a letter next to a digit or leet symbol (v1agra -> viagra)."""
-        # the regex finds whole words around a transition in C; only those words reach Python
+        """Rewrite each word holding a letter next to a digit or leet symbol (v1agra -> viagra): what
+        `_LEET_WORD.sub` with `_unleet` gives (`_unleet_words_py`), the words found by `_leet_runs_text`
+        (a character outside ASCII is '?' there, which is no word character either, as in the regex)
+        and each rewritten once (`_unleet_runs`: text in Cyrillic, where з and ч fold to 3 and 4,
+        has thousands)."""
+        runs = _leet_runs_text(text.encode("ascii", "replace"))
+        return self._unleet_runs(text, runs) if runs else text
+
+    def _unleet_words_py(self, text: str) -> str:
+        """`_unleet_words` with the regex (the tests hold the two equal)."""
         return _LEET_WORD.sub(lambda m: self._unleet(m.group()), text)
 
     def _unspace(self, tokens: list[str]) -> list[str]:
         """Runs of 3 or more one-letter words (c a s i n o, v.i.a.g.r.a) joined into vocabulary words."""
+        if b"\x01\x01\x01" not in bytes(map(min, map(len, tokens), itertools.repeat(2))):
+            return tokens  # no three one-character tokens in a row (the lengths, capped, walked in C)
         singles = [i for i, t in enumerate(tokens) if len(t) == 1 and t.isascii() and t != SEP]
         if len(singles) < 3:
             return tokens
