@@ -1,9 +1,10 @@
 """What a stage is handed: the client, the list, the envelope, the message, and injected services."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
     from relay.config import ClientConfig, Config, ListConfig
@@ -56,3 +57,15 @@ class CopyContext:
     services: Services
     queue_id: str
     facts: dict[str, Any] = field(default_factory=dict)
+
+
+def config_table(value: Any) -> dict[str, Any]:
+    """A stage's settings table as a dict, whatever carries it (None, a mapping, a dataclass or an
+    object with attributes): the operator-wide `[policy.*]` table or a client's override."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    if dataclasses.is_dataclass(value):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return dict(vars(value))

@@ -28,13 +28,12 @@ slow answer), and the stage needs one request, SYMBOLS. See docs/CONTENT.md.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from filters.context import MessageContext
+from filters.context import MessageContext, config_table
 from filters.verdict import CONTINUE, Verdict
 
 NAME = "spam-score"
@@ -88,20 +87,10 @@ def validate_table(data: Mapping[str, Any], where: str, client: bool = False) ->
         raise SpamScoreError(f"{where}.host: must be a host name or address")
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return dict(value)
-    if dataclasses.is_dataclass(value):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    return dict(vars(value))
-
-
 def settings_for(config: Any, client: Any) -> Settings:
     """The operator's `[policy.spam_score]` with the client's overrides (both optional)."""
-    op = _as_dict(getattr(config, "spam_score", None))
-    cl = _as_dict(getattr(client, "spam_score", None))
+    op = config_table(getattr(config, "spam_score", None))
+    cl = config_table(getattr(client, "spam_score", None))
     validate_table(op, "policy.spam_score")
     validate_table(cl, f"clients.{getattr(client, 'name', '?')}.spam_score", client=True)
     merged = {**op, **cl}

@@ -86,6 +86,19 @@ class RunningRelay:
                 log.warning("shutdown step did not finish in 10 s; going on")
 
 
+def upkeep(runtime: Runtime, retry_interval: float) -> list[asyncio.Task]:
+    """The background work every relay process runs (`relay serve` and `relay milter` alike): the
+    retry spool, SQLite checkpoints, the mail log written in batches, webhooks, and the account
+    upkeep (states polled, so a `relay client state` bites within 2 s; campaigns judged; reputation)."""
+    from relay.base.maillog import flush_forever
+
+    return [asyncio.create_task(runtime.retry_forever(retry_interval)),
+            asyncio.create_task(runtime.checkpoint_forever()),
+            asyncio.create_task(flush_forever()),
+            asyncio.create_task(runtime.webhooks.run_forever(retry_interval)),
+            asyncio.create_task(runtime.accounts.run_forever())]
+
+
 async def start_relay(config: Config, store: Store | None = None, retry_interval: float = 5.0,
                       smtp_sock: socket.socket | None = None, http_sock: socket.socket | None = None,
                       shared_ports: bool = False, admin: bool = True, **runtime_args: Any) -> RunningRelay:
@@ -123,15 +136,9 @@ async def start_relay(config: Config, store: Store | None = None, retry_interval
     # bounded apart from SMTP (and from the admin listener, which gets its own HttpGuard)
     await GuardedSite(runner, http_sock, HttpGuard(config.http, "public"), backlog=backlog).start()
     install_loop_guard(loop)
-    from relay.base.maillog import flush_forever
-
-    background = [asyncio.create_task(runtime.retry_forever(retry_interval)),
-                  asyncio.create_task(flush_forever()),  # the mail log lines, written in batches
+    background = [*upkeep(runtime, retry_interval),
                   asyncio.create_task(runtime.metrics.watch_loop_lag()),
-                  asyncio.create_task(runtime.checkpoint_forever()),
-                  asyncio.create_task(trim_memory_forever()),
-                  asyncio.create_task(runtime.webhooks.run_forever(retry_interval)),
-                  asyncio.create_task(runtime.accounts.run_forever())]
+                  asyncio.create_task(trim_memory_forever())]
     admin_runner, admin_port = None, None
     if admin_sock is not None:
         from relay.ops.admin import start_admin

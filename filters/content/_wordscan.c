@@ -270,6 +270,16 @@ static PyObject *single_run(PyObject *module, PyObject *arg)
     return PyBool_FromLong(found);
 }
 
+/* append start and end of a run to `runs` as two ints; -1 (an exception set) on failure */
+static int append_pair(PyObject *runs, Py_ssize_t start, Py_ssize_t end)
+{
+    PyObject *a = PyLong_FromSsize_t(start), *b = PyLong_FromSsize_t(end);
+    int failed = a == NULL || b == NULL || PyList_Append(runs, a) < 0 || PyList_Append(runs, b) < 0;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return failed ? -1 : 0;
+}
+
 static PyObject *leet_runs(PyObject *module, PyObject *arg)
 {
     Py_buffer view;
@@ -285,11 +295,8 @@ static PyObject *leet_runs(PyObject *module, PyObject *arg)
             mixed = s[k] != s[k - 1];
         if (!mixed)
             continue;
-        PyObject *a = PyLong_FromSsize_t(start), *b = PyLong_FromSsize_t(i);
-        if (a == NULL || b == NULL || PyList_Append(runs, a) < 0 || PyList_Append(runs, b) < 0)
+        if (append_pair(runs, start, i) < 0)
             Py_CLEAR(runs);
-        Py_XDECREF(a);
-        Py_XDECREF(b);
     }
     PyBuffer_Release(&view);
     return runs;
@@ -322,11 +329,8 @@ static PyObject *leet_runs_text(PyObject *module, PyObject *arg)
         }
         if (!mixed)
             continue;
-        PyObject *a = PyLong_FromSsize_t(start), *b = PyLong_FromSsize_t(i);
-        if (a == NULL || b == NULL || PyList_Append(runs, a) < 0 || PyList_Append(runs, b) < 0)
+        if (append_pair(runs, start, i) < 0)
             Py_CLEAR(runs);
-        Py_XDECREF(a);
-        Py_XDECREF(b);
     }
     PyBuffer_Release(&view);
     return runs;

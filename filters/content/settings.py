@@ -1,7 +1,6 @@
 """Content settings: the operator's [policy.content] and a client's [clients.X.content], checked and merged."""
 from __future__ import annotations
 
-import dataclasses
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +8,7 @@ from typing import Any, Iterable, Mapping
 
 from filters.content.rulefiles import ruleset_for
 from filters.content.ruleset import RuleError, RuleSet
+from filters.context import config_table
 
 ACTIONS = ("reject", "tag", "off")
 
@@ -25,16 +25,6 @@ class Settings:
 
     def action(self, category: str) -> str:
         return self.categories.get(category, self.default)
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return dict(value)
-    if dataclasses.is_dataclass(value):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    return dict(vars(value))
 
 
 def _paths(value: Any, base: Path) -> tuple[Path, ...]:
@@ -107,8 +97,8 @@ def _settings_and_rules(config: Any, client: Any) -> tuple[Settings, RuleSet]:
     cached = _SETTINGS.get(key)
     if cached is not None and cached[0]() is config:
         return cached[1], cached[2]
-    op = _as_dict(getattr(config, "content", None))
-    cl = _as_dict(getattr(client, "content", None))
+    op = config_table(getattr(config, "content", None))
+    cl = config_table(getattr(client, "content", None))
     base = Path(getattr(config, "path", "relay.toml")).absolute().parent
     validate_table(op, "policy.content")
     validate_table(cl, f"clients.{getattr(client, 'name', '?')}.content", client=True)

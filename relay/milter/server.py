@@ -19,7 +19,7 @@ from relay.milter.session import MilterSession
 from relay.policyd.protocol import serve_connection as policy_connection
 from relay.policyd.service import PolicyService
 from relay.runtime import Runtime
-from relay.server import listening_socket
+from relay.server import listening_socket, upkeep
 from storage import Store
 
 log = logging.getLogger("relay.milter")
@@ -103,15 +103,7 @@ async def start_service(config: Config, milter: bool = True, policy: bool = Fals
         await runner.setup()
         http_sock = http_sock or listening_socket(config.http.listen_host, config.http.listen_port)
         await web.SockSite(runner, http_sock).start()
-    from relay.base.maillog import flush_forever
-
-    # the upkeep `relay serve` runs too: account states polled (a `relay client state` bites here
-    # within 2 s), campaigns judged, reputation rules, webhooks, the mail log written in batches
-    background = [asyncio.create_task(runtime.retry_forever(5.0)),
-                  asyncio.create_task(runtime.checkpoint_forever()),
-                  asyncio.create_task(flush_forever()),
-                  asyncio.create_task(runtime.webhooks.run_forever(5.0)),
-                  asyncio.create_task(runtime.accounts.run_forever())]
+    background = upkeep(runtime, 5.0)  # what `relay serve` runs too (relay.server.upkeep)
     return RunningService(runtime, servers, runner, background)
 
 
