@@ -11,7 +11,7 @@ from typing import Iterable, Mapping
 from filters.content.folding import fold
 from filters.content.fuzzy import Misspellings
 from filters.content.phrases import Phrase, Step
-from filters.content.rules import SHORTENERS_FILE, default_rule_files
+from filters.content.rules import SHARED_SETS_FILE, SHORTENERS_FILE, default_rule_files
 from filters.content.ruleset import CONTEXT, Rule, RuleError, RuleSet
 from filters.content.tokens import _Normaliser
 from filters.content.wordindex import WordIndex
@@ -113,7 +113,27 @@ _STEPS: dict[Step, Step] = {}
 _SETS: dict[frozenset[str], frozenset[str]] = {}
 
 
-def _read_rule_file(path: Path, ruleset: RuleSet) -> None:
+def _read_shared_sets(path: Path = SHARED_SETS_FILE) -> dict[str, list[str]]:
+    """The word sets every rule file may use (`shared-sets.toml`: a `[sets]` table only)."""
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except OSError:
+        return {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RuleError(f"{path.name}: not valid TOML: {exc}") from None
+    sets = data.get("sets", {})
+    if set(data) - {"sets"} or not isinstance(sets, dict) or not all(isinstance(v, list) for v in sets.values()):
+        raise RuleError(f"{path.name}: holds one [sets] table mapping names to lists of words")
+    return sets
+
+
+def _check_unless(unless: object, here: str) -> list[str]:
+    if not isinstance(unless, list) or not all(isinstance(u, str) and u.startswith(CONTEXT + ".") for u in unless):
+        raise RuleError(f"{here}: unless must be a list of context rule ids ({CONTEXT}.NAME)")
+    return unless
+
+
+def _read_rule_file(path: Path, ruleset: RuleSet, shared: Mapping[str, list[str]] | None = None) -> None:
     where = path.name
     try:
         data = tomllib.loads(path.read_text("utf-8"))
@@ -126,6 +146,11 @@ def _read_rule_file(path: Path, ruleset: RuleSet) -> None:
         raise RuleError(f"{where}: unknown key {sorted(unknown)[0]!r} (category, sets, rules)")
     category = data.get("category", {})
     default_cat = category.get("id") if isinstance(category, dict) else None
+    if isinstance(category, dict) and set(category) - {"id", "title", "unless"}:
+        raise RuleError(f"{where}: category: unknown key {sorted(set(category) - {'id', 'title', 'unless'})[0]!r} "
+                        "(id, title, unless)")
+    # contexts named for the whole category: added to each of its rules in this file
+    category_unless = _check_unless(category.get("unless", []), f"{where}: category") if isinstance(category, dict) else []
     if default_cat is not None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(default_cat)):
             raise RuleError(f"{where}: category.id {default_cat!r}: use a-z, 0-9 and '-'")
@@ -140,6 +165,8 @@ def _read_rule_file(path: Path, ruleset: RuleSet) -> None:
     sets = data.get("sets", {})
     if not isinstance(sets, dict) or not all(isinstance(v, list) for v in sets.values()):
         raise RuleError(f"{where}: [sets] maps names to lists of words")
+    if shared:
+        sets = {**shared, **sets}
     rules = data.get("rules", [])
     if not isinstance(rules, list):
         raise RuleError(f"{where}: rules must be an array of tables ([[rules]])")
@@ -159,10 +186,9 @@ def _read_rule_file(path: Path, ruleset: RuleSet) -> None:
         phrases = raw.get("phrases")
         if not isinstance(phrases, list) or not phrases or not all(isinstance(p, str) for p in phrases):
             raise RuleError(f"{here}: phrases must be a non-empty list of strings")
-        unless = raw.get("unless", [])
-        if not isinstance(unless, list) or not all(isinstance(u, str) and u.startswith(CONTEXT + ".")
-                                                   for u in unless):
-            raise RuleError(f"{here}: unless must be a list of context rule ids ({CONTEXT}.NAME)")
+        unless = _check_unless(raw.get("unless", []), here)
+        if cat == default_cat:
+            unless = list(dict.fromkeys([*unless, *category_unless]))
         extra = set(raw) - {"id", "category", "description", "phrases", "unless"}
         if extra:
             raise RuleError(f"{here}: unknown key {sorted(extra)[0]!r}")
@@ -195,8 +221,9 @@ def _read_shorteners(path: Path) -> frozenset[str]:
 def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE) -> RuleSet:
     ruleset = RuleSet()
     paths = list(paths)
+    shared = _read_shared_sets()
     for path in paths:
-        _read_rule_file(Path(path), ruleset)
+        _read_rule_file(Path(path), ruleset, shared)
     ruleset.sources = tuple(str(p) for p in paths)
     for rule in ruleset.rules.values():
         missing = [u for u in rule.unless if u not in ruleset.rules]
@@ -231,7 +258,7 @@ _RULESETS: dict[tuple, RuleSet] = {}
 def ruleset_for(extra: tuple[Path, ...] = ()) -> RuleSet:
     """The default rules plus extra rule files, compiled once per set of files (and their mtimes)."""
     files = [*default_rule_files(), *extra]
-    key = tuple((str(p), _mtime(p)) for p in files)
+    key = tuple((str(p), _mtime(p)) for p in [*files, SHARED_SETS_FILE])
     found = _RULESETS.get(key)
     if found is None:
         found = _RULESETS[key] = load_rules(files)

@@ -13,6 +13,12 @@ from filters.content.wordindex import WordIndex
 # rules of this category describe a context (a fraud warning, a security report): they never refuse
 # or tag; a rule that names one under `unless` does not count in a message where it matches
 CONTEXT = "context"
+# context rules named `context.offer-*` are not a stance but the apparatus of a sale (a call to order,
+# a price, delivery terms, a discount code); when OFFER_SIGNALS of them match, the message sells,
+# and no stance context (a warning, a report, news, a safety or cessation text) excuses a rule in it:
+# an offer that carries a disclaimer ("beware of fakes", "gamble responsibly") is still an offer
+OFFER_PREFIX = CONTEXT + ".offer-"
+OFFER_SIGNALS = 2
 
 BUILTIN_CATEGORIES = {
     "links": "deceptive or disallowed links",
@@ -103,3 +109,11 @@ class RuleSet:
                 if len(found) >= limit_hits:
                     break
         return found
+
+
+def excusing_contexts(found: list[tuple[Rule, str]]) -> set[str]:
+    """The stance contexts among the rules found that excuse the rules naming them under `unless`:
+    none when the message carries OFFER_SIGNALS or more distinct offer signals (`context.offer-*`)."""
+    contexts = {rule.id for rule, _ in found if rule.category == CONTEXT}
+    offers = {c for c in contexts if c.startswith(OFFER_PREFIX)}
+    return set() if len(offers) >= OFFER_SIGNALS else contexts - offers
