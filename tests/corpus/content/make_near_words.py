@@ -4,7 +4,7 @@
 
 The content stage reads a token within one or two edits of a rule word as that rule word
 (filters/content/fuzzy.py), except the tokens in near-words.txt: real words ("casing" is not a
-misspelt "casino"). Run it after changing the rules, with the Debian word lists (`wamerican`, `wbritish`, `wngerman`, `wfrench`, `wspanish`, `witalian`:
+misspelt "casino"). Run it after changing the rules, with the Debian word lists (`wamerican`, `wbritish`, `wngerman`, `wfrench`, `wspanish`, `witalian`, `wdutch`, `wportuguese`, `wbrazilian`:
 the default paths below) and any others; names the lists lack are added by hand
 (EXTRA).
 """
@@ -21,7 +21,8 @@ from filters.content.fuzzy import NEAR_WORDS_FILE, Misspellings  # noqa: E402
 from filters.content.folding import fold  # noqa: E402
 
 LISTS = ["/usr/share/dict/american-english", "/usr/share/dict/british-english", "/usr/share/dict/ngerman",
-         "/usr/share/dict/french", "/usr/share/dict/spanish", "/usr/share/dict/italian"]
+         "/usr/share/dict/french", "/usr/share/dict/spanish", "/usr/share/dict/italian", "/usr/share/dict/dutch",
+         "/usr/share/dict/portuguese", "/usr/share/dict/brazilian"]
 # names and words the dictionaries lack that sit next to a rule word
 EXTRA = ["kratos", "kraton", "casio"]
 
