@@ -26,8 +26,7 @@ from filters.content.links import (Hit, base_domain, check_headers, check_links,
 from filters.content.phrases import Phrase, Step, first_hits, match  # noqa: F401
 from filters.content.rulefiles import _compile_phrase, load_rules, ruleset_for  # noqa: F401
 from filters.content.rules import SHORTENERS_FILE, default_rule_files  # noqa: F401
-from filters.content.ruleset import (BUILTIN_CATEGORIES, CONTEXT, Rule, RuleError, RuleSet,  # noqa: F401
-                                     excusing_contexts)
+from filters.content.ruleset import BUILTIN_CATEGORIES, CONTEXT, Rule, RuleError, RuleSet  # noqa: F401
 from filters.content.settings import (ACTIONS, Settings, _settings_and_rules, content_settings,  # noqa: F401
                                       validate_table)
 from filters.content.textview import reader_view_of
@@ -70,7 +69,7 @@ def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> lis
     active = any(settings.action(c) != "off" for c in rules.categories)
     if active:
         found = rules.scan(visible)
-        contexts = excusing_contexts(found)  # a stance (warning, report ...) unless the message sells
+        contexts = rules.excusing(found, visible)  # a stance (warning, report ...) unless the message sells
 
         def counts(rule: Rule) -> bool:
             return (rule.category != CONTEXT and settings.action(rule.category) != "off"

@@ -12,7 +12,7 @@ from filters.content.folding import fold
 from filters.content.fuzzy import Misspellings
 from filters.content.phrases import Phrase, Step
 from filters.content.rules import SHARED_SETS_FILE, SHORTENERS_FILE, default_rule_files
-from filters.content.ruleset import CONTEXT, Rule, RuleError, RuleSet
+from filters.content.ruleset import CONTEXT, OFFER_PREFIX, Rule, RuleError, RuleSet
 from filters.content.tokens import _Normaliser
 from filters.content.wordindex import WordIndex
 
@@ -133,7 +133,10 @@ def _check_unless(unless: object, here: str) -> list[str]:
     return unless
 
 
-def _read_rule_file(path: Path, ruleset: RuleSet, shared: Mapping[str, list[str]] | None = None) -> None:
+def _read_rule_file(path: Path, ruleset: RuleSet, shared: Mapping[str, list[str]] | None = None,
+                    offers: bool = False) -> None:
+    """Read one rule file into `ruleset`: its rules other than the offer signals (`context.offer-*`),
+    or, with `offers`, only those."""
     where = path.name
     try:
         data = tomllib.loads(path.read_text("utf-8"))
@@ -193,6 +196,11 @@ def _read_rule_file(path: Path, ruleset: RuleSet, shared: Mapping[str, list[str]
         if extra:
             raise RuleError(f"{here}: unknown key {sorted(extra)[0]!r}")
         rule = Rule(cat, rule_id, str(raw.get("description", "")), tuple(phrases), tuple(unless))
+        if rule_id.startswith(OFFER_PREFIX) != offers:
+            for phrase in phrases:  # checked here too, compiled in the other rule set
+                for expanded in _expand(phrase):
+                    _compile_phrase(expanded, sets, f"{here} ({rule_id})")
+            continue
         ruleset.rules[rule_id] = rule
         for phrase in phrases:
             for expanded in _expand(phrase):
@@ -218,12 +226,17 @@ def _read_shorteners(path: Path) -> frozenset[str]:
     return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
 
 
-def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE) -> RuleSet:
+def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE, offers: bool = False) -> RuleSet:
+    """The rule set of these files. The offer signals (`context.offer-*`) are a rule set of their own,
+    `offers`: they are looked for only in a message where a stance context would excuse a rule."""
     ruleset = RuleSet()
     paths = list(paths)
     shared = _read_shared_sets()
     for path in paths:
-        _read_rule_file(Path(path), ruleset, shared)
+        _read_rule_file(Path(path), ruleset, shared, offers)
+    if not offers:
+        signals = load_rules(paths, shorteners, offers=True)
+        ruleset.offers = signals if signals.rules else None
     ruleset.sources = tuple(str(p) for p in paths)
     for rule in ruleset.rules.values():
         missing = [u for u in rule.unless if u not in ruleset.rules]

@@ -59,6 +59,7 @@ class RuleSet:
     rank: dict[tuple[str, int], int] = field(default_factory=dict)     # (anchor word, id(steps)) -> place in anchors
     index: WordIndex | None = None   # every plain word of every phrase, to find where they occur
     misspellings: Misspellings | None = None  # misspelt rule words read as the rule word
+    offers: "RuleSet | None" = None  # the offer signals (context.offer-*), scanned only when needed
 
     def scan(self, text: str | list[str], limit_hits: int = 50) -> list[tuple[Rule, str]]:
         """Each rule that matches the text (or blocks of text) once, with the normalised words that matched.
@@ -111,9 +112,14 @@ class RuleSet:
         return found
 
 
-def excusing_contexts(found: list[tuple[Rule, str]]) -> set[str]:
-    """The stance contexts among the rules found that excuse the rules naming them under `unless`:
-    none when the message carries OFFER_SIGNALS or more distinct offer signals (`context.offer-*`)."""
-    contexts = {rule.id for rule, _ in found if rule.category == CONTEXT}
-    offers = {c for c in contexts if c.startswith(OFFER_PREFIX)}
-    return set() if len(offers) >= OFFER_SIGNALS else contexts - offers
+    def excusing(self, found: list[tuple[Rule, str]], text: str | list[str]) -> set[str]:
+        """The stance contexts among the rules `found` in `text` that excuse the rules naming them
+        under `unless`: none when the text carries OFFER_SIGNALS or more distinct offer signals
+        (`context.offer-*`, looked for only when a stance would excuse a rule found)."""
+        stances = {rule.id for rule, _ in found if rule.category == CONTEXT}
+        if not stances or self.offers is None:
+            return stances
+        if not any(stances.intersection(rule.unless) for rule, _ in found if rule.category != CONTEXT):
+            return stances
+        signals = {rule.id for rule, _ in self.offers.scan(text)}
+        return set() if len(signals) >= OFFER_SIGNALS else stances
