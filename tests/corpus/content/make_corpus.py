@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from policy_cases import (HEADERS, IMAGE_ONLY, LEGIT_LINKS, LINKS, MORE_NEGATIVES, MORE_POSITIVES, NEGATIVES,  # noqa: E402
-                          POSITIVES)
+                          POSITIVES, RULES4_NEGATIVES, RULES4_POSITIVES)
 FROM = "Demo Shop <news@demo.example>"
 DATE = "Mon, 23 Nov 2026 10:00:00 +0000"
 SMTP = policy.SMTP  # CRLF line ends, RFC 2047 headers
@@ -463,6 +463,10 @@ def write_policy_cases(out, counter) -> None:
     for name, cat, rule, subject, text, shape in MORE_POSITIVES:
         out(name, make(shape, subject, text, counter()), cat, rule, shape)
     for name, negative_for, subject, text, shape in MORE_NEGATIVES:
+        out(f"legit-{name}", make(shape, subject, text, counter()), "legit", note=shape, negative_for=negative_for)
+    for name, cat, rule, subject, text, shape in RULES4_POSITIVES:
+        out(name, make(shape, subject, text, counter()), cat, rule, shape)
+    for name, negative_for, subject, text, shape in RULES4_NEGATIVES:
         out(f"legit-{name}", make(shape, subject, text, counter()), "legit", note=shape, negative_for=negative_for)
 
 
