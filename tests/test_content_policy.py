@@ -93,6 +93,41 @@ def test_a_warning_quoting_scams_passes_and_the_scam_itself_does_not(demo):
     assert rule_of(demo, eml("Download cracked software and keygens for free.")) == "piracy.software"
 
 
+@pytest.mark.parametrize("text", [
+    "Attenzione alle truffe: i truffatori promettono prestiti veloci per cattivi pagatori.",      # warning
+    "Nieuwsoverzicht: de politie heeft 500 kilo vuurwerk in beslag genomen bij een illegale verkoop.",  # news
+    "Fireworks safety tips: keep sparklers away from children and never relight a dud firework.",     # safety
+    "Quer parar de fumar? O programa gratuito ajuda a largar o cigarro e o tabaco.",             # cessation
+    "Consumentenbond: zo herken je nep horloges en namaak tassen op marktplaatsen.",             # advice
+])
+def test_warnings_news_safety_cessation_and_advice_name_what_they_are_about(demo, text):
+    assert rule_of(demo, eml(text)) == ""
+
+
+def test_an_offer_with_a_disclaimer_is_still_an_offer(demo):
+    offer = "Replica Rolex watches, 1:1 quality, only 89 dollars. Order now with free shipping."
+    disclaimer = " Beware of scams: buy only from our official store."
+    assert rule_of(demo, eml(offer + disclaimer)) == "counterfeit.replicas"
+    # one offer signal (a call to order) is not enough to outweigh a warning
+    warning = "Fraud alert: scammers sell replica Rolex watches, 1:1 quality. Order now, but from authorised dealers only."
+    assert rule_of(demo, eml(warning)) == ""
+    rules = content.ruleset_for()
+    assert rules.offers is not None and all(r.startswith("context.offer-") for r in rules.offers.rules)
+    assert not any(r.startswith("context.offer-") for r in rules.rules)
+
+
+def test_shared_sets_and_category_unless(tmp_path):
+    extra = tmp_path / "extra.toml"
+    extra.write_text('[category]\nid = "x-cat"\ntitle = "X"\nunless = ["context.news"]\n[sets]\nthing = ["widgets"]\n'
+                     '[[rules]]\nid = "a"\nphrases = ["@buyverb ~2 @thing"]\n')
+    rules = content.load_rules([*content.default_rule_files(), extra])
+    assert rules.rules["x-cat.a"].unless == ("context.news",)
+    assert [r.id for r, _ in rules.scan("Koop widgets nu")] == ["x-cat.a"]   # @buyverb from shared-sets.toml
+    extra.write_text('[category]\nid = "x-cat"\ntitle = "X"\ncolour = "red"\n[[rules]]\nid = "a"\nphrases = ["foo bar"]\n')
+    with pytest.raises(content.RuleError, match="category: unknown key 'colour'"):
+        content.load_rules([extra])
+
+
 def test_unless_must_name_a_context_rule(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[category]\nid = "x-cat"\ntitle = "X"\n[[rules]]\nid = "a"\nphrases = ["foo bar"]\n'
