@@ -2,6 +2,7 @@
  * elements, and where its <html>, <body>, <link> and <style> elements are. See that module for
  * what the answer means; tests/test_html_scan.py holds the two versions equal. */
 #define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE /* memmem */
 #include <Python.h>
 #include <string.h>
 
@@ -41,12 +42,23 @@ static const Known KNOWN[] = {
     K("html", K_ROOT | K_NOTED), K("body", K_ROOT | K_NOTED), K("head", K_ROOT),
     {NULL, 0, 0}};
 
-/* what the parser does with an element of this name (0: an ordinary element) */
+/* what the parser does with an element of this name (0: an ordinary element); names of 2 to 9
+ * letters are looked up among the known ones of their length only */
 static int kind_of(const unsigned char *d, Name n) {
+    static int first[11], ready = 0;
     char low[10];
     if (n.len < 2 || n.len > 9) return 0;
+    if (!ready) {  /* KNOWN's index where each length begins (the table is not sorted: scan from there) */
+        for (int len = 0; len <= 10; len++) {
+            first[len] = -1;
+            for (int k = 0; KNOWN[k].word; k++)
+                if (KNOWN[k].len == len) { first[len] = k; break; }
+        }
+        ready = 1;
+    }
+    if (first[n.len] < 0) return 0;
     for (Py_ssize_t k = 0; k < n.len; k++) low[k] = (char)lower(d[n.start + k]);
-    for (const Known *k = KNOWN; k->word; k++)
+    for (const Known *k = KNOWN + first[n.len]; k->word; k++)
         if (k->len == n.len && memcmp(k->word, low, (size_t)n.len) == 0) return k->kind;
     return 0;
 }
@@ -154,10 +166,15 @@ static PyObject *noted(const unsigned char *d, Name name, Attr *attrs, int nattr
 static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     Py_buffer buf;
     int balanced;
-    if (nargs != 2 || PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0) {
-        if (nargs != 2) PyErr_SetString(PyExc_TypeError, "scan(data, balanced)");
+    const char *marker;
+    Py_ssize_t marker_len;
+    if (nargs != 3 || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "scan(data, balanced, marker: bytes)");
         return NULL;
     }
+    marker = PyBytes_AS_STRING(args[2]);
+    marker_len = PyBytes_GET_SIZE(args[2]);
+    if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0) return NULL;
     balanced = PyObject_IsTrue(args[1]);
     const unsigned char *d = buf.buf;
     Py_ssize_t n = buf.len, i = 0;
@@ -167,6 +184,7 @@ static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *found = PyList_New(0);
     if (!found || balanced < 0) goto fail;
     if (memchr(d, 0, (size_t)n)) goto unknown;
+    if (marker_len && memmem(d, (size_t)n, marker, (size_t)marker_len)) goto unknown;
     while (i < n) {
         const unsigned char *lt = memchr(d + i, '<', (size_t)(n - i));
         if (!lt) break;
@@ -252,7 +270,7 @@ fail:
 
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
-     "scan(data, balanced) -> [(name, attrs, content_start, content_end), ...] or None: see filters.html_scan"},
+     "scan(data, balanced, marker) -> [(name, attrs, content_start, content_end), ...] or None: see filters.html_scan"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_html_scan", NULL, -1, methods};

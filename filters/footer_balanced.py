@@ -17,6 +17,9 @@ from __future__ import annotations
 from filters.content.textview_html import HIDING_STYLE
 from filters.footer_css import _PSEUDO_ELEMENT, _RELEVANT, _external, _hiding, _sheet, _without_has, declarations
 from filters.html_scan import Attr, Noted, scan
+from relay.mail.footer_guard import WRAPPER_ATTR
+
+_MARKER = WRAPPER_ATTR.encode()
 
 
 def _utf8(text: str) -> bytes:
@@ -66,13 +69,14 @@ def _read(parts: tuple[tuple[bytes, list[Noted]], ...]) -> tuple[dict[bytes, dic
 
 def visible_without_tree(prefix: str, suffix: str, footer: str) -> bool:
     """True: the footer put between `prefix` and `suffix` (with no end tags before it) is a visible
-    child of <body>, as `place` would find with a tree. False: parse and see."""
-    before = _utf8(prefix)
-    head = scan(before, True)
+    child of <body>, as `place` would find with a tree. False: parse and see (and when the part holds
+the relay's footer marker)."""
+    before, after = _utf8(prefix), _utf8(suffix)
+    # (with the relay's footer marker in it, a forged footer, scan says None: the tree check refuses it)
+    head = scan(before, True, _MARKER)
     if head is None:
         return False
-    after = _utf8(suffix)
-    tail = scan(after, False)
+    tail = scan(after, False, _MARKER)
     if tail is None:
         return False
     read = _read(((before, head), (after, tail)))

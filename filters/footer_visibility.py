@@ -48,18 +48,17 @@ def place(prefix: str, suffix: str, lead: str, footer: str, shape: str | None = 
     """The lead (end tags put before the footer) that makes the footer a visible child of <body>;
     FooterHidden when there is none. `shape`: the footer's tags with its URLs blanked, when the
     caller has them (`filters.footer_guard.footer_shape`)."""
-    if WRAPPER_ATTR in prefix or WRAPPER_ATTR in suffix:
-        raise FooterHidden(f"the HTML part already holds the relay's footer marker ({WRAPPER_ATTR})")
     if placed_without_tree(prefix, suffix, lead, footer, shape):
         return lead
+    if WRAPPER_ATTR in prefix or WRAPPER_ATTR in suffix:
+        raise FooterHidden(f"the HTML part already holds the relay's footer marker ({WRAPPER_ATTR})")
     return _place_in_tree(prefix, suffix, lead, footer)
 
 
 def placed_without_tree(prefix: str, suffix: str, lead: str, footer: str, shape: str | None = None) -> bool:
     """True when `place` would return `lead` as it is, told without parsing the part
-    (`filters.footer_balanced`: balanced HTML); False: parse and see."""
-    return (not lead and WRAPPER_ATTR not in prefix and WRAPPER_ATTR not in suffix and _alone_in_body(footer, shape)
-            and visible_without_tree(prefix, suffix, footer))
+    (`filters.footer_balanced`: balanced HTML, without the relay's footer marker); False: parse and see."""
+    return not lead and _alone_in_body(footer, shape) and visible_without_tree(prefix, suffix, footer)
 
 
 # Whether the footer, alone in a document, is a visible child of <body> needing no end tags: what

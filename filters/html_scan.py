@@ -4,12 +4,12 @@ The footer-guard check (`filters.footer_visibility`) parses every HTML part with
 Most newsletters are written by tools that close what they open; for them the answer can be
 read without building a tree: after a prefix whose every start tag is closed by the matching end
 tag, in order, the footer is a child of <body>, and only <body>, <html> and the style sheets can
-hide it. `scan(data, balanced)` reads the tags as the HTML5 tokenizer does (attributes, quotes,
-comments, doctype, raw text of <style>, <title> and <textarea>) and answers:
+hide it. `scan(data, balanced, marker)` reads the tags as the HTML5 tokenizer does (attributes,
+quotes, comments, doctype, raw text of <style>, <title> and <textarea>) and answers:
 
-- None: cannot tell. A tag or comment runs to the end, an element is closed out of order or left
-  open (with `balanced`), a NUL, more than 4,000 tags or 512 levels, or an element whose parsing
-  depends on context (<svg>, <math>, <template>, <script>, <noscript>, <select>, <form>, <plaintext> ...);
+- None: cannot tell. `marker` occurs in data (the footer guard's: a forged footer), a tag or comment
+  runs to the end, an element is closed out of order or left open (with `balanced`), a NUL, more
+  than 4,000 tags or 512 levels, or an element whose parsing depends on context (<svg>, <math>, <template>, <script>, <noscript>, <select>, <form>, <plaintext> ...);
 - else the noted elements in document order: (name, attributes, content start, content end), where
   name is b"html", b"body", b"link" or b"style"; attributes a list of (name start, name end, value
   start, value end) offsets into data (value -1, -1 when it has none) for the first three, None for
@@ -127,13 +127,13 @@ def _raw_end(d: bytes, i: int, n: int, name: bytes) -> int:
         i = j + 1
 
 
-def scan_py(data: bytes, balanced: bool) -> Optional[list[Noted]]:
+def scan_py(data: bytes, balanced: bool, marker: bytes = b"") -> Optional[list[Noted]]:
     """The module doc's `scan`, in Python."""
     d, n, i = data, len(data), 0
     stack: list[bytes] = []
     tags = 0
     found: list[Noted] = []
-    if b"\x00" in d:
+    if b"\x00" in d or marker and marker in d:
         return None
     while i < n:
         lt = d.find(b"<", i)

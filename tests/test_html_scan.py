@@ -29,14 +29,15 @@ def test_the_c_version_answers_as_the_python_version():
     for _ in range(20000):
         data = "".join(r.choice(PIECES) for _ in range(r.randint(0, 14))).encode()
         for balanced in (True, False):
-            assert html_scan.scan(data, balanced) == scan_py(data, balanced), (data, balanced)
+            for marker in (b"", b"<p>"):
+                assert html_scan.scan(data, balanced, marker) == scan_py(data, balanced, marker), (data, balanced)
 
 
 @pytest.mark.parametrize("scan", [html_scan.scan, scan_py])
 def test_what_is_noted(scan):
     data = (b'<!DOCTYPE html><HTML lang="en"><head><link rel="stylesheet" href="f.css"><style>body{x:y}</style>'
             b'<title>a <div> b</title></head><body class=\'a>b\' hidden><p>x<br/></p><!-- <div> -->')
-    found = scan(data, True)
+    found = scan(data, True, b"")
     assert [name for name, _, _, _ in found] == [b"html", b"link", b"style", b"body"]
     _, attrs, start, end = found[2]
     assert attrs is None and data[start:end] == b"body{x:y}"
@@ -53,7 +54,8 @@ def test_what_is_noted(scan):
     (b"</body></html><p>", False),
 ])
 def test_balanced_parts(scan, data, balanced):
-    assert scan(data, balanced) is not None
+    assert scan(data, balanced, b"") is not None
+    assert scan(data + b"data-relay-footer", balanced, b"data-relay-footer") is None  # the footer marker
 
 
 @pytest.mark.parametrize("scan", [html_scan.scan, scan_py])
@@ -71,4 +73,4 @@ def test_balanced_parts(scan, data, balanced):
     b"<div>" * 513 + b"</div>" * 513,
 ])
 def test_what_it_cannot_tell(scan, data):
-    assert scan(data, True) is None
+    assert scan(data, True, b"") is None
