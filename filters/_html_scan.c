@@ -268,7 +268,31 @@ fail:
     return NULL;
 }
 
+/* markup(data) -> its tags (each '<' to the next '>'), joined: re.findall(rb"<[^>]*>", data) joined */
+static PyObject *markup(PyObject *module, PyObject *arg) {
+    Py_buffer buf;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0) return NULL;
+    const char *d = buf.buf, *end = d + buf.len;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, buf.len);
+    if (!out) { PyBuffer_Release(&buf); return NULL; }
+    char *w = PyBytes_AS_STRING(out);
+    Py_ssize_t used = 0;
+    while (d < end) {
+        const char *lt = memchr(d, '<', (size_t)(end - d));
+        if (!lt) break;
+        const char *gt = memchr(lt, '>', (size_t)(end - lt));
+        if (!gt) break;
+        memcpy(w + used, lt, (size_t)(gt - lt + 1));
+        used += gt - lt + 1;
+        d = gt + 1;
+    }
+    PyBuffer_Release(&buf);
+    if (_PyBytes_Resize(&out, used) < 0) return NULL;
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"markup", markup, METH_O, "markup(data) -> its tags joined: b''.join(re.findall(rb'<[^>]*>', data))"},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(data, balanced, marker) -> [(name, attrs, content_start, content_end), ...] or None: see filters.html_scan"},
     {NULL, NULL, 0, NULL}};

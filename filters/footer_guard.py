@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections import OrderedDict
 
 from filters.context import CopyContext, MessageContext
@@ -21,6 +20,7 @@ from filters.footer import FIRST_FACT, LANG_FACT, PLAN_FACT, footer_values, rend
 from filters.verdict import CONTINUE, Verdict
 from relay.mail.footer_lang import SAMPLE, language_for
 from filters.footer_visibility import FooterHidden, place, placed_without_tree
+from filters.html_scan import markup
 from relay.mail.mime_footer import STRUCTURE_FACT, FooterPlan, plan_footer_explained
 from relay.base.offload import cpu_bound
 
@@ -51,21 +51,20 @@ def _texts(plan: FooterPlan) -> list[tuple[str, bool]]:
 # are escaped text and URLs; filters.footer_visibility). Per process, bounded.
 CACHE_SIZE = 1024
 _VERDICTS: "OrderedDict[bytes, tuple[str, ...] | str]" = OrderedDict()
-_TAGS = re.compile(r"<[^>]*>")
 
 
-def footer_shape(html_footer: str, urls: tuple[str | None, ...]) -> str:
+def footer_shape(html_footer: str, urls: tuple[str | None, ...]) -> bytes:
     """The footer's markup: its tags, the copy's own URLs blanked (they differ per recipient)."""
-    skeleton = "".join(_TAGS.findall(html_footer))
+    skeleton = markup(html_footer.encode("utf-8", "surrogatepass"))
     for url in urls:
         if url:
-            skeleton = skeleton.replace(url, "\x00")
+            skeleton = skeleton.replace(url.encode("utf-8", "surrogatepass"), b"\x00")
     return skeleton
 
 
-def _key(plan: FooterPlan, shape: str) -> bytes:
+def _key(plan: FooterPlan, shape: bytes) -> bytes:
     """A digest of the HTML parts as planned and of the footer's markup (`footer_shape`)."""
-    digest = hashlib.blake2b(shape.encode("utf-8", "surrogatepass"), digest_size=20)
+    digest = hashlib.blake2b(shape, digest_size=20)
     for slot in plan.slots:
         if slot.kind == "html":
             digest.update(b"\x00%d\x00%d\x00%s\x00" % (len(slot.content_prefix), len(slot.content_suffix),

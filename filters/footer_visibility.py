@@ -34,6 +34,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 from relay.mail.footer_guard import SWALLOWERS, WRAPPER_ATTR, closers_for
 from filters.content.textview_html import _SKIPPED, SAFE_TAGS, WORK_LIMIT, hides, nesting_work
 from filters.footer_balanced import visible_without_tree
+from filters.html_scan import markup
 from filters.footer_css import _PSEUDO_ELEMENT, _RELEVANT, _external, _hiding, _sheet, _without_has, declarations
 
 _SELECTOR = f"div[{WRAPPER_ATTR}]"
@@ -44,7 +45,7 @@ class FooterHidden(ValueError):
     """The footer would not be visible text of the copy; the message says why."""
 
 
-def place(prefix: str, suffix: str, lead: str, footer: str, shape: str | None = None) -> str:
+def place(prefix: str, suffix: str, lead: str, footer: str, shape: bytes | None = None) -> str:
     """The lead (end tags put before the footer) that makes the footer a visible child of <body>;
     FooterHidden when there is none. `shape`: the footer's tags with its URLs blanked, when the
     caller has them (`filters.footer_guard.footer_shape`)."""
@@ -55,7 +56,7 @@ def place(prefix: str, suffix: str, lead: str, footer: str, shape: str | None = 
     return _place_in_tree(prefix, suffix, lead, footer)
 
 
-def placed_without_tree(prefix: str, suffix: str, lead: str, footer: str, shape: str | None = None) -> bool:
+def placed_without_tree(prefix: str, suffix: str, lead: str, footer: str, shape: bytes | None = None) -> bool:
     """True when `place` would return `lead` as it is, told without parsing the part
     (`filters.footer_balanced`: balanced HTML, without the relay's footer marker); False: parse and see."""
     return not lead and _alone_in_body(footer, shape) and visible_without_tree(prefix, suffix, footer)
@@ -65,13 +66,12 @@ def placed_without_tree(prefix: str, suffix: str, lead: str, footer: str, shape:
 # the check without a tree (filters.footer_balanced) takes as given about the footer's own
 # elements. By the footer's tags with its URLs left out (they differ per copy); per process, bounded.
 # (The two kinds of key, the caller's shape and the one made here, are kept apart by a prefix.)
-_ALONE: dict[str, bool] = {}
-_TAGS = re.compile(r"<[^>]*>")
-_HREF = re.compile(r"""(href\s*=\s*)("[^"]*"|'[^']*')""", re.I)
+_ALONE: dict[bytes, bool] = {}
+_HREF = re.compile(rb"""(href\s*=\s*)("[^"]*"|'[^']*')""", re.I)
 
 
-def _alone_in_body(footer: str, shape: str | None) -> bool:
-    key = "s" + shape if shape is not None else "h" + _HREF.sub(r"\1", "".join(_TAGS.findall(footer)))
+def _alone_in_body(footer: str, shape: bytes | None) -> bool:
+    key = b"s" + shape if shape is not None else b"h" + _HREF.sub(rb"\1", markup(footer.encode("utf-8", "surrogatepass")))
     known = _ALONE.get(key)
     if known is None:
         try:

@@ -15,11 +15,13 @@ quotes, comments, doctype, raw text of <style>, <title> and <textarea>) and answ
   start, value end) offsets into data (value -1, -1 when it has none) for the first three, None for
   <style>, whose content (its CSS) is data[start:end].
 
-Without `balanced` (the part after the footer) nothing needs closing. `_html_scan.c` is the same in
+Without `balanced` (the part after the footer) nothing needs closing. `markup(data)`: its tags
+alone, joined (the footer guard's key for a footer: the same for every copy of a template). `_html_scan.c` is the same in
 C (the Python version is the reference and the fallback when the extension is not built).
 """
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 MAX_DEPTH = 512
@@ -208,7 +210,15 @@ def scan_py(data: bytes, balanced: bool, marker: bytes = b"") -> Optional[list[N
     return found
 
 
+_TAGS = re.compile(rb"<[^>]*>")
+
+
+def markup_py(data: bytes) -> bytes:
+    """The tags of `data` (each '<' to the next '>'), joined: what a template wrote, without its text."""
+    return b"".join(_TAGS.findall(data))
+
+
 try:
-    from filters._html_scan import scan
+    from filters._html_scan import markup, scan
 except ImportError:  # built without a C compiler: the same answers, slower
-    scan = scan_py
+    markup, scan = markup_py, scan_py

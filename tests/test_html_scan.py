@@ -74,3 +74,11 @@ def test_balanced_parts(scan, data, balanced):
 ])
 def test_what_it_cannot_tell(scan, data):
     assert scan(data, True, b"") is None
+
+
+def test_markup_is_the_tags_joined():
+    r = random.Random(3)
+    for _ in range(3000):
+        data = "".join(r.choice(PIECES) for _ in range(r.randint(0, 10))).encode()
+        assert html_scan.markup(data) == html_scan.markup_py(data), data
+    assert html_scan.markup(b'x <a href="u">link</a> <b') == b'<a href="u"></a>'
