@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections import OrderedDict
 
 from filters.context import CopyContext, MessageContext
 from filters.footer import FIRST_FACT, LANG_FACT, PLAN_FACT, footer_values, render_footer, template_dirs
 from filters.verdict import CONTINUE, Verdict
 from relay.mail.footer_lang import SAMPLE, language_for
-from filters.footer_visibility import FooterHidden, place
+from filters.footer_visibility import FooterHidden, place, placed_without_tree
+from filters.html_scan import markup
 from relay.mail.mime_footer import STRUCTURE_FACT, FooterPlan, plan_footer_explained
 from relay.base.offload import cpu_bound
 
@@ -51,17 +51,20 @@ def _texts(plan: FooterPlan) -> list[tuple[str, bool]]:
 # are escaped text and URLs; filters.footer_visibility). Per process, bounded.
 CACHE_SIZE = 1024
 _VERDICTS: "OrderedDict[bytes, tuple[str, ...] | str]" = OrderedDict()
-_TAGS = re.compile(r"<[^>]*>")
 
 
-def _key(plan: FooterPlan, html_footer: str, urls: tuple[str | None, ...]) -> bytes:
-    """A digest of the HTML parts as planned and of the footer's markup (its tags, the copy's own
-    URLs blanked: they differ per recipient)."""
-    skeleton = "".join(_TAGS.findall(html_footer))
+def footer_shape(html_footer: str, urls: tuple[str | None, ...]) -> bytes:
+    """The footer's markup: its tags, the copy's own URLs blanked (they differ per recipient)."""
+    skeleton = markup(html_footer.encode("utf-8", "surrogatepass"))
     for url in urls:
         if url:
-            skeleton = skeleton.replace(url, "\x00")
-    digest = hashlib.blake2b(skeleton.encode("utf-8", "surrogatepass"), digest_size=20)
+            skeleton = skeleton.replace(url.encode("utf-8", "surrogatepass"), b"\x00")
+    return skeleton
+
+
+def _key(plan: FooterPlan, shape: bytes) -> bytes:
+    """A digest of the HTML parts as planned and of the footer's markup (`footer_shape`)."""
+    digest = hashlib.blake2b(shape, digest_size=20)
     for slot in plan.slots:
         if slot.kind == "html":
             digest.update(b"\x00%d\x00%d\x00%s\x00" % (len(slot.content_prefix), len(slot.content_suffix),
@@ -74,9 +77,15 @@ def _key(plan: FooterPlan, html_footer: str, urls: tuple[str | None, ...]) -> by
 
 def place_all(plan: FooterPlan, html_footer: str, urls: tuple[str | None, ...] = ()) -> None:
     """Check the footer in every HTML part; keep the end tags each needs before it (FooterHidden)."""
-    key = _key(plan, html_footer, urls)
-    known = _VERDICTS.get(key)
+    shape = footer_shape(html_footer, urls)
     slots = [slot for slot in plan.slots if slot.kind == "html"]
+    parts = [(slot.content_prefix.decode(slot.codec.name, "surrogateescape"),
+              slot.content_suffix.decode(slot.codec.name, "surrogateescape")) for slot in slots]
+    if all(placed_without_tree(prefix, suffix, slot.lead, html_footer, shape)
+           for slot, (prefix, suffix) in zip(slots, parts)):
+        return  # balanced HTML, told without a tree (most mail): no parse, no digest
+    key = _key(plan, shape)
+    known = _VERDICTS.get(key)
     if known is not None:
         _VERDICTS.move_to_end(key)
         if isinstance(known, str):
@@ -85,11 +94,8 @@ def place_all(plan: FooterPlan, html_footer: str, urls: tuple[str | None, ...] =
             slot.lead = lead
         return
     try:
-        for slot in slots:
-            name = slot.codec.name
-            prefix = slot.content_prefix.decode(name, "surrogateescape")
-            suffix = slot.content_suffix.decode(name, "surrogateescape")
-            slot.lead = place(prefix, suffix, slot.lead, html_footer)
+        for slot, (prefix, suffix) in zip(slots, parts):
+            slot.lead = place(prefix, suffix, slot.lead, html_footer, shape)
     except FooterHidden as exc:
         _remember(key, str(exc))
         raise

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from filters.footer import FooterValues, reason_for, render_footer
-from filters.footer_visibility import FooterHidden, declarations, place, rules
+from filters.footer_css import declarations, rules
+from filters.footer_visibility import FooterHidden, place
 
 VALUES = FooterValues("Acme Inc", "hello@acme.example", "Acme Inc, 1 Main St, Springfield, IL 62701, USA", "Acme News",
                       False, reason_for("Acme News", "Acme Inc", False, None), "https://r.example/u/T0KEN",
