@@ -15,7 +15,8 @@ on generated parts and the footer-removal corpus.
 from __future__ import annotations
 
 from filters.content.textview_html import HIDING_STYLE
-from filters.footer_css import _PSEUDO_ELEMENT, _RELEVANT, _external, _hiding, _sheet, _without_has, declarations
+from filters.footer_css import (_PSEUDO_ELEMENT, _RELEVANT, _external, _hiding, _sheet, _without_has, declarations,
+                                may_select_root, unreadable_import)
 from filters.html_scan import Attr, Noted, scan
 from relay.mail.footer_guard import WRAPPER_ATTR
 
@@ -97,12 +98,11 @@ the relay's footer marker)."""
         if not css.strip():
             continue
         relevant, imports = _sheet(css)
-        for url in imports:
-            if _external(url.split()[0] if url.split() else url):
-                return False
+        if unreadable_import(imports) is not None:
+            return False
         for selectors, props, why in relevant:
             for selector, needs in selectors:
-                if needs is None or not needs[0] <= classes or not needs[1] <= ids:
+                if not may_select_root(needs, classes, ids):
                     continue  # it cannot select <body> or <html>
                 plain = _without_has(_PSEUDO_ELEMENT.sub("", selector)).strip().lower()
                 targets = ("body", "html") if plain in ("", "*") else (plain,) if plain in ("body", "html") else None

@@ -288,3 +288,17 @@ def _may_combine(props: dict[str, str]) -> bool:
     """Declarations that hide only together with others (overflow with a height) on one element."""
     return any(k.startswith(("overflow", "contain", "height", "max-height", "width", "max-width", "block-size",
                              "max-block-size")) for k in props)
+
+
+def unreadable_import(imports: list[str]) -> str | None:
+    """The first @import of a style sheet the relay cannot check (not a web-font service's), if any."""
+    for url in imports:
+        if _external(url.split()[0] if url.split() else url):
+            return url
+    return None
+
+
+def may_select_root(needs: tuple[frozenset[str], frozenset[str]] | None, classes: set[str], ids: set[str]) -> bool:
+    """Whether a selector with these `_root_needs` can select <body> or <html>, whose classes and ids
+    (lower case) are these."""
+    return needs is not None and needs[0] <= classes and needs[1] <= ids

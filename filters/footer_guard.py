@@ -19,7 +19,7 @@ from filters.context import CopyContext, MessageContext
 from filters.footer import FIRST_FACT, LANG_FACT, PLAN_FACT, footer_values, render_footer, template_dirs
 from filters.verdict import CONTINUE, Verdict
 from relay.mail.footer_lang import SAMPLE, language_for
-from filters.footer_visibility import FooterHidden, place, placed_without_tree
+from filters.footer_visibility import FooterHidden, place_in_tree, placed_without_tree
 from filters.html_scan import markup
 from relay.mail.mime_footer import STRUCTURE_FACT, FooterPlan, plan_footer_explained
 from relay.base.offload import cpu_bound
@@ -81,8 +81,9 @@ def place_all(plan: FooterPlan, html_footer: str, urls: tuple[str | None, ...] =
     slots = [slot for slot in plan.slots if slot.kind == "html"]
     parts = [(slot.content_prefix.decode(slot.codec.name, "surrogateescape"),
               slot.content_suffix.decode(slot.codec.name, "surrogateescape")) for slot in slots]
-    if all(placed_without_tree(prefix, suffix, slot.lead, html_footer, shape)
-           for slot, (prefix, suffix) in zip(slots, parts)):
+    told = [placed_without_tree(prefix, suffix, slot.lead, html_footer, shape)
+            for slot, (prefix, suffix) in zip(slots, parts)]
+    if all(told):
         return  # balanced HTML, told without a tree (most mail): no parse, no digest
     key = _key(plan, shape)
     known = _VERDICTS.get(key)
@@ -94,8 +95,9 @@ def place_all(plan: FooterPlan, html_footer: str, urls: tuple[str | None, ...] =
             slot.lead = lead
         return
     try:
-        for slot, (prefix, suffix) in zip(slots, parts):
-            slot.lead = place(prefix, suffix, slot.lead, html_footer, shape)
+        for slot, (prefix, suffix), known_visible in zip(slots, parts, told):
+            if not known_visible:  # (a part told without a tree keeps its lead)
+                slot.lead = place_in_tree(prefix, suffix, slot.lead, html_footer)
     except FooterHidden as exc:
         _remember(key, str(exc))
         raise

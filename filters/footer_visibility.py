@@ -35,7 +35,8 @@ from relay.mail.footer_guard import SWALLOWERS, WRAPPER_ATTR, closers_for
 from filters.content.textview_html import _SKIPPED, SAFE_TAGS, WORK_LIMIT, hides, nesting_work
 from filters.footer_balanced import visible_without_tree
 from filters.html_scan import markup
-from filters.footer_css import _PSEUDO_ELEMENT, _RELEVANT, _external, _hiding, _sheet, _without_has, declarations
+from filters.footer_css import (_PSEUDO_ELEMENT, _RELEVANT, _external, _hiding, _sheet, _without_has, declarations,
+                                may_select_root, unreadable_import)
 
 _SELECTOR = f"div[{WRAPPER_ATTR}]"
 _SKIPPED_NAMES = frozenset({"script", "style", "head", "title", "template", "noscript", "svg"})
@@ -51,6 +52,11 @@ def place(prefix: str, suffix: str, lead: str, footer: str, shape: bytes | None 
     caller has them (`filters.footer_guard.footer_shape`)."""
     if placed_without_tree(prefix, suffix, lead, footer, shape):
         return lead
+    return place_in_tree(prefix, suffix, lead, footer)
+
+
+def place_in_tree(prefix: str, suffix: str, lead: str, footer: str) -> str:
+    """`place` by parsing the part with the footer in it (for a part `placed_without_tree` could not tell)."""
     if WRAPPER_ATTR in prefix or WRAPPER_ATTR in suffix:
         raise FooterHidden(f"the HTML part already holds the relay's footer marker ({WRAPPER_ATTR})")
     return _place_in_tree(prefix, suffix, lead, footer)
@@ -237,12 +243,12 @@ def _style_sheets(tree: LexborHTMLParser, around: list[LexborNode]) -> None:
         if not css or not css.strip():
             continue
         relevant, imports = _sheet(css)
-        for url in imports:
-            if _external(url.split()[0] if url.split() else url):
-                raise FooterHidden(f"a style sheet imports one the relay cannot check ({url[:80]})")
+        url = unreadable_import(imports)
+        if url is not None:
+            raise FooterHidden(f"a style sheet imports one the relay cannot check ({url[:80]})")
         for selectors, props, why in relevant:
             for selector, needs in selectors:
-                if roots_only and (needs is None or not needs[0] <= root_classes or not needs[1] <= root_ids):
+                if roots_only and not may_select_root(needs, root_classes, root_ids):
                     continue  # it cannot select <body> or <html>: no query
                 for mem_id in _matched(tree, ids, selector):
                     collected.setdefault(mem_id, {}).update(props)
