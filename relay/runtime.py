@@ -264,9 +264,10 @@ class Runtime:
         try:
             for row in rows:
                 await self._retry_one(row, held)
-        except asyncio.CancelledError:
-            # shutting down mid-pass: hand the unfinished copies back, so that a restarted relay
-            # (or another worker) sends them now instead of after the lease runs out
+        except BaseException:
+            # shutting down mid-pass, or a store error (SQLite busy while an admin command writes):
+            # hand the unfinished copies back, so that this relay's next pass (or another worker)
+            # sends them now instead of after the lease runs out
             await self._release(held)
             raise
         return len(rows)

@@ -1,6 +1,7 @@
 """Operations (SPEC §8 bare LF, §12): through SMTP, the admin HTTP listener and the `relay` CLI."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -12,10 +13,16 @@ import urllib.error
 import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import Sink, SinkHandler, free_port
+from conftest import Sink, SinkHandler, free_port, relay_toml
+from relay.config import load_config
+from relay.keys import ensure_token_key
+from relay.runtime import Runtime
+from storage import Store, upgrade
+from storage.queue import list_copies
 from smtp_client import RawSMTP
 from test_relay_smtp import code_of, login, send, message, verify_dkim
 
@@ -197,6 +204,50 @@ def test_queue_list_hold_release_delete_and_the_queue_depth_gauge(relay, upstrea
     assert any(r.recipient == "later2@example.org" and r.verdict == "delete" for r in audit)
     missing = relay_cli(relay.config_path, "queue", "delete", "999999")
     assert missing.returncode == 1 and missing.stderr.startswith("Error: no spooled copy")
+
+
+
+class StoreFailingOnce(Store):
+    """A real store whose first `spool_retry` fails, as SQLite does when an admin command holds the lock."""
+
+    failures = 1
+
+    def spool_retry(self, *args: Any, **kwargs: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("database is locked")
+        super().spool_retry(*args, **kwargs)
+
+
+def test_a_store_error_mid_retry_pass_hands_the_leases_back(tmp_path, keys_dir, fresh_database_url, upstream):
+    """The retry loop survives a failed pass; the copies it claimed are due again at once, not in 300 s."""
+    url = fresh_database_url()
+    upgrade(url)
+    path = tmp_path / "relay.toml"
+    path.write_text(relay_toml(smtp_port=0, http_port=free_port(), db_url=url,
+                               upstream=f"smtp://127.0.0.1:{upstream.port}", keys=keys_dir))
+    config = load_config(path)
+    ensure_token_key(config)
+    store = StoreFailingOnce(url)
+    store.spool_add([{"queue_id": "Q1", "client": "acme", "mail_from": "", "recipient": r, "data": b"x\r\n"}
+                     for r in ("later1@example.org", "later2@example.org")])
+    upstream.handler.reply_for = lambda rcpt: DEFERRED
+
+    async def one_pass() -> None:
+        runtime = Runtime(config, store)
+        try:
+            with pytest.raises(RuntimeError, match="database is locked"):
+                await runtime.retry_due()
+            assert [r["lease_until"] for r in list_copies(store.engine)] == [None, None]
+            assert await runtime.retry_due() == 2  # both claimable again by the next pass
+        finally:
+            await runtime.upstream.close()
+
+    try:
+        asyncio.run(one_pass())
+        assert {r["attempts"] for r in list_copies(store.engine)} == {1}
+    finally:
+        store.close()
 
 
 # -- pooled upstream connections retire ---------------------------------------------------------
