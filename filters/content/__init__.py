@@ -26,6 +26,7 @@ from filters.content.links import (Hit, base_domain, check_headers, check_links,
 from filters.content.phrases import Phrase, Step, first_hits, match  # noqa: F401
 from filters.content.rulefiles import _compile_phrase, load_rules, ruleset_for  # noqa: F401
 from filters.content.rules import SHORTENERS_FILE, default_rule_files  # noqa: F401
+from filters.content import scorer
 from filters.content.ruleset import BUILTIN_CATEGORIES, CONTEXT, Rule, RuleError, RuleSet  # noqa: F401
 from filters.content.settings import (ACTIONS, Settings, _settings_and_rules, content_settings,  # noqa: F401
                                       validate_table)
@@ -62,13 +63,13 @@ def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> lis
     if view.links:  # link rules of several categories (links, affiliate, gambling.link ...): filtered by action
         hits += [h for h in check_links(view, settings, rules, tuple(ctx.client.sender_domains), public_host)
                  if settings.action(h.category) != "off"]
-    names = " ".join(name for name, _ in froms if name)
-    visible = [view.subject, *view.visible, names]  # (the sender's name last: not read into the subject or text)
+    visible = visible_blocks(view, froms)
     if settings.action("operator") != "off" and (settings.operator_domains or settings.operator_addresses):
         hits += check_operator_text("\n".join(visible + view.hidden), settings, rules, public_url)
     active = any(settings.action(c) != "off" for c in rules.categories)
     if active:
-        found = rules.scan(visible)
+        words = rules.words_of(visible)
+        found = rules.scan(visible, words=words)
         contexts = rules.excusing(found, visible)  # a stance (warning, report ...) unless the message sells
 
         def counts(rule: Rule) -> bool:
@@ -82,7 +83,57 @@ def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> lis
                 if counts(rule) and all(h.rule_id != rule.id for h in hits):
                     hits.append(Hit(rule.id, rule.category, rules.categories[rule.category],
                                     words + " (hidden text)"))
+        if settings.scorer is not None:
+            transactional = bool(getattr(ctx.list, "transactional", False))
+            hits = scored(hits, message_features(ctx, rules, found), settings, rules, transactional)
     return hits
+
+
+def visible_blocks(view: Any, froms: list[tuple[str, str]]) -> list[str]:
+    """What a reader sees, as blocks of text: the subject, the visible text, the sender's name."""
+    names = " ".join(name for name, _ in froms if name)
+    return [view.subject, *view.visible, names]  # (the sender's name last: not read into the subject or text)
+
+
+def message_features(ctx: MessageContext, rules: RuleSet, found: list[tuple[Rule, str]] | None = None) -> set[str]:
+    """The content scorer's features of a message: the words of the start of its visible text and
+    of its subject (`scorer.features`; links and addresses left out: which domain a sender links
+    to says more about the sender than about the offer), and the phrase rules and stance contexts
+    it matches (`r:<rule id>`), so the model learns when a rule is right. `found`: the rule
+    scan's hits, when it has them already."""
+    view = ctx.facts.get("text_view")
+    if view is None:
+        view = ctx.facts["text_view"] = reader_view_of(ctx.message.headers, ctx.message.body)
+    if found is None:
+        found = rules.scan(visible_blocks(view, senders(ctx)))
+    text = scorer.without_links("\n".join(view.visible)[:scorer.MAX_CHARS])
+    subject = scorer.without_links(view.subject)
+    feats = scorer.features(rules.words_of(text)[0], rules.words_of(subject)[0] if subject else "", view.subject)
+    feats.update("r:" + rule.id for rule, _ in found)
+    return feats
+
+
+def scored(hits: list[Hit], feats: set[str], settings: Settings, rules: RuleSet,
+           transactional: bool = False) -> list[Hit]:
+    """The hits with the content scorer's say: when it finds the message very likely legitimate
+    (below its veto), the phrase rules of the categories it knows do not count (a warning, a news
+    item or an adviser naming what it warns about); when it finds the message prohibited and no
+    rule refuses it or names that category, a hit `<category>.scorer` (never `headers` on a
+    transactional list, whose account notices may be urgent)."""
+    model = scorer.load()
+    if model is None:
+        return hits
+    p = model.prohibited(feats)
+    if p < model.veto:
+        return [h for h in hits if h.category not in model.vetoable]
+    if p < (settings.scorer or model.threshold) or any(settings.action(h.category) == "reject" for h in hits):
+        return hits
+    category = model.category(feats)
+    if (category not in rules.categories or settings.action(category) == "off"
+            or any(h.category == category for h in hits) or (category == "headers" and transactional)):
+        return hits
+    words = ", ".join(f"\"{w}\"" for w in model.evidence(feats))
+    return hits + [Hit(f"{category}.scorer", category, rules.categories[category], f"scored {p:.2f} on {words}")]
 
 
 # above this, decoding and scanning take milliseconds: do it in a thread, not on the event loop

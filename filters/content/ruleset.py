@@ -61,23 +61,31 @@ class RuleSet:
     misspellings: Misspellings | None = None  # misspelt rule words read as the rule word
     offers: "RuleSet | None" = None  # the offer signals (context.offer-*), scanned only when needed
 
-    def scan(self, text: str | list[str], limit_hits: int = 50) -> list[tuple[Rule, str]]:
-        """Each rule that matches the text (or blocks of text) once, with the normalised words that matched.
-
-        In the order of a walk over the words: by the position of each phrase's first plain word,
-        then by the phrase's place in `anchors` for that word. Only phrases whose every plain word
-        occurs somewhere can match; `first_hits` finds where each first does.
-        """
+    def words_of(self, text: str | list[str]) -> tuple[str, dict[str, Any]]:
+        """The normalised word stream of the text (misspelt rule words read as the rule word) and
+        where each rule word occurs in it: what `scan` reads, and the content scorer too."""
         assert self.normaliser is not None and self.index is not None
         stream = self.normaliser.stream([text] if isinstance(text, str) else list(text))
         fuzzy = self.misspellings
         if fuzzy is None:
-            occurrences = self.index.offsets(stream)
-        else:  # where the rule words are, and the tokens that may be misspellings of them: one walk
-            occurrences, near = self.index.offsets_near(stream, fuzzy)
-            fixed = fuzzy.apply(stream, near)
-            if fixed is not stream:
-                stream, occurrences = fixed, self.index.offsets(fixed)
+            return stream, self.index.offsets(stream)
+        # where the rule words are, and the tokens that may be misspellings of them: one walk
+        occurrences, near = self.index.offsets_near(stream, fuzzy)
+        fixed = fuzzy.apply(stream, near)
+        if fixed is not stream:
+            return fixed, self.index.offsets(fixed)
+        return stream, occurrences
+
+    def scan(self, text: str | list[str], limit_hits: int = 50,
+             words: tuple[str, dict[str, Any]] | None = None) -> list[tuple[Rule, str]]:
+        """Each rule that matches the text (or blocks of text) once, with the normalised words that matched.
+
+        In the order of a walk over the words: by the position of each phrase's first plain word,
+        then by the phrase's place in `anchors` for that word. Only phrases whose every plain word
+        occurs somewhere can match; `first_hits` finds where each first does. `words`: what
+        `words_of(text)` returned, when the caller has it already.
+        """
+        stream, occurrences = words or self.words_of(text)
         vocabulary = set(occurrences)  # the rule words that occur
         # a phrase can match only where its rarest plain word (its pivot) occurs: start from those
         present = self.by_pivot.keys() & vocabulary

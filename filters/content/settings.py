@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from filters.content import scorer
 from filters.content.rulefiles import ruleset_for
 from filters.content.ruleset import RuleError, RuleSet
 from filters.context import config_table
@@ -22,6 +23,8 @@ class Settings:
     extra_rules: tuple[Path, ...] = ()
     branded_links_only: bool = False
     link_allow: tuple[str, ...] = ()
+    # the content scorer: None = off, else the probability at which it refuses (0 = the model's own)
+    scorer: float | None = 0.0
 
     def action(self, category: str) -> str:
         return self.categories.get(category, self.default)
@@ -41,7 +44,7 @@ def _paths(value: Any, base: Path) -> tuple[Path, ...]:
 def validate_table(data: Mapping[str, Any], where: str, client: bool = False,
                    known_categories: Iterable[str] | None = None) -> None:
     """Check one `[policy.content]` (or `[clients.X.content]`) table; raise RuleError naming the key."""
-    allowed = {"default", "categories", "extra_rules", "link_allow"} | (
+    allowed = {"default", "categories", "extra_rules", "link_allow", "scorer"} | (
         {"branded_links_only"} if client else {"operator_domains", "operator_addresses"})
     for key in data:
         if key not in allowed:
@@ -63,6 +66,9 @@ def validate_table(data: Mapping[str, Any], where: str, client: bool = False,
             raise RuleError(f"{where}.{key}: must be a list of strings")
     if "branded_links_only" in data and not isinstance(data["branded_links_only"], bool):
         raise RuleError(f"{where}.branded_links_only: must be true or false")
+    if "scorer" in data and not (isinstance(data["scorer"], bool) or (
+            isinstance(data["scorer"], (int, float)) and 0.5 <= data["scorer"] < 1.0)):
+        raise RuleError(f"{where}.scorer: must be true, false or a probability from 0.5 to 0.99")
     extra = data.get("extra_rules")
     if extra is not None and not isinstance(extra, (str, Path, list, tuple)):
         raise RuleError(f"{where}.extra_rules: must be a file name or a list of file names")
@@ -78,6 +84,13 @@ def _domains(values: Iterable[str]) -> tuple[str, ...]:
             pass
         out.append(v)
     return tuple(out)
+
+
+def _scorer(value: bool | float) -> float | None:
+    """`scorer = true` (the model's own threshold), `false` (off) or the probability to refuse at."""
+    if value is False:
+        return None
+    return 0.0 if value is True else float(value)
 
 
 _SETTINGS: dict[tuple[int, str], tuple[Any, Settings, RuleSet]] = {}
@@ -111,8 +124,11 @@ def _settings_and_rules(config: Any, client: Any) -> tuple[Settings, RuleSet]:
         extra_rules=_paths(op.get("extra_rules"), base) + _paths(cl.get("extra_rules"), base),
         branded_links_only=bool(cl.get("branded_links_only", False)),
         link_allow=_domains([*(op.get("link_allow") or ()), *(cl.get("link_allow") or ())]),
+        scorer=_scorer(cl.get("scorer", op.get("scorer", True))),
     )
     rules = ruleset_for(settings.extra_rules)
+    if settings.scorer is not None:
+        scorer.load()  # read now (start-up), not by the first message
     unknown = set(categories) - set(rules.categories)
     if unknown:
         raise RuleError(f"content: unknown category {sorted(unknown)[0]!r} "

@@ -1,0 +1,133 @@
+"""The content scorer: a linear model over normalised words and word pairs that names what phrase rules miss."""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+MODEL_FILE = Path(__file__).resolve().parent / "rules" / "scorer.json.gz"
+# an offer is made near the top; a cap keeps a 100 KB newsletter's cost that of a short one
+MAX_CHARS = 6000
+MAX_WORDS = 800
+# links, domains and addresses written in the text (the link checks judge those)
+_LINKS = re.compile(r"(?i)\b(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[\w-]+(?:\.[\w-]+)*\.[a-z]{2,6}\b(?:/\S*)?")
+
+
+def without_links(text: str) -> str:
+    return _LINKS.sub(" ", text) if "." in text or "@" in text else text
+MAX_SUBJECT_WORDS = 40
+
+
+def subject_shape(subject: str) -> list[str]:
+    """What a subject looks like, beyond its words: shouting, exclamation, money signs."""
+    out = []
+    letters = [c for c in subject if c.isalpha()]
+    if len(letters) >= 6 and sum(c.isupper() for c in letters) >= 0.6 * len(letters):
+        out.append("S:caps")
+    if subject.count("!") >= 2:
+        out.append("S:bang")
+    if any(c in subject for c in "$€£") or "$$" in subject:
+        out.append("S:money")
+    return out
+
+
+def features(stream: str, subject_stream: str, subject: str) -> set[str]:
+    """The scorer's features of a message: its words and adjacent word pairs (the first MAX_WORDS),
+    its subject's words and word pairs (prefixed `s:`) and the subject's shape (`S:...`). `stream` and
+    `subject_stream` are normalised word streams (`RuleSet.words_of`), so disguises are undone."""
+    words = stream.split(None, MAX_WORDS)[:MAX_WORDS]
+    out = set(words)
+    out.update(map(" ".join, zip(words, words[1:])))
+    subject_words = subject_stream.split(None, MAX_SUBJECT_WORDS)[:MAX_SUBJECT_WORDS]
+    out.update("s:" + w for w in subject_words)
+    out.update("s:" + a + " " + b for a, b in zip(subject_words, subject_words[1:]))
+    out.update(subject_shape(subject))
+    return out
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Two logistic regressions: whether a message is prohibited at all (one weight a feature, so
+    legitimate mail, the common case, costs one addition per known feature), and which category
+    it belongs to (a weight per category, read only for mail the first one flags)."""
+
+    categories: tuple[str, ...]
+    bias: float
+    weights: dict[str, float]                                   # feature -> weight (prohibited)
+    category_bias: tuple[float, ...]
+    category_weights: dict[str, tuple[tuple[int, float], ...]]  # feature -> (category index, weight)
+    threshold: float   # refuse when the probability that the message is prohibited reaches this
+    veto: float = 0.0  # below this, a phrase rule of a category the model knows does not refuse
+    vocabulary: frozenset[str] = frozenset()  # the first model's features (filled in)
+    vetoable: frozenset[str] = frozenset()    # the categories a veto excuses: all but headers (filled in)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vocabulary", frozenset(self.weights))
+        # a deceptive subject is deceptive whatever the text says
+        object.__setattr__(self, "vetoable", frozenset(self.categories) - {"headers"})
+
+    def known(self, feats: Iterable[str]) -> set[str]:
+        # most of a message's words are not in the model: find those that are in one C-level pass
+        # (a set intersection walks the smaller set; a dict's keys view would be copied whole)
+        return self.vocabulary & (feats if isinstance(feats, (set, frozenset)) else set(feats))
+
+    def prohibited(self, feats: Iterable[str]) -> float:
+        """How likely the message is prohibited (0 to 1)."""
+        weights = self.weights
+        score = self.bias + sum(weights[f] for f in self.known(feats))
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, score))))
+
+    def category(self, feats: Iterable[str]) -> str:
+        scores = list(self.category_bias)
+        for f in feats:
+            for k, w in self.category_weights.get(f, ()):
+                scores[k] += w
+        return self.categories[max(range(len(scores)), key=scores.__getitem__)]
+
+    def judge(self, feats: Iterable[str], threshold: float | None = None) -> tuple[str, float] | None:
+        """The prohibited category and how likely the message is prohibited, when that reaches the
+        threshold; else None."""
+        p = self.prohibited(feats)
+        if p < (threshold or self.threshold):  # None or 0: the threshold tuned with the model
+            return None
+        return self.category(feats), p
+
+    def evidence(self, feats: Iterable[str], count: int = 3) -> list[str]:
+        """The features that speak most for a refusal (for the reason given)."""
+        pull = sorted(((self.weights[f], f) for f in self.known(feats) if self.weights[f] > 0), reverse=True)
+        return [f.removeprefix("s:") for _, f in pull[:count]]
+
+    def to_json(self) -> dict:
+        return {"categories": list(self.categories), "threshold": self.threshold, "veto": self.veto, "bias": self.bias,
+                "weights": {f: round(w, 4) for f, w in sorted(self.weights.items())},
+                "category_bias": list(self.category_bias),
+                "category_weights": {f: [[k, round(w, 4)] for k, w in row]
+                                     for f, row in sorted(self.category_weights.items())}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Scorer":
+        categories = tuple(data["categories"])
+        if not categories or len(data["category_bias"]) != len(categories):
+            raise ValueError("scorer model: one category bias per category")
+        return cls(categories, float(data["bias"]), {f: float(w) for f, w in data["weights"].items()},
+                   tuple(float(b) for b in data["category_bias"]),
+                   {f: tuple((int(k), float(w)) for k, w in row) for f, row in data["category_weights"].items()},
+                   float(data["threshold"]), float(data.get("veto", 0.0)))
+
+
+def save(scorer: Scorer, path: Path = MODEL_FILE) -> None:
+    raw = json.dumps(scorer.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    path.write_bytes(gzip.compress(raw, mtime=0))  # mtime 0: the same model gives the same bytes
+
+
+@lru_cache(maxsize=None)
+def load(path: Path = MODEL_FILE) -> Scorer | None:
+    """The shipped model, or None when there is none (the scorer is then off)."""
+    if not path.exists():
+        return None
+    return Scorer.from_json(json.loads(gzip.decompress(path.read_bytes())))

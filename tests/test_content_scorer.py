@@ -1,0 +1,102 @@
+"""The content scorer (filters/content/scorer.py): features, the model, its settings, and the stage with it."""
+from __future__ import annotations
+
+import asyncio
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from filters import content
+from filters.content import RuleError, content_settings, scorer
+from filters.content.settings import validate_table
+
+CORPUS = Path(__file__).resolve().parent / "corpus" / "content"
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("content_corpus_report_scorer", CORPUS / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def demo(report, tmp_path_factory):
+    return report.demo_config(tmp_path_factory.mktemp("scorer-demo"))
+
+
+def judge(report, config, raw: bytes):
+    return asyncio.run(content.check(report.context(config, config.clients["demo"], raw)))
+
+
+def mail(subject: str, body: str) -> bytes:
+    return (f"From: Shop <news@demo.example>\r\nTo: reader@example.org\r\nSubject: {subject}\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
+
+
+def toy() -> scorer.Scorer:
+    return scorer.Scorer(categories=("alcohol", "gambling"), bias=-2.0,
+                         weights={"casino": 3.0, "free spins": 2.0, "s:win": 1.0, "bread": -2.0, "S:caps": 0.5},
+                         category_bias=(0.0, 0.0),
+                         category_weights={"casino": ((1, 2.0),), "wine": ((0, 2.0),)}, threshold=0.9)
+
+
+def test_features_are_words_word_pairs_subject_words_and_the_subject_shape():
+    feats = scorer.features(" claim your free spins ", " win big ", "WIN BIG TODAY!!")
+    assert {"claim", "free", "spins", "claim your", "free spins", "s:win", "s:big", "S:caps", "S:bang"} <= feats
+    assert "your claim" not in feats and "spins claim" not in feats
+    assert scorer.subject_shape("Our autumn range") == []
+    assert scorer.subject_shape("WIN $500 NOW") == ["S:caps", "S:money"]
+
+
+def test_features_read_only_the_first_words_of_a_long_message():
+    stream = " " + " ".join(f"w{n}" for n in range(scorer.MAX_WORDS + 500)) + " "
+    feats = scorer.features(stream, "", "")
+    assert f"w{scorer.MAX_WORDS - 1}" in feats and f"w{scorer.MAX_WORDS}" not in feats
+
+
+def test_the_model_refuses_at_its_threshold_and_names_the_category_and_its_evidence():
+    model = toy()
+    assert model.judge({"bread", "casino"}) is None                    # 1 / (1 + e^1) = 0.27
+    category, p = model.judge({"casino", "free spins", "s:win"})       # score 4: 0.98
+    assert category == "gambling" and 0.98 < p < 0.99
+    assert model.judge({"casino", "free spins", "s:win"}, threshold=0.99) is None
+    assert model.judge({"casino", "free spins", "s:win", "wine", "wine x"}) is not None
+    assert model.evidence({"casino", "free spins", "s:win", "bread"}) == ["casino", "free spins", "win"]
+
+
+def test_a_saved_model_loads_as_it_was_and_the_same_model_gives_the_same_bytes(tmp_path):
+    model = toy()
+    first, second = tmp_path / "a.json.gz", tmp_path / "b.json.gz"
+    scorer.save(model, first)
+    scorer.save(model, second)
+    assert first.read_bytes() == second.read_bytes()
+    loaded = scorer.load(first)
+    assert loaded == model and loaded.vocabulary == frozenset(model.weights)
+    broken = dict(json.loads(gzip.decompress(first.read_bytes())), category_bias=[0.0])
+    with pytest.raises(ValueError, match="one category bias per category"):
+        scorer.Scorer.from_json(broken)
+    assert scorer.load(tmp_path / "missing.json.gz") is None
+
+
+def test_the_shipped_model_is_there_and_covers_every_product_category():
+    model = scorer.load()
+    assert model is not None and 0.5 <= model.threshold < 1.0
+    assert {"pharmacy", "gambling", "counterfeit", "illegal-goods", "mlm", "headers"} <= set(model.categories)
+    assert len(model.weights) > 5000
+
+
+@pytest.mark.parametrize("value, expected", [(True, 0.0), (False, None), (0.95, 0.95)])
+def test_the_scorer_setting(report, demo, value, expected):
+    config = report.with_content(demo, {"scorer": value})
+    assert content_settings(config, config.clients["demo"]).scorer == expected
+
+
+@pytest.mark.parametrize("value", [1.5, 0.2, "yes", 1])
+def test_a_bad_scorer_setting_is_refused_by_name(value):
+    with pytest.raises(RuleError, match=r"policy.content.scorer: must be true, false or a probability"):
+        validate_table({"scorer": value}, "policy.content")
