@@ -7,8 +7,11 @@ import importlib.util
 import json
 from pathlib import Path
 
+import smtplib
+
 import pytest
 
+from conftest import PASSWORD
 from filters import content
 from filters.content import RuleError, content_settings, scorer
 from filters.content.settings import validate_table
@@ -40,7 +43,8 @@ def mail(subject: str, body: str) -> bytes:
 
 def toy() -> scorer.Scorer:
     return scorer.Scorer(categories=("alcohol", "gambling"), bias=-2.0,
-                         weights={"casino": 3.0, "free spins": 2.0, "s:win": 1.0, "bread": -2.0, "S:caps": 0.5},
+                         weights={"casino": 30.0, "free spins": 20.0, "s:win": 10.0, "bread": -20.0, "S:caps": 5.0,
+                                  "w:gambling/games": 1.0, "r:gambling.casino": 1.0},
                          category_bias=(0.0, 0.0),
                          category_weights={"casino": ((1, 2.0),), "wine": ((0, 2.0),)}, threshold=0.9)
 
@@ -61,12 +65,16 @@ def test_features_read_only_the_first_words_of_a_long_message():
 
 def test_the_model_refuses_at_its_threshold_and_names_the_category_and_its_evidence():
     model = toy()
-    assert model.judge({"bread", "casino"}) is None                    # 1 / (1 + e^1) = 0.27
-    category, p = model.judge({"casino", "free spins", "s:win"})       # score 4: 0.98
+    # a message of fewer than FEW_FEATURES features counts as that long: each feature is worth 0.1
+    assert scorer.feature_value(3) == scorer.feature_value(scorer.FEW_FEATURES) == 0.1
+    assert scorer.feature_value(400) == 0.05
+    assert model.judge({"bread", "casino"}) is None                    # -2 + 1: 1 / (1 + e^1) = 0.27
+    category, p = model.judge({"casino", "free spins", "s:win"})       # -2 + 6: 0.98
     assert category == "gambling" and 0.98 < p < 0.99
     assert model.judge({"casino", "free spins", "s:win"}, threshold=0.99) is None
     assert model.judge({"casino", "free spins", "s:win", "wine", "wine x"}) is not None
-    assert model.evidence({"casino", "free spins", "s:win", "bread"}) == ["casino", "free spins", "win"]
+    assert model.evidence({"casino", "free spins", "s:win", "bread", "w:gambling/games", "r:gambling.casino"}) == [
+        "casino", "free spins", "win"]  # the message's own words, not the features behind them
 
 
 def test_a_saved_model_loads_as_it_was_and_the_same_model_gives_the_same_bytes(tmp_path):
@@ -85,7 +93,7 @@ def test_a_saved_model_loads_as_it_was_and_the_same_model_gives_the_same_bytes(t
 
 def test_the_shipped_model_is_there_and_covers_every_product_category():
     model = scorer.load()
-    assert model is not None and 0.5 <= model.threshold < 1.0
+    assert model is not None and 0.3 <= model.threshold < 1.0 and 0.0 <= model.veto <= model.threshold
     assert {"pharmacy", "gambling", "counterfeit", "illegal-goods", "mlm", "headers"} <= set(model.categories)
     assert len(model.weights) > 5000
 
@@ -100,3 +108,48 @@ def test_the_scorer_setting(report, demo, value, expected):
 def test_a_bad_scorer_setting_is_refused_by_name(value):
     with pytest.raises(RuleError, match=r"policy.content.scorer: must be true, false or a probability"):
         validate_table({"scorer": value}, "policy.content")
+
+
+# -- through real SMTP: what the phrase rules miss, the scorer refuses --------------------------------
+
+# written for this test (not in the corpus or the training mail): offers in ordinary words
+REPLICAS = ("New arrivals in the vault", "Our workshop copies the most wanted Swiss timepieces down to the serial "
+            "engraving on the caseback. Nobody at the office will ever tell the difference. Sapphire glass, automatic "
+            "movement, the green bezel everybody wants. From 149 EUR, sent in a plain box, two weeks to any country. "
+            "Reply to this mail with the model you want and we send photos of the piece before it ships.")
+TABLES = ("Your seat at the table", "Tonight at nine the wheel spins again. New members get two hundred in chips on "
+          "the house and the first three losses back. Play from your phone, cash out the same evening to your card. "
+          "Blackjack tables open all night, the jackpot is over fifty thousand this week and every deposit is doubled "
+          "until Sunday.")
+GARDEN = ("Spring gardening workshop", "Join our head gardener on Saturday for a two-hour workshop on pruning roses "
+          "and planting bulbs. Tickets 12 EUR including tea and cake. Book at the garden centre desk or reply to this "
+          "email, and bring gloves if you have them. Children are welcome in the play corner while you learn.")
+
+
+def smtp_send(port: int, subject: str, body: str) -> tuple[int, bytes]:
+    data = mail(subject, body).replace(b"demo.example", b"acme.example")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("client.test")
+        s.login("acme", PASSWORD)
+        s.mail("bounce@acme.example")
+        assert s.rcpt("alice@example.org")[0] == 250
+        return s.data(data)
+
+
+def test_offers_in_ordinary_words_are_refused_by_the_scorer_and_pass_with_it_off(relay_factory, sink):
+    sink.clear()
+    relay = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages='["sender-identity", "content"]')
+    code, text = smtp_send(relay.port, *REPLICAS)
+    assert code == 550 and text.startswith(b"5.7.1 content rule counterfeit.scorer (counterfeit goods): "
+                                           b'"scored 0.'), text
+    code, text = smtp_send(relay.port, *TABLES)
+    assert code == 550 and text.startswith(b"5.7.1 content rule gambling.scorer (gambling and sweepstakes)"), text
+    assert smtp_send(relay.port, *GARDEN)[0] == 250
+    assert len(sink.wait_for(1)) == 1
+    relay.stop()
+    sink.clear()
+    off = relay_factory(upstream=f"smtp://127.0.0.1:{sink.port}", stages='["sender-identity", "content"]',
+                        extra="\n[policy.content]\nscorer = false\n")
+    for subject, body in (REPLICAS, TABLES):  # what the phrase rules alone let through
+        assert smtp_send(off.port, subject, body)[0] == 250
+    assert len(sink.wait_for(2)) == 2

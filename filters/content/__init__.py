@@ -108,7 +108,8 @@ def message_features(ctx: MessageContext, rules: RuleSet, found: list[tuple[Rule
         found = rules.scan(visible_blocks(view, senders(ctx)))
     text = scorer.without_links("\n".join(view.visible)[:scorer.MAX_CHARS])
     subject = scorer.without_links(view.subject)
-    feats = scorer.features(rules.words_of(text)[0], rules.words_of(subject)[0] if subject else "", view.subject)
+    feats = scorer.features(rules.words_of(text)[0], rules.words_of(subject)[0] if subject else "", view.subject,
+                            rules.word_sets)
     feats.update("r:" + rule.id for rule, _ in found)
     return feats
 
@@ -121,7 +122,7 @@ def scored(hits: list[Hit], feats: set[str], settings: Settings, rules: RuleSet,
     rule refuses it or names that category, a hit `<category>.scorer` (never `headers` on a
     transactional list, whose account notices may be urgent)."""
     model = scorer.load()
-    if model is None:
+    if model is None or len(feats) < scorer.MIN_FEATURES:
         return hits
     p = model.prohibited(feats)
     if p < model.veto:

@@ -168,6 +168,7 @@ def _read_rule_file(path: Path, ruleset: RuleSet, shared: Mapping[str, list[str]
     sets = data.get("sets", {})
     if not isinstance(sets, dict) or not all(isinstance(v, list) for v in sets.values()):
         raise RuleError(f"{where}: [sets] maps names to lists of words")
+    _note_word_sets(ruleset, path.stem, sets)
     if shared:
         sets = {**shared, **sets}
     rules = data.get("rules", [])
@@ -226,12 +227,21 @@ def _read_shorteners(path: Path) -> frozenset[str]:
     return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
 
 
+def _note_word_sets(ruleset: RuleSet, source: str, sets: Mapping[str, list[str]]) -> None:
+    """Record the plain words of a file's word sets in `ruleset.word_sets` (see RuleSet)."""
+    for name, words in sets.items():
+        for word in words:
+            if isinstance(word, str) and word.isalpha():
+                ruleset.word_sets[word] = (*ruleset.word_sets.get(word, ()), f"w:{source}/{name}")
+
+
 def load_rules(paths: Iterable[Path], shorteners: Path = SHORTENERS_FILE, offers: bool = False) -> RuleSet:
     """The rule set of these files. The offer signals (`context.offer-*`) are a rule set of their own,
     `offers`: they are looked for only in a message where a stance context would excuse a rule."""
     ruleset = RuleSet()
     paths = list(paths)
     shared = _read_shared_sets()
+    _note_word_sets(ruleset, "shared", shared)
     for path in paths:
         _read_rule_file(Path(path), ruleset, shared, offers)
     if not offers:

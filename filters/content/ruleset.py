@@ -60,6 +60,9 @@ class RuleSet:
     index: WordIndex | None = None   # every plain word of every phrase, to find where they occur
     misspellings: Misspellings | None = None  # misspelt rule words read as the rule word
     offers: "RuleSet | None" = None  # the offer signals (context.offer-*), scanned only when needed
+    # each word of the rule files' word sets -> "w:<file>/<set>" (the content scorer's features: a
+    # set's weight learnt from some of its words carries to the others, in every language)
+    word_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def words_of(self, text: str | list[str]) -> tuple[str, dict[str, Any]]:
         """The normalised word stream of the text (misspelt rule words read as the rule word) and
