@@ -153,3 +153,21 @@ def test_offers_in_ordinary_words_are_refused_by_the_scorer_and_pass_with_it_off
     for subject, body in (REPLICAS, TABLES):  # what the phrase rules alone let through
         assert smtp_send(off.port, subject, body)[0] == 250
     assert len(sink.wait_for(2)) == 2
+
+
+def test_recent_judgements_keep_the_last_ones_used():
+    recent = scorer.Recent(size=2)
+    assert recent.put("a", 1) == 1 and recent.put("b", 2) == 2
+    assert recent.get("a") == 1          # "a" is now the most recent
+    recent.put("c", 3)                   # so "b" goes
+    assert recent.get("b") is None and recent.get("a") == 1 and recent.get("c") == 3
+
+
+def test_the_same_campaign_text_is_scored_once(report, demo):
+    scorer.RECENT._items.clear()
+    raw = mail(*TABLES)
+    first = judge(report, demo, raw)
+    assert first.refuses and first.rule == "content.gambling.scorer"
+    assert len(scorer.RECENT._items) == 1
+    again = judge(report, demo, raw.replace(b"reader@example.org", b"other@example.org"))
+    assert again.reason == first.reason and len(scorer.RECENT._items) == 1

@@ -85,8 +85,27 @@ def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> lis
                                     words + " (hidden text)"))
         if settings.scorer is not None:
             transactional = bool(getattr(ctx.list, "transactional", False))
-            hits = scored(hits, message_features(ctx, rules, found), settings, rules, transactional)
+            hits = scored(hits, judged(ctx, rules, found), settings, rules, transactional)
     return hits
+
+
+def judged(ctx: MessageContext, rules: RuleSet, found: list[tuple[Rule, str]]) -> tuple[set[str], float] | None:
+    """The scorer's features of the message and how likely it is prohibited; None without a model
+    or with too few features. A campaign sends the same text in many transactions: what was
+    worked out for a subject, text and rule hits seen lately is taken from `scorer.RECENT`."""
+    model = scorer.load()
+    if model is None:
+        return None
+    view = ctx.facts.get("text_view")
+    if view is None:
+        view = ctx.facts["text_view"] = reader_view_of(ctx.message.headers, ctx.message.body)
+    text = "\n".join(view.visible)[:scorer.MAX_CHARS]
+    key = (view.subject, text, tuple(rule.id for rule, _ in found))
+    known = scorer.RECENT.get(key)
+    if known is None:
+        feats = message_features(ctx, rules, found)
+        known = scorer.RECENT.put(key, (feats, model.prohibited(feats)))
+    return known if len(known[0]) >= scorer.MIN_FEATURES else None
 
 
 def visible_blocks(view: Any, froms: list[tuple[str, str]]) -> list[str]:
@@ -114,7 +133,7 @@ def message_features(ctx: MessageContext, rules: RuleSet, found: list[tuple[Rule
     return feats
 
 
-def scored(hits: list[Hit], feats: set[str], settings: Settings, rules: RuleSet,
+def scored(hits: list[Hit], judgement: tuple[set[str], float] | None, settings: Settings, rules: RuleSet,
            transactional: bool = False) -> list[Hit]:
     """The hits with the content scorer's say: when it finds the message very likely legitimate
     (below its veto), the phrase rules of the categories it knows do not count (a warning, a news
@@ -122,9 +141,9 @@ def scored(hits: list[Hit], feats: set[str], settings: Settings, rules: RuleSet,
     rule refuses it or names that category, a hit `<category>.scorer` (never `headers` on a
     transactional list, whose account notices may be urgent)."""
     model = scorer.load()
-    if model is None or len(feats) < scorer.MIN_FEATURES:
+    if model is None or judgement is None:
         return hits
-    p = model.prohibited(feats)
+    feats, p = judgement
     if p < model.veto:
         return [h for h in hits if h.category not in model.vetoable]
     if p < (settings.scorer or model.threshold) or any(settings.action(h.category) == "reject" for h in hits):

@@ -5,11 +5,13 @@ import gzip
 import json
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Hashable, Iterable
 
 MODEL_FILE = Path(__file__).resolve().parent / "rules" / "scorer.json.gz"
 # an offer is made near the top; a cap keeps a 100 KB newsletter's cost that of a short one
@@ -147,6 +149,33 @@ class Scorer:
                    tuple(float(b) for b in data["category_bias"]),
                    {f: tuple((int(k), float(w)) for k, w in row) for f, row in data["category_weights"].items()},
                    float(data["threshold"]), float(data.get("veto", 0.0)))
+
+
+class Recent:
+    """The last `size` judgements by key (a subject, text and rule hits): the same campaign text is
+    scored once, not once per transaction. Thread-safe: big messages are scanned in threads."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: Any) -> Any:
+        with self._lock:
+            self._items[key] = value
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+RECENT = Recent()
 
 
 def save(scorer: Scorer, path: Path = MODEL_FILE) -> None:
