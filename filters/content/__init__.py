@@ -45,12 +45,18 @@ FACTS_KEY = "content_tags"
 TAG_HEADER = "X-Consent-Relay-Content"
 
 
-def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> list[Hit]:
-    """Every hit in the message (one per rule), in the order found: headers, links, text."""
-    # the campaign fingerprint and promo-guard read the same text: whichever runs first builds it
+def text_view(ctx: MessageContext) -> Any:
+    """The message's reader view, built once: the campaign fingerprint and promo-guard read the same
+    text, and whichever runs first builds it."""
     view = ctx.facts.get("text_view")
     if view is None:
         view = ctx.facts["text_view"] = reader_view_of(ctx.message.headers, ctx.message.body)
+    return view
+
+
+def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> list[Hit]:
+    """Every hit in the message (one per rule), in the order found: headers, links, text."""
+    view = text_view(ctx)
     hits: list[Hit] = []
     froms = senders(ctx)
     if settings.action("headers") != "off":
@@ -68,8 +74,7 @@ def scan_message(ctx: MessageContext, settings: Settings, rules: RuleSet) -> lis
         hits += check_operator_text("\n".join(visible + view.hidden), settings, rules, public_url)
     active = any(settings.action(c) != "off" for c in rules.categories)
     if active:
-        words = rules.words_of(visible)
-        found = rules.scan(visible, words=words)
+        found = rules.scan(visible)
         contexts = rules.excusing(found, visible)  # a stance (warning, report ...) unless the message sells
 
         def counts(rule: Rule) -> bool:
@@ -96,14 +101,12 @@ def judged(ctx: MessageContext, rules: RuleSet, found: list[tuple[Rule, str]]) -
     model = scorer.load()
     if model is None:
         return None
-    view = ctx.facts.get("text_view")
-    if view is None:
-        view = ctx.facts["text_view"] = reader_view_of(ctx.message.headers, ctx.message.body)
-    text = "\n".join(view.visible)[:scorer.MAX_CHARS]
+    view = text_view(ctx)
+    text = scorer.leading_text(view.visible)
     key = (view.subject, text, tuple(rule.id for rule, _ in found))
     known = scorer.RECENT.get(key)
     if known is None:
-        feats = message_features(ctx, rules, found)
+        feats = message_features(view, text, rules, found)
         known = scorer.RECENT.put(key, (feats, model.prohibited(feats)))
     return known if len(known[0]) >= scorer.MIN_FEATURES else None
 
@@ -114,18 +117,13 @@ def visible_blocks(view: Any, froms: list[tuple[str, str]]) -> list[str]:
     return [view.subject, *view.visible, names]  # (the sender's name last: not read into the subject or text)
 
 
-def message_features(ctx: MessageContext, rules: RuleSet, found: list[tuple[Rule, str]] | None = None) -> set[str]:
-    """The content scorer's features of a message: the words of the start of its visible text and
-    of its subject (`scorer.features`; links and addresses left out: which domain a sender links
-    to says more about the sender than about the offer), and the phrase rules and stance contexts
-    it matches (`r:<rule id>`), so the model learns when a rule is right. `found`: the rule
-    scan's hits, when it has them already."""
-    view = ctx.facts.get("text_view")
-    if view is None:
-        view = ctx.facts["text_view"] = reader_view_of(ctx.message.headers, ctx.message.body)
-    if found is None:
-        found = rules.scan(visible_blocks(view, senders(ctx)))
-    text = scorer.without_links("\n".join(view.visible)[:scorer.MAX_CHARS])
+def message_features(view: Any, text: str, rules: RuleSet, found: list[tuple[Rule, str]]) -> set[str]:
+    """The content scorer's features of a message: the words of `text` (the start of its visible
+    text, `scorer.leading_text`) and of its subject (`scorer.features`; links and addresses left
+    out: which domain a sender links to says more about the sender than about the offer), and the
+    phrase rules and stance contexts it matches, `found` (`r:<rule id>`), so the model learns when
+    a rule is right."""
+    text = scorer.without_links(text)
     subject = scorer.without_links(view.subject)
     feats = scorer.features(rules.words_of(text)[0], rules.words_of(subject)[0] if subject else "", view.subject,
                             rules.word_sets)

@@ -79,16 +79,14 @@ class RuleSet:
             return fixed, self.index.offsets(fixed)
         return stream, occurrences
 
-    def scan(self, text: str | list[str], limit_hits: int = 50,
-             words: tuple[str, dict[str, Any]] | None = None) -> list[tuple[Rule, str]]:
+    def scan(self, text: str | list[str], limit_hits: int = 50) -> list[tuple[Rule, str]]:
         """Each rule that matches the text (or blocks of text) once, with the normalised words that matched.
 
         In the order of a walk over the words: by the position of each phrase's first plain word,
         then by the phrase's place in `anchors` for that word. Only phrases whose every plain word
-        occurs somewhere can match; `first_hits` finds where each first does. `words`: what
-        `words_of(text)` returned, when the caller has it already.
+        occurs somewhere can match; `first_hits` finds where each first does.
         """
-        stream, occurrences = words or self.words_of(text)
+        stream, occurrences = self.words_of(text)
         vocabulary = set(occurrences)  # the rule words that occur
         # a phrase can match only where its rarest plain word (its pivot) occurs: start from those
         present = self.by_pivot.keys() & vocabulary

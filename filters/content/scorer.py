@@ -22,6 +22,11 @@ MAX_SUBJECT_WORDS = 40
 _LINKISH = re.compile(r"://|^www\.|@\w|\w\.[a-zA-Z]{2,}")
 
 
+def leading_text(visible: list[str]) -> str:
+    """What the scorer reads of the visible text: its first MAX_CHARS characters."""
+    return "\n".join(visible)[:MAX_CHARS]
+
+
 def without_links(text: str) -> str:
     """The text without the words that are links, domains or addresses (one look at each word that
     holds a dot or an at sign: a regex over the whole text cost 0.5 ms for 6,000 characters)."""
@@ -90,18 +95,11 @@ class Scorer:
     category_weights: dict[str, tuple[tuple[int, float], ...]]  # feature -> (category index, weight)
     threshold: float   # refuse when the probability that the message is prohibited reaches this
     veto: float = 0.0  # below this, a phrase rule of a category the model knows does not refuse
-    vocabulary: frozenset[str] = frozenset()  # the first model's features (filled in)
     vetoable: frozenset[str] = frozenset()    # the categories a veto excuses: all but headers (filled in)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "vocabulary", frozenset(self.weights))
         # a deceptive subject is deceptive whatever the text says
         object.__setattr__(self, "vetoable", frozenset(self.categories) - {"headers"})
-
-    def known(self, feats: Iterable[str]) -> set[str]:
-        # most of a message's words are not in the model: find those that are in one C-level pass
-        # (a set intersection walks the smaller set; a dict's keys view would be copied whole)
-        return self.vocabulary & (feats if isinstance(feats, (set, frozenset)) else set(feats))
 
     def prohibited(self, feats: Iterable[str]) -> float:
         """How likely the message is prohibited (0 to 1)."""
@@ -129,14 +127,17 @@ class Scorer:
     def evidence(self, feats: Iterable[str], count: int = 3) -> list[str]:
         """The features that speak most for a refusal (for the reason given)."""
         # the message's own words (not the word-set, rule and subject-shape features behind them)
-        pull = sorted(((self.weights[f], f) for f in self.known(feats)
-                       if self.weights[f] > 0 and f[:2] not in ("w:", "r:", "S:")), reverse=True)
+        weights = self.weights
+        pull = sorted(((weights[f], f) for f in feats
+                       if weights.get(f, 0.0) > 0 and f[:2] not in ("w:", "r:", "S:")), reverse=True)
         return [f.removeprefix("s:") for _, f in pull[:count]]
 
     def to_json(self) -> dict:
-        return {"categories": list(self.categories), "threshold": self.threshold, "veto": self.veto, "bias": self.bias,
-                "weights": {f: round(w, 4) for f, w in sorted(self.weights.items())},
-                "category_bias": list(self.category_bias),
+        # rounded: sums over sets of strings run in an order that changes between runs (hash
+        # randomisation), so the last digits of a weight do; the same training gives the same file
+        return {"categories": list(self.categories), "threshold": self.threshold, "veto": self.veto,
+                "bias": round(self.bias, 6), "weights": {f: round(w, 4) for f, w in sorted(self.weights.items())},
+                "category_bias": [round(b, 6) for b in self.category_bias],
                 "category_weights": {f: [[k, round(w, 4)] for k, w in row]
                                      for f, row in sorted(self.category_weights.items())}}
 

@@ -5,7 +5,7 @@
 Data: the corpus (labels.toml; link, operator and image cases are left out: their text is ordinary,
 what is wrong is a link or an address, which rules judge) and every `train/*.jsonl` (one message a
 line: label, category, language, subject, text, html). Each message becomes features exactly as the
-relay makes them (`filters.content.message_features` on the reader view), so what is learnt is
+relay makes them (`filters.content.message_features` on the reader view and the rule hits), so what is learnt is
 what the relay sees.
 
 Model: multinomial logistic regression over "legit" and the categories, trained by AdaGrad with an
@@ -79,7 +79,9 @@ def featurise(config: Any, rows: list[tuple[str, str, bytes]]) -> list[tuple[set
         ctx = report.context(config, client, raw)
         verdict = asyncio.run(content.check(ctx))
         refused = verdict.rule.removeprefix("content.").split(".")[0] if verdict.refuses else ""
-        out.append((content.message_features(ctx, rules), cls, refused))
+        view = content.text_view(ctx)  # (built by the check above)
+        found = rules.scan(content.visible_blocks(view, content.senders(ctx)))  # as scan_message finds them
+        out.append((content.message_features(view, scorer.leading_text(view.visible), rules, found), cls, refused))
     return out
 
 
