@@ -16,7 +16,8 @@ from aiohttp import web
 from relay.config import Config
 from relay.http.app import make_app
 from relay.http.guard import GuardedSite, HttpGuard, runner_args
-from relay.base.loop_guard import fd_shortfall, install_loop_guard, raise_fd_limit, trim_memory_forever
+from relay.base.loop_guard import (fd_shortfall, install_loop_guard, raise_fd_limit, settle_heap,
+                                   trim_memory_forever)
 from relay.base.offload import signing_threads, thread_pool
 from relay.runtime import Runtime
 from relay.smtp.session import RelayHandler, RelaySMTP
@@ -190,6 +191,8 @@ async def serve_until_signalled(config: Config, workers: int = 1, slot: int = 0,
     apply_settings(config.ops.log_format, config.ops.log_mail)
     relay = await start_relay(config, sign_threads=signing_threads(workers), shared_ports=workers > 1,
                               admin=slot == 0)
+    # before the first connection: start-up's objects out of the cyclic collector's way
+    relay.runtime.metrics.gc_frozen.set(settle_heap())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -228,6 +231,8 @@ def serve(config: Config, workers: int = 1) -> int:
     if config.ops.admin:  # the first worker binds it alone
         listening_socket(config.ops.admin_host or "", config.ops.admin_port, listen=False).close()
     from relay.ops.supervisor import supervise
+
+    settle_heap()  # frozen before the fork too: a worker's collections then leave those pages shared
 
     def worker(slot: int, ready: Any) -> None:
         asyncio.run(serve_until_signalled(config, workers, slot, ready))

@@ -19,6 +19,11 @@ from test_cli_and_demo import RELAY, demo_config, run_relay, wait_port
 from test_operations import UPSTREAM_QID, QueueIdHandler, sample
 
 
+# a started relay holds some 170,000 objects the collector tracks (the content rules and scorer
+# among them); without the freeze the gauge stays 0
+FROZEN_AT_LEAST = 50_000
+
+
 def admin(port: int, path: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
@@ -84,6 +89,8 @@ def test_two_workers_one_host(tmp_path, upstream, fresh_database_url):
             assert sample(metrics, 'relay_client_messages_total{client="demo",result="accepted"}') == 6
         assert sample(metrics, "relay_upstream_up") == 1
         assert admin(admin_port, "/healthz")[0] == 200
+        # every worker froze its start-up heap (rules, scorer, modules) before serving (the least of the workers)
+        assert sample(metrics, "relay_gc_frozen_objects") > FROZEN_AT_LEAST, metrics
 
         # 2. one JSON line per decision and per delivery attempt, with the upstream's queue id
         wait_until(lambda: log_path.read_text().count('"event": "deliver"') >= 6, what="the lines (written every 0.1 s)")
@@ -116,6 +123,8 @@ def test_two_workers_one_host(tmp_path, upstream, fresh_database_url):
         for i in range(4):
             send_one(smtp_port, password, f"reloaded {i}")
         assert all(b"Reloaded Shop Ltd" in m.data for m in upstream.wait_for(5)), "a worker kept the old file"
+        # the reload froze the new configuration's heap again (refreeze), in both workers
+        assert sample(admin(admin_port, "/metrics")[1], "relay_gc_frozen_objects") > FROZEN_AT_LEAST
 
         # 4. a worker killed with SIGKILL is restarted, and the parent says why it died
         victim = children(proc.pid)[0]

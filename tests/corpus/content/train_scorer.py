@@ -20,6 +20,7 @@ import asyncio
 import json
 import math
 import random
+import re
 import sys
 import tempfile
 from collections import Counter
@@ -53,6 +54,17 @@ def eml(row: dict[str, Any]) -> bytes:
     else:
         msg.set_content(text or " ")
     return bytes(msg)
+
+
+def group_of(name: str, cls: str) -> str:
+    """The messages that must fall in the same fold: one writer's batch of one class (its messages
+    share turns of phrase), and the variants of one corpus message (plain, leet, html ... of one
+    text). Folds that split them judge a message by a model that saw its twin, and the threshold
+    chosen on them is too bold for mail nobody here wrote (blind set 4: precision 0.943 where the
+    folds promised 0.981)."""
+    if ":" in name:  # train/<file>.jsonl:<line>
+        return f"{name.split(':')[0]}/{cls}"
+    return re.sub(r"^\d+-|-[^-]*\.eml$", "", name)
 
 
 def messages() -> list[tuple[str, str, bytes]]:
@@ -187,8 +199,10 @@ def main(argv: list[str]) -> int:
           f"{sum(1 for n in frequency.values() if n >= 2)} features", file=sys.stderr)
     # out-of-fold: each message judged by a model that did not see it
     oof = [0.0] * len(data)
+    groups = sorted({group_of(name, cls) for name, cls, _ in rows})
+    fold_of = {g: n % args.folds for n, g in enumerate(random.Random(11).sample(groups, len(groups)))}
     for n in range(args.folds):
-        held = set(range(n, len(data), args.folds))
+        held = {i for i, (name, cls, _) in enumerate(rows) if fold_of[group_of(name, cls)] == n}
         fold = train([d for i, d in enumerate(binary) if i not in held], 1, args.epochs, l2=args.l2,
                      fixed_bias=args.bias)
         for i in held:
