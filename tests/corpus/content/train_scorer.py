@@ -171,7 +171,7 @@ def model(categories: list[str], binary: tuple[list[float], dict[str, list[float
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--precision", type=float, default=0.98)
+    parser.add_argument("--precision", type=float, default=0.985)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--l2", type=float, default=1e-4)
     parser.add_argument("--epochs", type=int, default=20)
