@@ -16,8 +16,8 @@ from aiohttp import web
 from relay.config import Config
 from relay.http.app import make_app
 from relay.http.guard import GuardedSite, HttpGuard, runner_args
-from relay.base.loop_guard import (fd_shortfall, install_loop_guard, raise_fd_limit, settle_heap,
-                                   trim_memory_forever)
+from relay.base.heap import settle_heap
+from relay.base.loop_guard import fd_shortfall, install_loop_guard, raise_fd_limit, trim_memory_forever
 from relay.base.offload import signing_threads, thread_pool
 from relay.runtime import Runtime
 from relay.smtp.session import RelayHandler, RelaySMTP

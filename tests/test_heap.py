@@ -1,13 +1,14 @@
-"""The start-up heap frozen out of the cyclic collector's walks (relay.base.loop_guard), in a process of its own."""
+"""The start-up heap frozen out of the cyclic collector's walks (relay.base.heap), in processes of their own."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
 PROGRAM = textwrap.dedent("""
     import gc, weakref
-    from relay.base.loop_guard import refreeze, settle_heap
+    from relay.base.heap import settle_heap
 
     class Node:
         pass
@@ -18,22 +19,36 @@ PROGRAM = textwrap.dedent("""
         return a
 
     start_up = [cycle() for _ in range(50_000)]   # what a configuration holds
-    old_config = cycle()
-    gone = weakref.ref(old_config)
+    garbage = cycle()
+    gone = weakref.ref(garbage)
+    del garbage                                    # a garbage cycle left from start-up: collected first
     frozen = settle_heap()
+    assert gone() is None, "the collection before the freeze took the garbage"
     assert frozen >= 100_000, frozen
-    del old_config  # a reload drops the old configuration: a cycle among the frozen objects
-    gc.collect()
-    assert gone() is not None, "frozen garbage is not collected until refreeze"
-    again = refreeze()
-    assert gone() is None, "refreeze handed the old configuration back to the collector"
-    assert again >= 100_000 and gc.get_freeze_count() == again
+    assert gc.get_count()[0] < 100                 # nothing left young: every survivor is frozen
+    plain = Node()                                 # frozen, then dropped: freed by its reference count
+    later = weakref.ref(plain)
+    settle_heap()
+    del plain
+    assert later() is None
+    reloaded = [cycle() for _ in range(5_000)]     # what a reload compiles
+    again = settle_heap()
+    assert again >= frozen + 10_000, (frozen, again)
     print(frozen, again)
 """)
 
 
-def test_settle_heap_freezes_start_up_and_refreeze_lets_the_old_configuration_go():
-    done = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, timeout=60)
+def run(program: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env})
+
+
+def test_settle_heap_freezes_what_is_alive_and_again_after_a_reload():
+    done = run(PROGRAM, {"RELAY_GC_FREEZE": "1"})
     assert done.returncode == 0, done.stderr
-    frozen, again = done.stdout.split()
-    assert int(frozen) - int(again) >= 2  # the old configuration's two objects
+
+
+def test_relay_gc_freeze_0_leaves_the_heap_alone():
+    program = "import gc\nfrom relay.base.heap import settle_heap\nprint(settle_heap(), gc.get_freeze_count())"
+    done = run(program, {"RELAY_GC_FREEZE": "0"})
+    assert done.returncode == 0 and done.stdout.split() == ["0", "0"], done.stderr

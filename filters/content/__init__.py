@@ -157,8 +157,9 @@ def scored(hits: list[Hit], judgement: tuple[set[str], float] | None, settings: 
 async def check(ctx: MessageContext) -> Verdict:
     settings, rules = _settings_and_rules(ctx.config, ctx.client)
     # in a thread over the relay's BIG (256 KiB), as every stage's work on the body: a 100 KB
-    # newsletter is scanned in 3 ms on the loop, and the hop to a thread cost 0.3 ms of CPU on one
-    # core and 0.9 ms across two (bench/content_bench.py), a quarter of the scan (it was 32 KiB)
+    # newsletter is scanned in 3-4 ms on the loop, and the hop to a thread cost another 0.3 ms of
+    # CPU on one core and 0.9 ms across two (bench/content_bench.py); a message just under 256 KiB
+    # holds the loop for some 8 ms (it was 32 KiB, and loop time was traded for that CPU)
     hits = await cpu_bound(ctx.message.size, scan_message, ctx, settings, rules)
     if not hits:
         return CONTINUE

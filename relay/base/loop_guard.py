@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import gc
 import logging
 import resource
 import ssl
@@ -112,25 +111,3 @@ async def trim_memory_forever(interval: float = 10.0) -> None:
         await asyncio.sleep(interval)
         await asyncio.to_thread(_malloc_trim)
 
-
-def settle_heap() -> int:
-    """Collect once, then take every object alive now (the configuration, the content rules and
-    scorer, the modules: some 170,000 objects) out of the cyclic collector's sight (gc.freeze).
-
-    A full collection walks every tracked object: 85 ms in a started relay, a stall of every
-    session on the loop whenever enough new objects piled up for one (the worst loop lag under
-    load was 60-160 ms, bench/RESULTS.md). What is alive at start-up lives until the process ends
-    or the configuration is reloaded (`refreeze`); after this a full collection walks only what
-    came later, well under a millisecond. Returns how many objects are frozen.
-    """
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
-
-
-def refreeze() -> int:
-    """After a reload: what the previous configuration held was frozen, so it is handed back to
-    the collector (one full collection, tens of milliseconds, once per SIGHUP), and what is alive
-    now frozen anew."""
-    gc.unfreeze()
-    return settle_heap()

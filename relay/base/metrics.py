@@ -42,8 +42,9 @@ class Metrics:
                                   buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, 1), registry=self.registry)
         self.loop_lag_max = Gauge("relay_event_loop_lag_max_seconds", "Largest event-loop timer delay since start",
                                   registry=self.registry, multiprocess_mode="max")
-        # objects kept out of the cyclic collector's walks (relay.base.loop_guard.settle_heap): 0 would
-        # mean every full collection walks the whole start-up heap again, a stall of tens of ms
+        # objects kept out of the cyclic collector's walks (relay.base.heap.settle_heap), the least of
+        # the live workers: 0 for a moment while a restarted worker starts; 0 for longer would mean
+        # every full collection walks the whole start-up heap again, a stall of ~85 ms
         self.gc_frozen = Gauge("relay_gc_frozen_objects", "Objects frozen out of the cyclic garbage collector's walks",
                                registry=self.registry, multiprocess_mode="livemin")
         # SPEC §12: per-client counters, and whether the last copy handed upstream got an answer

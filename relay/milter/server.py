@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from relay.base.heap import settle_heap
 from relay.config import Config
 from relay.http.app import make_app
 from relay.milter.protocol import serve_connection as milter_connection
@@ -19,7 +20,6 @@ from relay.milter.session import MilterSession
 from relay.policyd.protocol import serve_connection as policy_connection
 from relay.policyd.service import PolicyService
 from relay.runtime import Runtime
-from relay.base.loop_guard import settle_heap
 from relay.server import listening_socket, upkeep
 from storage import Store
 
@@ -110,8 +110,7 @@ async def start_service(config: Config, milter: bool = True, policy: bool = Fals
 
 async def serve_until_signalled(config: Config, milter: bool, policy: bool, http: bool) -> None:
     service = await start_service(config, milter=milter, policy=policy, http=http)
-    # start-up's objects out of the cyclic collector's way (relay.base.loop_guard)
-    service.runtime.metrics.gc_frozen.set(settle_heap())
+    settle_heap()  # start-up's objects out of the cyclic collector's way (relay.base.heap)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

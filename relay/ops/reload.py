@@ -8,7 +8,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from relay.base.loop_guard import refreeze
+from relay.base.heap import settle_heap
 from relay.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -98,6 +98,6 @@ async def reload(runtime: "Runtime") -> bool:
         return False
     log.info("configuration reloaded from %s (%d client(s))%s", runtime.config.path, len(runtime.config.clients),
              "; " + "; ".join(notes) if notes else "")
-    if gc.get_freeze_count():  # a served process froze its start-up objects: the old configuration among them
-        runtime.metrics.gc_frozen.set(refreeze())
+    if gc.get_freeze_count():  # a served process froze its start-up heap: freeze what the reload compiled too
+        runtime.metrics.gc_frozen.set(settle_heap())
     return True
