@@ -1,6 +1,6 @@
 """Train the content scorer (filters/content/rules/scorer.json.gz) on the corpus and the training mail.
 
-    .venv/bin/python tests/corpus/content/train_scorer.py [--precision 0.985] [--folds 5] [--dry-run]
+    .venv/bin/python tests/corpus/content/train_scorer.py [--precision 0.985] [--threshold T --veto V] [--folds 5] [--dry-run]
 
 Data: the corpus (labels.toml; link, operator and image cases are left out: their text is ordinary,
 what is wrong is a link or an address, which rules judge) and every `train/*.jsonl` (one message a
@@ -190,6 +190,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--bias", type=float, default=0.0,
                         help="the prohibited model's bias, fixed (a message with little to go on is judged by it)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="use this threshold instead of choosing one (the shipped model: 0.58)")
+    parser.add_argument("--veto", type=float, default=None, help="with --threshold: this veto (the shipped model: 0.30)")
     parser.add_argument("--out", type=Path, default=scorer.MODEL_FILE)
     parser.add_argument("--list", action="store_true", help="name the out-of-fold false alarms")
     parser.add_argument("--dry-run", action="store_true", help="print the table, do not write the model")
@@ -245,6 +248,8 @@ def main(argv: list[str]) -> int:
             if precision >= args.precision and (best is None or recall > best[0]):
                 best = (recall, precision, t, veto)
     recall, precision, chosen, veto = best or (0.0, 0.0, 0.98, 0.0)
+    if args.threshold is not None:  # an operating point fixed by hand (the table above says what it gives)
+        chosen, veto = args.threshold, min(args.veto if args.veto is not None else veto, args.threshold)
     if args.list:
         names = [name for name, _, _ in rows]
         for i, (p, r) in enumerate(zip(oof, by_rules)):
@@ -253,7 +258,11 @@ def main(argv: list[str]) -> int:
         missed = Counter(data[i][1] for i, (p, r) in enumerate(zip(oof, by_rules))
                          if prohibited[i] and p < chosen and not r)
         print("missed (out of fold) by category:", ", ".join(f"{c} {n}" for c, n in missed.most_common()))
-    print(f"chosen: threshold {chosen:.2f}, veto {veto:.2f} (precision {precision:.3f}, recall {recall:.3f})")
+    if args.threshold is None:
+        print(f"chosen: threshold {chosen:.2f}, veto {veto:.2f} (precision {precision:.3f}, recall {recall:.3f})")
+    else:
+        print(f"fixed: threshold {chosen:.2f}, veto {veto:.2f} (the table's best at --precision: "
+              f"threshold {best[2] if best else '-'}, precision {precision:.3f}, recall {recall:.3f})")
     if not args.dry_run:
         final = model(categories, train(binary, 1, args.epochs, l2=args.l2, fixed_bias=args.bias), train(multi, len(categories)), chosen, veto)
         scorer.save(final, args.out)
