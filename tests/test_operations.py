@@ -159,12 +159,17 @@ def test_metrics_and_healthz_are_on_the_admin_listener_only(relay, upstream):
     assert (status, text.splitlines()[0]) == (200, "ok")
 
 
-def test_healthz_is_503_naming_the_upstream_when_it_is_down(relay_factory):
-    dead = relay_factory(upstream=f"smtp://127.0.0.1:{free_port()}")
-    status, text = admin_get(dead, "/healthz")
-    assert status == 503 and "upstream: down" in text and "storage: ok" in text
-    status, text = admin_get(dead, "/metrics")
-    assert sample(text, "relay_upstream_up") == 0
+def test_healthz_is_503_naming_the_upstream_when_it_is_down(relay_factory, fresh_database_url):
+    # its own database, and stopped at the end: on the module's database its retry loop took the
+    # next test's spooled copies, failed them against the dead upstream and pushed them back
+    dead = relay_factory(upstream=f"smtp://127.0.0.1:{free_port()}", db_url=fresh_database_url())
+    try:
+        status, text = admin_get(dead, "/healthz")
+        assert status == 503 and "upstream: down" in text and "storage: ok" in text
+        status, text = admin_get(dead, "/metrics")
+        assert sample(text, "relay_upstream_up") == 0
+    finally:
+        dead.stop()
 
 
 # -- `relay queue` ------------------------------------------------------------------------------
@@ -256,12 +261,17 @@ def test_a_store_error_mid_retry_pass_hands_the_leases_back(tmp_path, keys_dir, 
     ("max_connection_messages = 2\n", 0.0, 3),   # 5 copies, 2 per connection
     ("max_connection_age = 0.3\n", 0.4, 5),      # each copy after the connection has aged
 ])
-def test_pooled_upstream_connections_retire_by_count_and_age(relay_factory, upstream, limit, pause, connections):
-    r = relay_factory(upstream=f"smtp://127.0.0.1:{upstream.port}", upstream_extra=limit)
-    for _ in range(5):
-        assert send(r.port, message(), ["alice@example.org"])[0] == ACCEPTED
-        time.sleep(pause)
-    assert upstream.handler.ehlos == connections
+def test_pooled_upstream_connections_retire_by_count_and_age(relay_factory, fresh_database_url, upstream, limit,
+                                                            pause, connections):
+    # (its own database, and stopped at the end: no other test's spooled copies, no retry loop left behind)
+    r = relay_factory(upstream=f"smtp://127.0.0.1:{upstream.port}", upstream_extra=limit, db_url=fresh_database_url())
+    try:
+        for _ in range(5):
+            assert send(r.port, message(), ["alice@example.org"])[0] == ACCEPTED
+            time.sleep(pause)
+        assert upstream.handler.ehlos == connections
+    finally:
+        r.stop()
 
 
 # -- CLI: no silent demo, --version, 0600 ------------------------------------------------------
@@ -420,6 +430,7 @@ def test_healthz_is_503_naming_storage_when_the_database_is_unreachable(relay_fa
     assert status == 503 and "storage: down" in text and "upstream: ok" in text, text
     _, metrics = admin_get(r, "/metrics")
     assert sample(metrics, "relay_storage_up") == 0
+    r.stop()
 
 
 def test_line_end_normalisation_is_the_same_whatever_the_pieces():
