@@ -32,15 +32,15 @@ def data_reply(port: int, data: bytes, rcpts: list[str]) -> tuple[int, str, str]
     return code, parts[0], text.decode()
 
 
-def test_upstream_unreachable_is_451_441(relay_factory, keys_dir):
-    dead = relay_factory(upstream=f"smtp://127.0.0.1:{free_port()}")
+def test_upstream_unreachable_is_451_441(relay_factory, keys_dir, fresh_database_url):
+    # its own database too: stop() gives up after a teardown stall, and a dead relay left running on
+    # the module's database would claim (and fail) the copies other tests spool
+    dead = relay_factory(upstream=f"smtp://127.0.0.1:{free_port()}", db_url=fresh_database_url())
     try:
         code, status, text = data_reply(dead.port, message(), ["alice@example.org"])
         assert (code, status) == UPSTREAM_DOWN, text
         assert dead.store.spool_count() == 0  # the client keeps the message; nothing is queued here
     finally:
-        # it shares the module's database: left running, its retry worker would claim (and fail)
-        # the copies other tests spool
         dead.stop()
 
 
