@@ -110,4 +110,3 @@ async def trim_memory_forever(interval: float = 10.0) -> None:
     while True:
         await asyncio.sleep(interval)
         await asyncio.to_thread(_malloc_trim)
-
