@@ -18,8 +18,7 @@ def settle_heap() -> int:
     freed by reference counting; only garbage cycles among them stay, so this runs before the
     first connection (nothing in flight to freeze) and again after a reload (to freeze newly
     compiled rule files; a session's cycles frozen then stay in memory, a few kilobytes a
-    connection). Returns how many objects
-    are frozen (0 with RELAY_GC_FREEZE=0).
+    connection). Returns how many objects are frozen (0 with RELAY_GC_FREEZE=0).
     """
     if os.environ.get(ENV, "1") == "0":
         return 0
