@@ -17,6 +17,11 @@ What one run does (bench/README.md, "Peers"):
     bench/payload.py, 1 recipient) in interleaved rounds, median of the rounds; msgs/s at the
     client, copies counted at the sink;
   * `--fanout`: also 10 KB and 100 KB x 100 recipients, baseline vs the default relay (copies/s);
+  * with `--fanout`, the signing ceiling in the same run: RSA-2048 signatures per second on every
+    usable core through `cryptography` (the library and key size the relay signs with), nothing
+    else running. Every copy carries its own unsubscribe token, so each needs its own signature:
+    no relay signing each copy can send more copies/s here, and the table says what share of
+    the machine the signatures alone would take at each fan-out target;
   * end-of-DATA -> reply latency at half of the default relay's rate (bench/loadgen.py);
   * appends a table with the machine and versions to bench/RESULTS.md.
 
@@ -48,6 +53,37 @@ DEFAULT_VS_HARAKA = 2.5  # default `relay serve`, every stage, against Haraka's 
 ONE_PROCESS_VS_SINK = 0.30
 FANOUT_VS_SINK = {102400: 0.25, 10240: 0.45}  # copies/s, 100 recipients, every worker
 P99_MS = 25.0
+
+
+def signing_ceiling(seconds: float = 2.0) -> float:
+    """RSA-2048 PKCS#1 v1.5 signatures per second on every usable core, as the relay makes them.
+
+    One thread per core: OpenSSL releases the GIL while it signs, as in the relay's signing threads."""
+    import threading
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cores = len(os.sched_getaffinity(0))
+    counts = [0] * cores
+    digest = b"\x5a" * 600  # about what a copy's signed header fields come to
+    stop = time.perf_counter() + seconds
+
+    def sign(i: int) -> None:
+        pad, hash_ = padding.PKCS1v15(), hashes.SHA256()
+        n = 0
+        while time.perf_counter() < stop:
+            key.sign(digest, pad, hash_)
+            n += 1
+        counts[i] = n
+
+    threads = [threading.Thread(target=sign, args=(i,)) for i in range(cores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / seconds
 
 
 @dataclass
@@ -168,6 +204,7 @@ def main() -> int:
     for case in cases:
         case.payload.write_bytes(payload.newsletter(case.size, run.SENDER, run.TO).replace(b"\r\n", b"\n"))
     latency: dict | None = None
+    ceilings: list[float] = []
     try:
         binary = install_haraka(npm_dir, args.haraka_version)
         stages = run.relay_stages()
@@ -202,13 +239,17 @@ def main() -> int:
                     t.rates.setdefault(case.label, []).append(r)
                     print(f"peers: {case.label} round {i + 1} {t.name:15} {r['msgs_per_s']:8.1f} msgs/s "
                           f"{r['copies_per_s']:9.1f} copies/s  cpu {run.fmt(r['cpu_relay_pct'])}%", flush=True)
+                if case.rcpts > 1:  # the ceiling in the same rounds as the copies/s it bounds
+                    ceilings.append(signing_ceiling())
+                    print(f"peers: round {i + 1} signing ceiling {ceilings[-1]:,.0f} RSA-2048 signatures/s", flush=True)
         if not args.no_latency:
             auto = next(t for t in targets if t.name == "relay-all-auto")
             rate = statistics.median(r["msgs_per_s"] for r in auto.rates[cases[0].label]) / 2
             latency = run.latency_run(auto.port, cases[0], rate, 4.0, 40, args.sessions)
             print(f"peers: latency relay-all-auto at {rate:.0f} msgs/s: p50 {latency['p50_ms']} ms, "
                   f"p99 {latency['p99_ms']} ms ({latency['samples']} samples)", flush=True)
-        text = render(started, time.perf_counter() - t0, command, targets, cases, latency, versions(npm_dir), stages)
+        text = render(started, time.perf_counter() - t0, command, targets, cases, latency, versions(npm_dir), stages,
+                      statistics.median(ceilings) if ceilings else None)
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -225,7 +266,7 @@ def _median(rounds: list[dict], key: str) -> float:
 
 
 def render(started: dt.datetime, elapsed: float, command: str, targets: list[Target], cases: list[run.Case],
-           latency: dict | None, versions_line: str, stages: list[str]) -> str:
+           latency: dict | None, versions_line: str, stages: list[str], ceiling: float | None = None) -> str:
     mi = run.machine_info()
     first = cases[0].label
     by = {t.name: t for t in targets}
@@ -269,6 +310,8 @@ def render(started: dt.datetime, elapsed: float, command: str, targets: list[Tar
     checks = [(f"default `relay serve`, all stages ≥ {DEFAULT_VS_HARAKA}× Haraka's best (sign + forward only)",
                auto / haraka_best, DEFAULT_VS_HARAKA, "×"),
               (f"one process, all stages ≥ {ONE_PROCESS_VS_SINK:.2f}× the bare sink", one / base, ONE_PROCESS_VS_SINK, "×")]
+    bounds: list[str] = []
+    cores = len(os.sched_getaffinity(0))
     for case in cases[1:]:
         b = _median(by["baseline"].rates[case.label], "copies_per_s")
         r = _median(by["relay-all-auto"].rates[case.label], "copies_per_s")
@@ -278,14 +321,37 @@ def render(started: dt.datetime, elapsed: float, command: str, targets: list[Tar
                  f"{', '.join(format(x['copies_per_s'], '.0f') for x in by['relay-all-auto'].rates[case.label])} |")
         checks.append((f"{case.label}, default relay ≥ {FANOUT_VS_SINK[case.size]:.2f}× the baseline's copies/s",
                        r / b, FANOUT_VS_SINK[case.size], "×"))
+        if ceiling:
+            bounds.append(fanout_bound(case.label, b, r, per_copy, FANOUT_VS_SINK[case.size], ceiling, cores))
     if latency and latency.get("p99_ms") is not None:
         checks.append((f"p99 end-of-DATA → reply at half load (default relay, {latency['rate']:.0f} msgs/s) ≤ {P99_MS:.0f} ms",
                        latency["p99_ms"], P99_MS, " ms"))
+    if ceiling:
+        note += [f"- signing ceiling (median of the fan-out rounds): {ceiling:,.0f} RSA-2048 signatures/s on all {cores} "
+                 f"cores through `cryptography`, nothing else running ({cores / ceiling * 1000:.2f} ms of CPU a "
+                 "signature). Each copy carries its own unsubscribe token (RFC 8058 wants List-Unsubscribe under "
+                 "the signature), so each copy needs its own signature:", *bounds]
     L += ["", *note, "", "| target | figure | met |", "|---|--:|---|"]
     for text, value, bound, unit in checks:
         met = value <= bound if unit == " ms" else value >= bound
         L.append(f"| {text} | {value:.3f}{unit} | {'met' if met else 'MISSED'} |")  # 0.297 is not 0.30
     return "\n".join(L) + "\n"
+
+
+def fanout_bound(label: str, base: float, relay: float, per_copy_ms: float, target: float, ceiling: float,
+                 cores: int) -> str:
+    """What the signatures alone allow at one fan-out target, and what the relay's other work per copy adds."""
+    want = target * base
+    sign_ms = cores / ceiling * 1000
+    other_ms = max(per_copy_ms - sign_ms, 0.0)
+    share_sign = want * sign_ms / 1000 / cores
+    share_all = want * (sign_ms + other_ms) / 1000 / cores
+    verdict = ("**beyond the ceiling: signing alone could not reach it on this machine**" if want > ceiling else
+               f"the relay's whole work per copy at that rate would take {share_all:.0%} of the machine")
+    return (f"  - {label}: the ceiling is {ceiling / base:.2f}× the baseline's copies/s; the target "
+            f"({target:.2f}×, {want:,.0f} copies/s) needs {share_sign:.0%} of the machine for signatures alone; "
+            f"the relay spends {per_copy_ms:.2f} ms a copy ({sign_ms:.2f} signing, {other_ms:.2f} the rest) "
+            f"and reaches {relay / ceiling:.2f} of the ceiling; {verdict}")
 
 
 if __name__ == "__main__":

@@ -205,6 +205,10 @@ class AccountQueries:
         durable=False (SQLite): the commit skips the fsync (synchronous=NORMAL for this transaction):
         a counter lost to a power cut makes a limit briefly lenient, and costs no disk flush a message.
         """
+        with self.sql.writers.turn():
+            return self._tx_now(body, durable)
+
+    def _tx_now(self, body: Any, durable: bool) -> Any:
         conn = self.engine.raw_connection()
         sqlite = not self.sql.postgres
         try:

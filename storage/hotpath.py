@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from storage.writelock import queue_for
+
 # Each message runs a suppression probe at RCPT, a list lookup after DATA and its share of a group
 # commit. Through SQLAlchemy Core each call cost 60-150 µs of Python on SQLite against 10-20 µs
 # in the driver, a fifth of the relay's CPU under load. These stay in step with storage.models
@@ -67,6 +69,8 @@ class DriverSql:
         self.listeners: list[Callable[[str], None]] = []
         self._loop_conn: sqlite3.Connection | None = None
         self._loop_thread: int | None = None
+        # the hot path's write transactions take turns here first (storage.writelock)
+        self.writers = queue_for(engine)
 
     def open_loop_reader(self) -> bool:
         """SQLite file database: give the calling (event-loop) thread its own read-only connection.
@@ -151,6 +155,10 @@ class DriverSql:
 
     def write(self, steps: Iterable[tuple[str, Any, bool]]) -> None:
         """Statements in one transaction: (sql, parameters, many); committed, or rolled back and raised."""
+        with self.writers.turn():
+            self._write(steps)
+
+    def _write(self, steps: Iterable[tuple[str, Any, bool]]) -> None:
         conn = self.engine.raw_connection()
         try:
             cur = conn.cursor()
