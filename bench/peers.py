@@ -307,6 +307,19 @@ def render(started: dt.datetime, elapsed: float, command: str, targets: list[Tar
     haraka_best = max(_median(by[n].rates[first], "msgs_per_s") for n in ("haraka-n1", "haraka-n2"))
     auto = _median(by["relay-all-auto"].rates[first], "msgs_per_s")
     one = _median(by["relay-all-w1"].rates[first], "msgs_per_s")
+    none_cpu = cpu_per_msg("relay-none-w1")
+    # what each throughput target allows a message, in CPU at the share of the machine the relay got
+    for label, name, want in ((f"one process at {ONE_PROCESS_VS_SINK:.2f}× the bare sink", "relay-all-w1",
+                               ONE_PROCESS_VS_SINK * base),
+                              (f"`relay serve` at {DEFAULT_VS_HARAKA}× Haraka's best", "relay-all-auto",
+                               DEFAULT_VS_HARAKA * haraka_best)):
+        share = _median(by[name].rates[first], "cpu_relay_pct") / 100
+        allowed = share / want * 1000
+        spent = cpu_per_msg(name)
+        note.append(f"- {label} ({want:,.0f} msgs/s): at the {share:.0%} of a core it got, a message may cost "
+                    f"{allowed:.2f} ms of CPU; it costs {spent:.2f} ms, of which the relay with no stage (SMTP in "
+                    f"and out, group commit, one RSA signature) {none_cpu:.2f} ms; that leaves "
+                    f"{allowed - none_cpu:.2f} ms for every stage together, which cost {spent - none_cpu:.2f} ms")
     checks = [(f"default `relay serve`, all stages ≥ {DEFAULT_VS_HARAKA}× Haraka's best (sign + forward only)",
                auto / haraka_best, DEFAULT_VS_HARAKA, "×"),
               (f"one process, all stages ≥ {ONE_PROCESS_VS_SINK:.2f}× the bare sink", one / base, ONE_PROCESS_VS_SINK, "×")]
