@@ -18,7 +18,10 @@ The budget (issue 23): the relay's CPU per message for the whole pipeline (its o
 message plus every stage, measured in process, in units of one email parse of the same message
 measured alongside, so a busy machine shifts both) may grow at most 10 % over STARTING_WHOLE for
 the new work together (feedback, accounts, footer-guard); each stage in STARTING_STAGE keeps its
-own share, and a stage not in it is new and counts against the 10 % (see budget_check). Every
+own share, and a stage not in it is new and counts against the 10 % (see budget_check), less
+what it took over from an old stage (TOOK_OVER). The RSA signature is OpenSSL's, and what it costs
+in parses differs between machines: it is measured apart and counted at its starting price
+(STARTING_RAW_SIGN); the plain parse reading is printed too. Every
 run prints the budget table; `--check` measures only what it needs (about a minute) and exits 1
 when over budget. Run it twice before believing an OVER within a few % of the line.
 """
@@ -58,6 +61,19 @@ STARTING_BACKBONE = 1.90
 STARTING_WHOLE = STARTING_BACKBONE + sum(STARTING_STAGE.values())  # 5.47 parses
 STARTING_LOAD = {"all": 4.33, "none": 2.18}  # 3.02 and 1.52 ms CPU/msg over the sink's 0.70 ms
 GROWTH = 0.10  # what the new work (feedback, accounts, footer-guard) may add to WHOLE, together
+# The RSA-2048 signature inside the backbone is OpenSSL's work, not Python's: how many parses it
+# costs depends on the machine. At the starting point a raw `key.sign` took 253-319 µs
+# (bench/dkim_bench.py, 07:13-13:45 UTC that day) against a parse of 290-350 µs: about 1.0 parse.
+# On the machine of 2026-12-07 23:00 it was 820-1040 µs against 460-560 µs: 1.5-2.1 parses, a
+# difference larger than the whole 10 % allowance. So the signature is measured on its own
+# (`raw_sign`, the same key.sign as the relay's, beside DkimSigner.sign in the same run) and
+# counted at its starting price; the rest of DkimSigner.sign (canonicalisation, base64, fields)
+# stays in parses with the backbone. The verdict of the plain parse yardstick is printed too.
+STARTING_RAW_SIGN = 1.00  # parses, central estimate (0.72-1.10 from the figures above)
+# Stages that took over work from a stage of the starting point, and from which one: the footer
+# plan, its language and the visibility check moved from `footer` to `footer-guard` (which keeps
+# them in ctx.facts for the copies). Only what the pair costs beyond the old stage is new work.
+TOOK_OVER = {"footer-guard": "footer"}
 # in-process ratios repeated within ~5-10 % between runs here: a stage is "over" past this
 NOISE = 0.10
 
@@ -128,6 +144,10 @@ def main() -> int:
     return 1 if args.check and over else 0
 
 
+# about what DkimSigner.sign hands OpenSSL for this message (the signed header fields, canonical)
+SIGNED = b"\x5a" * 700
+
+
 def stage_cpu(tmp: Path, messages: int, repeat: int) -> dict[str, float]:
     """Each stage's CPU per message, in process: the relay's own stage objects and contexts on the
     10 KB newsletter, 1 recipient, the 1,000,000-row consent table (SQLite), best of `repeat`.
@@ -167,11 +187,15 @@ async def _stage_cpu(tmp: Path, messages: int, repeat: int) -> dict[str, float]:
                         tokens=TokenCodec(read_token_keys(config), timedelta(days=config.token_max_age_days)))
     pipeline = Pipeline(config.stages)
     signer = load_client_secrets(client).signers[client.signing_domain]
+    from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+    from cryptography.hazmat.primitives.hashes import SHA256
+
+    rsa_key, padding, sha256 = signer.rsa_key, PKCS1v15(), SHA256()
     best: dict[str, float] = {}
     try:
         for _ in range(repeat):
             spent = dict.fromkeys([s.name for s in pipeline.rcpt_stages + pipeline.message_stages
-                                   + pipeline.copy_stages] + ["parse", "backbone"], 0.0)
+                                   + pipeline.copy_stages] + ["parse", "backbone", "signing", "raw_sign"], 0.0)
             for n in range(messages):
                 t = time.process_time()
                 email.message_from_bytes(raw)
@@ -204,10 +228,15 @@ async def _stage_cpu(tmp: Path, messages: int, repeat: int) -> dict[str, float]:
                     t = time.process_time()
                     await stage.run(cctx)
                     spent[stage.name] += time.process_time() - t
-                t = time.process_time()  # signing, the copy's bytes, dot-stuffing for the upstream
+                t = time.process_time()  # signing (DkimSigner.sign, OpenSSL's RSA inside)
                 signatures = signer.sign(copy.headers, copy.body, int(now.timestamp()))
+                spent["signing"] += time.process_time() - t
+                t = time.process_time()  # the copy's bytes, dot-stuffing for the upstream
                 _stuff(b"".join([*signatures, *copy.headers, b"\r\n", copy.body]))
                 spent["backbone"] += time.process_time() - t
+                t = time.process_time()  # the yardstick of the signature: one raw RSA-2048 sign, as DkimSigner's
+                rsa_key.sign(SIGNED, padding, sha256)
+                spent["raw_sign"] += time.process_time() - t
             for name, total in spent.items():
                 best[name] = min(best.get(name, 1e9), total / messages * 1e6)
     finally:
@@ -220,18 +249,25 @@ def budget_check(load: dict[str, float], stage: dict[str, float]) -> tuple[list[
     """Lines comparing this run with the starting point; True when over budget.
 
     `load`: relay CPU/msg ÷ sink CPU/msg for "all" and "none" (information); `stage`: µs CPU/msg
-    per stage, "backbone" and "parse" (stage_cpu). Over budget: the whole pipeline in process past
-    STARTING_WHOLE + 10 %, or the stages not in STARTING_STAGE (the new ones) adding more than 10 %
-    of STARTING_WHOLE.
+    per stage, "backbone" (without signing), "signing" (DkimSigner.sign), "raw_sign" (one raw
+    RSA-2048 sign) and "parse" (stage_cpu). Over budget: the whole pipeline in process past
+    STARTING_WHOLE + 10 %, or the new work (stages not in STARTING_STAGE, less what they took over,
+    TOOK_OVER) adding more than 10 % of STARTING_WHOLE. The signature counts at its starting price
+    (STARTING_RAW_SIGN); the rest of signing is in parses, with the backbone.
     """
     parse = stage["parse"]
-    units = {k: v / parse for k, v in stage.items() if k not in ("parse", "backbone")}
-    backbone = stage["backbone"] / parse
+    units = {k: v / parse for k, v in stage.items() if k not in ("parse", "backbone", "signing", "raw_sign")}
+    raw_sign = stage["raw_sign"] / parse  # this machine's price of the signature, in parses
+    signer_rest = max(stage["signing"] - stage["raw_sign"], 0.0) / parse
+    backbone = stage["backbone"] / parse + signer_rest + STARTING_RAW_SIGN  # the signature at its starting price
     whole = backbone + sum(units.values())
+    plain_whole = whole - STARTING_RAW_SIGN + raw_sign  # as the parse yardstick alone reads it
     L = [f"### budget (issue 23): starting point {STARTING_RUN}",
          "",
          f"Stage CPU in process, in parses of the message (one parse: {parse:.0f} µs CPU this run); a known "
-         f"stage is over when it passes its starting share by more than {NOISE:.0%}.",
+         f"stage is over when it passes its starting share by more than {NOISE:.0%}. The RSA-2048 signature is "
+         f"measured apart (raw `key.sign`: {stage['raw_sign']:.0f} µs = {raw_sign:.2f} parses this run) and counts "
+         f"at its starting price, {STARTING_RAW_SIGN:.2f} parse.",
          "",
          "| stage | starting point | this run | µs CPU/msg | verdict |",
          "|---|--:|--:|--:|---|"]
@@ -245,18 +281,29 @@ def budget_check(load: dict[str, float], stage: dict[str, float]) -> tuple[list[
         else:
             new += value
             L.append(f"| {name} (new) | — | {value:.2f} | {stage[name]:.0f} | counts against the {GROWTH:.0%} |")
+    for taker, old in TOOK_OVER.items():
+        if taker in units and old in units:
+            pair = units[taker] + units[old]
+            # what the old stage no longer does is the new stage's (its share of `new`) up to the old cost
+            handed = min(max(STARTING_STAGE[old] - units[old], 0.0), units[taker])
+            new -= handed
+            L.append(f"| {old} + {taker} (the plan moved to {taker}) | {STARTING_STAGE[old]:.2f} | {pair:.2f} | "
+                     f"{stage[taker] + stage[old]:.0f} | {max(pair - STARTING_STAGE[old], 0):.2f} of it new |")
     allowance = STARTING_WHOLE * GROWTH
     new_over = new > allowance
-    L.append(f"| **new stages together** | allowed {allowance:.2f} | {new:.2f} | {new * parse:.0f} | "
+    L.append(f"| **new work together** | allowed {allowance:.2f} | {new:.2f} | {new * parse:.0f} | "
              f"**{'OVER' if new_over else 'within'} budget** |")
-    L.append(f"| backbone (parse, MIME scan, copy headers, DKIM, dot-stuffing) | {STARTING_BACKBONE:.2f} | "
-             f"{backbone:.2f} | {stage['backbone']:.0f} | "
+    L.append(f"| backbone (parse, MIME scan, copy headers, DKIM, dot-stuffing), the signature at its starting price | "
+             f"{STARTING_BACKBONE:.2f} | {backbone:.2f} | {stage['backbone'] + stage['signing']:.0f} | "
              f"{'over' if backbone > STARTING_BACKBONE * (1 + NOISE) else 'within noise'} |")
     allowed = STARTING_WHOLE * (1 + GROWTH)
     whole_over = whole > allowed
-    L.append(f"| **whole pipeline in process** | {STARTING_WHOLE:.2f} | {whole:.2f} | {whole * parse:.0f} | "
+    L.append(f"| **whole pipeline in process** | {STARTING_WHOLE:.2f} | {whole:.2f} | "
+             f"{sum(stage[k] for k in stage if k not in ('parse', 'raw_sign')):.0f} | "
              f"**{'OVER' if whole_over else 'within'} budget ({allowed:.2f})** |")
-    L += ["", "Under load (information: on the shared machine this moved by up to 30 % between runs with no change), "
+    L += ["", f"With the signature at this machine's price ({raw_sign:.2f} parses), as the parse yardstick alone reads "
+          f"it: the whole pipeline {plain_whole:.2f} ({'over' if plain_whole > allowed else 'within'} {allowed:.2f}).",
+          "", "Under load (information: on the shared machine this moved by up to 30 % between runs with no change), "
           "relay CPU per message ÷ the bare sink's, least of the rounds:", "",
           "| relay | starting point | this run | +10 % would be |", "|---|--:|--:|--:|",
           f"| no stage | {STARTING_LOAD['none']:.2f} | {load['none']:.2f} | {STARTING_LOAD['none'] * (1 + GROWTH):.2f} |",
