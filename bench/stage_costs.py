@@ -61,18 +61,22 @@ STARTING_BACKBONE = 1.90
 STARTING_WHOLE = STARTING_BACKBONE + sum(STARTING_STAGE.values())  # 5.47 parses
 STARTING_LOAD = {"all": 4.33, "none": 2.18}  # 3.02 and 1.52 ms CPU/msg over the sink's 0.70 ms
 GROWTH = 0.10  # what the new work (feedback, accounts, footer-guard) may add to WHOLE, together
-# The RSA-2048 signature inside the backbone is OpenSSL's work, not Python's: how many parses it
-# costs depends on the machine. At the starting point a raw `key.sign` took 253-319 µs
-# (bench/dkim_bench.py, 07:13-13:45 UTC that day) against a parse of 290-350 µs: about 1.0 parse.
-# On the machine of 2026-12-07 23:00 it was 820-1040 µs against 460-560 µs: 1.5-2.1 parses, a
-# difference larger than the whole 10 % allowance. So the signature is measured on its own
-# (`raw_sign`, the same key.sign as the relay's, beside DkimSigner.sign in the same run) and
-# counted at its starting price; the rest of DkimSigner.sign (canonicalisation, base64, fields)
-# stays in parses with the backbone. The verdict of the plain parse yardstick is printed too.
-STARTING_RAW_SIGN = 1.00  # parses, central estimate (0.72-1.10 from the figures above)
-# Stages that took over work from a stage of the starting point, and from which one: the footer
-# plan, its language and the visibility check moved from `footer` to `footer-guard` (which keeps
-# them in ctx.facts for the copies). Only what the pair costs beyond the old stage is new work.
+# The RSA-2048 signature inside the backbone is OpenSSL's work, not Python's, and what it costs in
+# parses depends on the host: at the starting point a raw `key.sign` took 253-319 µs
+# (bench/dkim_bench.py, wall time on an idle process, 07:13-13:45 UTC that day) against a parse of
+# 290-350 µs CPU: 0.72-1.10 parses. On the host of 2026-12-07 23:00-23:50 (also "AMD EPYC", but
+# every figure slower) stage_cpu measured 767-1043 µs CPU against 453-564 µs: 1.46-2.09 parses, a
+# shift larger than the whole 10 % allowance that no change of ours made. So the signature is
+# timed apart (`raw_sign`, the same key.sign on the same 2048-bit key, beside DkimSigner.sign)
+# and counted at its starting price; the rest of DkimSigner.sign (canonicalisation, base64,
+# fields) stays in parses with the backbone. The price is the top of the starting range, the
+# strictest reading (a dearer starting signature leaves less room for the rest); the verdict
+# of the plain parse yardstick is printed too.
+STARTING_RAW_SIGN = 1.10  # parses
+# footer-guard plans the footer (MIME slots, first recipient's rendering) that footer used to plan,
+# and hands the plan on in ctx.facts; its language guess and visibility check are new. The two are
+# judged as a pair: what they cost together beyond footer's starting share is new work (so footer's
+# own speed-ups since the starting point are credited to the pair).
 TOOK_OVER = {"footer-guard": "footer"}
 # in-process ratios repeated within ~5-10 % between runs here: a stage is "over" past this
 NOISE = 0.10
@@ -191,6 +195,7 @@ async def _stage_cpu(tmp: Path, messages: int, repeat: int) -> dict[str, float]:
     from cryptography.hazmat.primitives.hashes import SHA256
 
     rsa_key, padding, sha256 = signer.rsa_key, PKCS1v15(), SHA256()
+    assert rsa_key.key_size == 2048, "the signature's yardstick (STARTING_RAW_SIGN) is an RSA-2048 sign"
     best: dict[str, float] = {}
     try:
         for _ in range(repeat):
@@ -284,11 +289,11 @@ def budget_check(load: dict[str, float], stage: dict[str, float]) -> tuple[list[
     for taker, old in TOOK_OVER.items():
         if taker in units and old in units:
             pair = units[taker] + units[old]
-            # what the old stage no longer does is the new stage's (its share of `new`) up to the old cost
+            # what the old stage no longer costs is taken off the new stage's share (never below 0)
             handed = min(max(STARTING_STAGE[old] - units[old], 0.0), units[taker])
             new -= handed
-            L.append(f"| {old} + {taker} (the plan moved to {taker}) | {STARTING_STAGE[old]:.2f} | {pair:.2f} | "
-                     f"{stage[taker] + stage[old]:.0f} | {max(pair - STARTING_STAGE[old], 0):.2f} of it new |")
+            L.append(f"| {old} + {taker}, judged as a pair | {STARTING_STAGE[old]:.2f} | {pair:.2f} | "
+                     f"{stage[taker] + stage[old]:.0f} | {units[taker] - handed:.2f} counts as new |")
     allowance = STARTING_WHOLE * GROWTH
     new_over = new > allowance
     L.append(f"| **new work together** | allowed {allowance:.2f} | {new:.2f} | {new * parse:.0f} | "
@@ -299,7 +304,7 @@ def budget_check(load: dict[str, float], stage: dict[str, float]) -> tuple[list[
     allowed = STARTING_WHOLE * (1 + GROWTH)
     whole_over = whole > allowed
     L.append(f"| **whole pipeline in process** | {STARTING_WHOLE:.2f} | {whole:.2f} | "
-             f"{sum(stage[k] for k in stage if k not in ('parse', 'raw_sign')):.0f} | "
+             f"{sum(stage[k] for k in stage if k not in ('parse', 'raw_sign')):.0f} (this host's signature) | "
              f"**{'OVER' if whole_over else 'within'} budget ({allowed:.2f})** |")
     L += ["", f"With the signature at this machine's price ({raw_sign:.2f} parses), as the parse yardstick alone reads "
           f"it: the whole pipeline {plain_whole:.2f} ({'over' if plain_whole > allowed else 'within'} {allowed:.2f}).",

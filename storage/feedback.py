@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 
 from storage.counters import counter_upsert
 from storage.models import AuditEntry, Suppression, UTCDateTime
+from storage.writelock import write_transaction
 
 _audit = AuditEntry.__table__
 _supp = Suppression.__table__
@@ -118,7 +119,7 @@ class FeedbackQueries:
                "kind": rec.kind, "category": rec.category, "status": rec.status[:64], "detail": rec.detail[:500],
                "queue_id": rec.queue_id, "source": rec.source, "dedupe": rec.dedupe[:255]}
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self) as conn:
                 try:
                     event_id = conn.execute(insert(_event).values(**row).returning(_event.c.id)).scalar_one()
                 except IntegrityError:
@@ -191,12 +192,12 @@ class FeedbackQueries:
                .order_by(_outbox.c.next_attempt_at, _outbox.c.id).limit(limit).with_for_update(skip_locked=True))
         claim = (update(_outbox).where(_outbox.c.id.in_(due), free)
                  .values(lease_until=now + timedelta(seconds=lease_seconds)).returning(*_outbox.c))
-        with self.engine.begin() as conn:
+        with write_transaction(self) as conn:
             rows = conn.execute(claim).mappings().all()
         return sorted((dict(r) for r in rows), key=lambda r: r["id"])
 
     def outbox_done(self, id: int) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self) as conn:
             conn.execute(delete(_outbox).where(_outbox.c.id == id))
 
     def outbox_retry(self, id: int, next_attempt_at: datetime | None, error: str, at: datetime) -> None:
@@ -206,7 +207,7 @@ class FeedbackQueries:
             values["failed_at"] = at
         else:
             values["next_attempt_at"] = next_attempt_at
-        with self.engine.begin() as conn:
+        with write_transaction(self) as conn:
             conn.execute(update(_outbox).where(_outbox.c.id == id).values(**values))
 
     def outbox_rows(self, client: str | None = None) -> list[dict[str, Any]]:

@@ -1,68 +1,127 @@
-"""Writers of one SQLite file wait their turn in the kernel (flock), not in SQLite's busy handler."""
+"""Writers of one SQLite file take turns on a lock file (flock), before SQLite's busy handler would make them sleep."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger("relay.storage")
 
 # Why: SQLite makes a writer that finds the file locked poll, sleeping 1, 2, 5, 10, 15, 20, 25,
-# 25, ... ms between tries (sqliteDefaultBusyCallback). With `--workers 2` on one file the two
-# group commits meet at almost every message, and a writer that just missed the lock slept on
-# past its release: under load strace counted 1,244 such sleeps, 4.5 s in all, in 2,000 messages,
-# while the worker's messages waited for that commit and its core idled. A blocking flock wakes
-# the next writer the moment the holder lets go. It only orders our own hot-path writers: any
-# other writer (the CLI, SQLAlchemy Core paths) still meets SQLite's lock and busy timeout, so
-# correctness never depends on it.
+# 25, 25, 50, 50, 100 ms between tries (sqliteDefaultBusyCallback). With `--workers 2` on one
+# file the two group commits met at almost every message, and a writer that just missed the lock
+# slept on well past its release: under load strace counted 1,244 such sleeps, 4.5 s in all, in
+# 2,000 messages, while the worker's messages waited for that commit (with turns: none, and 5,192
+# tries of 0.37 ms on average, 1.9 s, in the same run). Here a writer that finds the
+# turn taken retries every POLL_S, so it starts at most that long after the holder is done. It
+# orders only the writers that use it: SQLite's own lock still guards the file, so a writer that
+# does not (`relay queue`'s commands, a process that could not open the lock file) stays correct.
+
+# a turn is tried again this often while another process has it: a transaction is 0.1-2 ms
+POLL_S = 0.0002
+# Past this, write without the turn (SQLite's lock and its 5 s busy timeout still apply): a hung
+# or stopped holder never stalls the other workers' writes for longer, and the two waits together
+# (10 s) stay under the store's 15 s call bound, so a write the relay gave up on never commits later.
+WAIT_S = 5.0
 
 
 class WriteQueue:
     """One turn at a time for the write transactions of every relay process on one SQLite file.
 
-    A lock file beside the database (`<database>-writers`, mode 0600 as the database) is held
-    with flock(LOCK_EX) around each transaction. flock belongs to the open file, which a fork
-    shares: a forked child drops the parent's and opens its own, and a threading.Lock orders the threads
-    of one process, which would share it. `path=None` (PostgreSQL, in-memory SQLite): no-op.
+    A lock file beside the database (`<database>-writers`, empty, mode 0600 and owned as the
+    database) is held with flock(LOCK_EX) around each transaction. flock belongs to the open
+    file, which a fork shares: a forked child drops the parent's and opens its own. The threads of
+    one process share it too, so a threading.Lock orders them; a thread that already has the turn
+    (a write inside a write) just goes on. `path=None` (PostgreSQL, in-memory SQLite): no-op.
     """
 
-    def __init__(self, path: str | None):
+    def __init__(self, path: str | None, owner_of: str | None = None, wait: float = WAIT_S):
         self.path = path
+        self.wait = wait
+        self.owner_of = owner_of  # the database: a lock file created as root is given to its owner
         self._fd = -1
+        self._broken = False  # the lock file cannot be used here: writes go on without turns
         self._threads = threading.Lock()
+        self._mine = threading.local()
         _QUEUES.add(self)
 
     def _forget(self) -> None:
         """In a forked child: the parent's open file (and any turn it held) stays the parent's."""
         self._threads = threading.Lock()
-        if self._fd >= 0:
+        self._mine = threading.local()
+        self.close()
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
             try:
-                os.close(self._fd)  # the parent still has it open: its lock, if any, stays held
+                os.close(fd)  # a parent that still has it open keeps its lock
             except OSError:
                 pass
-        self._fd = -1
+
+    def _open(self) -> int:
+        if self._fd < 0:
+            assert self.path is not None
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            if os.geteuid() == 0 and self.owner_of:  # as SQLite does for its -wal and -shm files
+                try:
+                    st = os.stat(self.owner_of)
+                    os.fchown(fd, st.st_uid, st.st_gid)
+                except OSError:
+                    pass
+            self._fd = fd
+        return self._fd
+
+    def _give_up(self, exc: OSError) -> None:
+        self._broken = True
+        log.warning("SQLite writers' lock file %s unusable (%s); writers wait in SQLite's busy handler instead",
+                    self.path, exc.strerror or exc)
 
     @contextmanager
     def turn(self) -> Iterator[None]:
-        """Hold the write turn for the body. The holder is a short transaction whose own waits are
-        bounded (SQLite's busy timeout), so the wait here is bounded by those."""
-        if self.path is None:
+        """Hold the write turn for the body; waits at most `wait` (WAIT_S), then goes on without it."""
+        if self.path is None or self._broken or getattr(self._mine, "depth", 0):
             yield
             return
-        with self._threads:
+        deadline = time.monotonic() + self.wait
+        if not self._threads.acquire(timeout=self.wait):
+            yield  # another thread of this process held it all along: SQLite's lock decides
+            return
+        locked = False
+        try:
             try:
-                if self._fd < 0:
-                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                fd = self._fd
-            except OSError:
-                yield  # a read-only directory: the writers fall back to SQLite's own waiting
-                return
-            fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+                fd = self._open()
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        locked = True
+                        break
+                    except BlockingIOError:
+                        now = time.monotonic()
+                        if now >= deadline:
+                            break  # a stuck holder: write without the turn
+                        # every POLL_S while a transaction may still be ending, then less often
+                        time.sleep(POLL_S if now < deadline - self.wait + 0.02 else 0.002)
+            except OSError as exc:  # cannot open (permissions) or lock (ENOLCK on some network mounts)
+                self._give_up(exc)
+            self._mine.depth = 1
             try:
                 yield
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                self._mine.depth = 0
+                if locked:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+                    except OSError:
+                        pass
+        finally:
+            self._threads.release()
 
 
 _QUEUES: "weakref.WeakSet[WriteQueue]" = weakref.WeakSet()
@@ -76,10 +135,24 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def queue_for(engine: object) -> WriteQueue:
+def queue_for(engine: Any) -> WriteQueue:
     """The write queue of an engine: a SQLite file database has one, anything else a no-op one."""
-    url = engine.url  # type: ignore[attr-defined]
+    url = engine.url
     database = url.database
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return WriteQueue(None)
-    return WriteQueue(os.path.abspath(database) + "-writers")
+    real = os.path.realpath(database)
+    return WriteQueue(real + "-writers", owner_of=real)
+
+
+@contextmanager
+def write_transaction(store: Any) -> Iterator[Any]:
+    """`store.engine.begin()` in the store's write turn (`store.sql.writers`, when it has one)."""
+    queue = getattr(getattr(store, "sql", None), "writers", None)
+    if queue is None:
+        with store.engine.begin() as conn:
+            yield conn
+        return
+    with queue.turn():
+        with store.engine.begin() as conn:
+            yield conn

@@ -11,10 +11,13 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+import threading
+
 import pytest
 from sqlalchemy import create_engine
 
 from storage import Store, upgrade
+from storage import writelock
 from storage.writelock import WriteQueue, queue_for
 
 HOLD_S = 0.5
@@ -95,7 +98,9 @@ def test_a_forked_worker_waits_for_its_parents_turn(tmp_path) -> None:
         if not ready:  # stuck on a lock it inherited in the held state
             os.kill(pid, signal.SIGKILL)
             pytest.fail("the forked worker never got its turn")
-        waited = float(os.read(read, 64))
+        said = os.read(read, 64)
+        assert said, "the forked worker failed before it had its turn"
+        waited = float(said)
     finally:
         os.close(read)
         os.waitpid(pid, 0)
@@ -141,3 +146,52 @@ def test_other_databases_have_no_lock_file() -> None:
                 pass
         finally:
             engine.dispose()
+
+
+def test_threads_of_one_process_take_turns_and_a_nested_turn_goes_on(tmp_path) -> None:
+    """The threads share one open file, so flock alone would let them all in at once."""
+    queue = WriteQueue(str(tmp_path / "relay.db-writers"))
+    got: list[float] = []
+    with queue.turn():
+        with queue.turn():  # a write inside a write: no deadlock
+            pass
+        started = time.monotonic()
+
+        def write() -> None:
+            with queue.turn():
+                got.append(time.monotonic() - started)
+
+        other = threading.Thread(target=write)
+        other.start()
+        time.sleep(HOLD_S)
+    other.join(timeout=10)
+    assert got and got[0] >= HOLD_S * 0.9
+
+
+def test_a_holder_that_never_lets_go_delays_writes_by_the_bound_only(tmp_path) -> None:
+    """A stopped or hung process with the turn must not stall the other workers' writes for good:
+    past the wait (WAIT_S) they write without it (SQLite's own lock still guards the file)."""
+    assert writelock.WAIT_S * 2 < 15  # with SQLite's 5 s busy timeout, under the store's 15 s call bound
+    path = str(tmp_path / "relay.db-writers")
+    holder = _python(HOLDER.replace(f"time.sleep({HOLD_S})", "time.sleep(30)"), path)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        with WriteQueue(path, wait=0.3).turn():
+            waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+    assert 0.25 <= waited < 5
+
+
+def test_an_unusable_lock_file_leaves_the_writes_to_sqlite(tmp_path, caplog) -> None:
+    queue = WriteQueue(str(tmp_path / "no-such-dir" / "relay.db-writers"))
+    ran = []
+    with queue.turn():
+        ran.append(1)
+    with queue.turn():
+        ran.append(2)
+    assert ran == [1, 2]
+    assert [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()][:1], caplog.text
+    assert len([r for r in caplog.records if "unusable" in r.getMessage()]) == 1  # said once
