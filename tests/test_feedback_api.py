@@ -17,6 +17,9 @@ from relay.feedback.webhooks import EVENT_HEADER, SIGNATURE_HEADER, verify_signa
 from relay.crypto.passwords import hash_password
 from test_feedback_intake import SUPPRESSED, message, send
 
+# counters summed over every day: a test that runs across midnight UTC still sees its own counts
+EVER = date(2000, 1, 1)
+
 GAMMA_TOKEN = "gamma-api-token-9876543210"
 GAMMA_SECRET = "gamma-webhook-secret-0123456789"
 
@@ -177,5 +180,5 @@ def test_events_and_suppressions_api_paged_and_only_the_clients_own(setup, clean
     status, body = get(relay, f"/api/v1/events?since={datetime.now(timezone.utc) + timedelta(days=1):%Y-%m-%d}",
                        GAMMA_TOKEN)
     assert status == 200 and body["data"] == [] and body["next"] is None
-    counts = relay.store.totals("gamma", date.today())
+    counts = relay.store.totals("gamma", EVER)
     assert counts.unsubscribes == 1 and counts.hard_bounces >= 4 and counts.delivered >= 1

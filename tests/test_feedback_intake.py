@@ -4,12 +4,15 @@ from __future__ import annotations
 import re
 import smtplib
 import threading
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from conftest import PASSWORD, Sink
+
+# counters summed over every day: a test that runs across midnight UTC still sees its own counts
+EVER = date(2000, 1, 1)
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "bounces"
 if not CORPUS.is_dir():
@@ -154,11 +157,11 @@ def test_every_corpus_message_gets_a_definite_reply_and_standard_dsns_are_classi
 def test_hard_upstream_refusal_suppresses_before_the_next_message(relay, clean_sink):
     clean_sink.handler.reply_for = lambda rcpt: "550 5.1.1 <gone@example.org>: user unknown" \
         if rcpt == "gone@example.org" else None
-    before = relay.store.totals("acme", date.today() - timedelta(days=1))
+    before = relay.store.totals("acme", EVER)
     assert send(relay.port, "gone@example.org", message("gone@example.org"))[0] == 550
     code, text = send(relay.port, "gone@example.org", message("gone@example.org", "Again"))
     assert (code, text.split()[0]) == SUPPRESSED and "bounce" in text
-    after = relay.store.totals("acme", date.today() - timedelta(days=1))
+    after = relay.store.totals("acme", EVER)
     assert after.hard_bounces == before.hard_bounces + 1
     # a policy refusal is the sender's fault: counted, the recipient stays mailable
     clean_sink.handler.reply_for = lambda rcpt: "554 5.7.1 Message rejected as spam" \
@@ -166,7 +169,7 @@ def test_hard_upstream_refusal_suppresses_before_the_next_message(relay, clean_s
     assert send(relay.port, "picky@example.org", message("picky@example.org"))[0] == 550
     clean_sink.handler.reply_for = lambda rcpt: None
     assert send(relay.port, "picky@example.org", message("picky@example.org", "Again"))[0] == 250
-    assert relay.store.totals("acme", date.today()).sender_faults == after.sender_faults + 1
+    assert relay.store.totals("acme", EVER).sender_faults == after.sender_faults + 1
 
 
 def _arf(copy: bytes, return_path: str, feedback_type: str = "abuse") -> bytes:
@@ -186,22 +189,22 @@ def test_arf_complaint_built_from_the_delivered_copy_suppresses_and_a_tampered_t
     (copy,) = clean_sink.wait_for(1)
     token = copy.mail_from.split("+", 1)[1].split("@")[0]
     tampered = copy.mail_from.replace(token, token[:-1] + ("a" if token[-1] != "a" else "b"))
-    before = relay.store.totals("acme", date.today())
+    before = relay.store.totals("acme", EVER)
     reply = report(relay.port, "fbl@relay.test", _arf(copy.data, tampered))
     assert code_of(reply) == REPORT_FORGED
     assert any(r.stage == "feedback" and r.verdict == "forged" for r in relay.store.audit_rows("*"))
     assert send(relay.port, "carol@example.org", message("carol@example.org", "Still"))[0] == 250
     reply = report(relay.port, "fbl@relay.test", _arf(copy.data, copy.mail_from, "not-spam"))
     assert code_of(reply) == REPORT_RECEIVED and "arf other" in reply
-    assert relay.store.totals("acme", date.today()).complaints == before.complaints
+    assert relay.store.totals("acme", EVER).complaints == before.complaints
     reply = report(relay.port, "fbl@relay.test", _arf(copy.data, copy.mail_from))
     assert code_of(reply) == REPORT_RECEIVED and "suppressed" in reply, reply
     code, text = send(relay.port, "carol@example.org", message("carol@example.org", "After"))
     assert (code, text.split()[0]) == SUPPRESSED and "complaint" in text
-    assert relay.store.totals("acme", date.today()).complaints == before.complaints + 1
+    assert relay.store.totals("acme", EVER).complaints == before.complaints + 1
     # the same report again (an FBL retrying) counts once
     report(relay.port, "abuse@relay.test", _arf(copy.data, copy.mail_from))
-    assert relay.store.totals("acme", date.today()).complaints == before.complaints + 1
+    assert relay.store.totals("acme", EVER).complaints == before.complaints + 1
     rows = [r for r in relay.store.suppressions(client="acme") if r.address == "carol@example.org"]
     assert [(r.scope, r.reason) for r in rows] == [("client", "complaint")]
 
@@ -220,14 +223,14 @@ def test_dsn_to_the_verp_address_suppresses_hard_and_counts_soft(relay, clean_si
         assert send(relay.port, rcpt, message(rcpt))[0] == 250
     copies = {m.rcpt_tos[0]: m for m in clean_sink.wait_for(2)}
 
-    before = relay.store.totals("acme", date.today())
+    before = relay.store.totals("acme", EVER)
     reply = report(relay.port, copies["full@example.org"].mail_from,
                    dsn("full@example.org", "5.2.2", "552 5.2.2 mailbox full"))
     assert "dsn soft 5.2.2" in reply
     reply = report(relay.port, copies["dead@example.org"].mail_from,
                    dsn("dead@example.org", "5.1.1", "550 5.1.1 no such user"))
     assert "dsn hard 5.1.1" in reply and "suppressed" in reply
-    after = relay.store.totals("acme", date.today())
+    after = relay.store.totals("acme", EVER)
     assert (after.hard_bounces, after.soft_bounces) == (before.hard_bounces + 1, before.soft_bounces + 1)
     assert send(relay.port, "full@example.org", message("full@example.org", "Again"))[0] == 250
     code, text = send(relay.port, "dead@example.org", message("dead@example.org", "Again"))
@@ -266,10 +269,10 @@ def test_complaint_without_return_path_is_attributed_by_the_copys_unsubscribe_li
     copy = (f"From: news@acme.example\r\nTo: redacted@example.org\r\nSubject: News\r\n"
             f"List-Unsubscribe: <{relay.http}/u/{token}>, <mailto:unsubscribe+{token}@relay.test>\r\n\r\n"
             f"See https://other.example/u/abcdefghijklmnopqrstuvwxyz234567 too\r\n").encode()
-    before = relay.store.totals("acme", date.today()).complaints
+    before = relay.store.totals("acme", EVER).complaints
     reply = report(relay.port, "abuse@relay.test", _arf(copy, "someone@else.example"))
     assert code_of(reply) == REPORT_RECEIVED and "dana@example.org: recorded, suppressed" in reply, reply
-    assert relay.store.totals("acme", date.today()).complaints == before + 1
+    assert relay.store.totals("acme", EVER).complaints == before + 1
     middle = len(token) // 2  # (the last base32 character may hold only padding bits)
     forged = token[:middle] + ("a" if token[middle] != "a" else "b") + token[middle + 1:]
     tampered = copy.replace(token.encode(), forged.encode())
