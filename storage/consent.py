@@ -17,7 +17,6 @@ from storage.hotpath import DriverSql
 from storage.hotpath import sqlite_time as _sqlite_time
 from storage.hotpath import utc as _utc
 from storage.models import AuditEntry, Consent, ConsentEvent, Suppression
-from storage.writelock import write_transaction
 
 _consent = Consent.__table__
 _event = ConsentEvent.__table__
@@ -78,6 +77,7 @@ class ConsentQueries:
     """Mixed into storage.Store; every method is one short transaction."""
 
     engine: Any
+    sql: Any  # storage.hotpath.DriverSql (the Store's)
     sql: DriverSql
 
     # -- the send path -----------------------------------------------------------
@@ -202,10 +202,10 @@ class ConsentQueries:
         for start in range(0, len(rows), IMPORT_BATCH):
             batch = rows[start:start + IMPORT_BATCH]
             if self.engine.dialect.name == "postgresql":
-                with write_transaction(self) as conn:
+                with self.sql.begin() as conn:
                     fresh = _pg_import_batch(conn, batch)
             else:
-                with write_transaction(self) as conn:
+                with self.sql.begin() as conn:
                     if relaxed:
                         conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
                     known = _known(conn, client, list_key, [p[0] for p in batch])
@@ -224,7 +224,7 @@ class ConsentQueries:
     def consent_import_finish(self) -> None:
         """After an import: everything durable on disk, and fresh planner statistics (without them
         PostgreSQL treats a million-row list as tiny and scans it for every lookup)."""
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA synchronous=FULL")
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(FULL)")  # fsyncs what NORMAL commits left
@@ -249,7 +249,7 @@ class ConsentQueries:
     def consent_revoke(self, client: str, list_key: str, address: str, at: datetime, channel: str,
                        ip: str | None = None) -> bool:
         """Unsubscribe: revoke consent and suppress the address on that list. True if it changed anything."""
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             changed = conn.execute(update(_consent).where(
                 _consent.c.client == client, _consent.c.list_key == list_key, _consent.c.address == address,
                 _consent.c.status != "revoked").values(status="revoked", revoked_at=at, updated_at=at)).rowcount
@@ -271,7 +271,7 @@ class ConsentQueries:
         row = {"scope": scope, "client": client, "list_key": list_key, "address": suppression_key(address),
                "domain": domain, "reason": reason, "source": source, "created_at": at}
         try:
-            with write_transaction(self) as conn:
+            with self.sql.begin() as conn:
                 conn.execute(insert(_supp), [row])
                 conn.execute(insert(_audit), [_suppression_audit(row, "suppress", at)])
         except IntegrityError:
@@ -289,7 +289,7 @@ class ConsentQueries:
         folded = list(unique.values())
         for start in range(0, len(folded), IMPORT_BATCH):
             batch = folded[start:start + IMPORT_BATCH]
-            with write_transaction(self) as conn:
+            with self.sql.begin() as conn:
                 have = {(r.scope, r.client, r.list_key, r.address, r.domain) for r in conn.execute(
                     select(_supp.c.scope, _supp.c.client, _supp.c.list_key, _supp.c.address, _supp.c.domain)
                     .where(or_(_supp.c.address.in_([r["address"] for r in batch if r["address"]]),
@@ -307,7 +307,7 @@ class ConsentQueries:
                         source: str, at: datetime) -> bool:
         """Lift one suppression in exactly that scope; the address in any case (suppression_key)."""
         address = suppression_key(address)
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             removed = conn.execute(delete(_supp).where(
                 _supp.c.scope == scope, _supp.c.client == client, _supp.c.list_key == list_key,
                 _supp.c.address == address, _supp.c.domain == domain)).rowcount

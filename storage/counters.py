@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import Date, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel
-from storage.writelock import write_transaction
 
 COUNTER_FIELDS = ("delivered", "hard_bounces", "soft_bounces", "complaints", "sender_faults", "unsubscribes")
 
@@ -95,17 +94,18 @@ class CounterQueries:
     """Mixed into storage.Store; every method is one short transaction."""
 
     engine: Any
+    sql: Any  # storage.hotpath.DriverSql (the Store's)
 
     def add(self, client: str, list_name: str, day: date, **deltas: int) -> None:
         """Atomically add to the day's counters of one client's list (an upsert-increment)."""
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             counter_upsert(conn, client, list_name, day, deltas)
 
     def add_many(self, items: list[tuple[str, str, date, dict[str, int]]]) -> None:
         """Several (client, list, day, deltas) increments in one transaction."""
         if not items:
             return
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             for client, list_name, day, deltas in items:
                 counter_upsert(conn, client, list_name, day, deltas)
 

@@ -47,10 +47,15 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         cur.close()
 
 
+def sqlite_file(database: str | None) -> bool:
+    """A SQLite URL's database names a plain file (not in-memory, not a `file:` URI)."""
+    return bool(database) and database != ":memory:" and not database.startswith("file:")  # type: ignore[union-attr]
+
+
 def _create_private(database: str | None) -> None:
     """Create a new SQLite file readable by its owner only: it holds consent records (personal data) and
     spooled mail. SQLite gives its -wal and -shm files the database file's mode."""
-    if not database or database == ":memory:" or database.startswith("file:"):
+    if not sqlite_file(database):
         return
     try:
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -13,7 +13,6 @@ from sqlmodel import Field, SQLModel
 
 from storage.counters import counter_upsert
 from storage.models import AuditEntry, Suppression, UTCDateTime
-from storage.writelock import write_transaction
 
 _audit = AuditEntry.__table__
 _supp = Suppression.__table__
@@ -112,6 +111,7 @@ class FeedbackQueries:
     """Mixed into storage.Store; every method is one short transaction."""
 
     engine: Any
+    sql: Any  # storage.hotpath.DriverSql (the Store's)
 
     def record_feedback(self, rec: FeedbackRecord) -> FeedbackResult:
         """The event, its counter, its suppression, audit rows and webhook entry: all or nothing."""
@@ -119,7 +119,7 @@ class FeedbackQueries:
                "kind": rec.kind, "category": rec.category, "status": rec.status[:64], "detail": rec.detail[:500],
                "queue_id": rec.queue_id, "source": rec.source, "dedupe": rec.dedupe[:255]}
         try:
-            with write_transaction(self) as conn:
+            with self.sql.begin() as conn:
                 try:
                     event_id = conn.execute(insert(_event).values(**row).returning(_event.c.id)).scalar_one()
                 except IntegrityError:
@@ -192,12 +192,12 @@ class FeedbackQueries:
                .order_by(_outbox.c.next_attempt_at, _outbox.c.id).limit(limit).with_for_update(skip_locked=True))
         claim = (update(_outbox).where(_outbox.c.id.in_(due), free)
                  .values(lease_until=now + timedelta(seconds=lease_seconds)).returning(*_outbox.c))
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             rows = conn.execute(claim).mappings().all()
         return sorted((dict(r) for r in rows), key=lambda r: r["id"])
 
     def outbox_done(self, id: int) -> None:
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             conn.execute(delete(_outbox).where(_outbox.c.id == id))
 
     def outbox_retry(self, id: int, next_attempt_at: datetime | None, error: str, at: datetime) -> None:
@@ -207,7 +207,7 @@ class FeedbackQueries:
             values["failed_at"] = at
         else:
             values["next_attempt_at"] = next_attempt_at
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             conn.execute(update(_outbox).where(_outbox.c.id == id).values(**values))
 
     def outbox_rows(self, client: str | None = None) -> list[dict[str, Any]]:

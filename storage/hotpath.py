@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -152,6 +153,12 @@ class DriverSql:
         finally:
             conn.close()  # back to the pool, which rolls back the read transaction
         return rows
+
+    @contextmanager
+    def begin(self) -> Iterator[Any]:
+        """`engine.begin()` in the write turn: every Store write that goes through SQLAlchemy."""
+        with self.writers.turn(), self.engine.begin() as conn:
+            yield conn
 
     def write(self, steps: Iterable[tuple[str, Any, bool]]) -> None:
         """Statements in one transaction: (sql, parameters, many); committed, or rolled back and raised."""

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 
 from storage.models import Consent, ConsentEvent
-from storage.writelock import write_transaction
 
 _consent = Consent.__table__
 _event = ConsentEvent.__table__
@@ -31,6 +30,7 @@ class OptinQueries:
     """Mixed into storage.Store; each method is one transaction."""
 
     engine: Any
+    sql: Any  # storage.hotpath.DriverSql (the Store's)
 
     def signup(self, client: str, list_key: str, address: str, *, source: str, ip: str | None,
                user_agent: str, disclosure: str, channel: str, at: datetime, double: bool,
@@ -41,7 +41,7 @@ class OptinQueries:
         counts mails per window: the request and one reminder, then nothing until the window ends.
         """
         where = (_consent.c.client == client, _consent.c.list_key == list_key, _consent.c.address == address)
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             row = conn.execute(select(_consent).where(*where)).mappings().first()
             if row is not None and row["status"] == "confirmed":
                 return SignupOutcome("confirmed", False, False)
@@ -85,7 +85,7 @@ class OptinQueries:
                 ip: str | None, user_agent: str, channel: str, expiry: timedelta) -> ConfirmOutcome:
         """Confirm a pending record (or refresh a confirmed one on re-permission); idempotent."""
         where = (_consent.c.client == client, _consent.c.list_key == list_key, _consent.c.address == address)
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             row = conn.execute(select(_consent).where(*where)).mappings().first()
             if row is None:
                 return ConfirmOutcome("missing")
@@ -124,7 +124,7 @@ class OptinQueries:
         """Add a history line to each record (e.g. a re-permission request was sent)."""
         if not addresses:
             return
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             statuses = dict(conn.execute(select(_consent.c.address, _consent.c.status).where(
                 _consent.c.client == client, _consent.c.list_key == list_key,
                 _consent.c.address.in_(addresses))).all())

@@ -23,7 +23,6 @@ from storage.hotpath import DriverSql
 from storage.optin import OptinQueries
 from storage.engine import make_engine
 from storage.models import AuditEntry, SpooledCopy, utcnow
-from storage.writelock import write_transaction
 
 T = TypeVar("T")
 log = logging.getLogger("relay.store")
@@ -128,7 +127,7 @@ class Store(ConsentQueries, OptinQueries, AccountQueries, CounterQueries, Feedba
         now = utcnow()
         defaults = {"created_at": now, "next_attempt_at": now, "attempts": 0,
                     "last_error": "", "lease_until": None}
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             conn.execute(insert(_spool), _complete(rows, defaults))
 
     def spool_claim_due(self, now: datetime, limit: int, lease_seconds: float) -> list[SpooledCopy]:
@@ -151,7 +150,7 @@ class Store(ConsentQueries, OptinQueries, AccountQueries, CounterQueries, Feedba
             .values(lease_until=now + timedelta(seconds=lease_seconds))
             .returning(*_spool.c)
         )
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             rows = conn.execute(claim).mappings().all()
         copies = [SpooledCopy(**row) for row in rows]
         # RETURNING order is unspecified; hand them out oldest-due first.
@@ -165,7 +164,7 @@ class Store(ConsentQueries, OptinQueries, AccountQueries, CounterQueries, Feedba
         Renewing (compare-and-set on the lease we were given) just before sending lets exactly one of
         the two go on.
         """
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             done = conn.execute(
                 update(_spool)
                 .where(_spool.c.id == id, _spool.c.lease_until == held)
@@ -181,13 +180,13 @@ class Store(ConsentQueries, OptinQueries, AccountQueries, CounterQueries, Feedba
         """
         if not held:
             return
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             for id, leases in held:
                 conn.execute(update(_spool).where(_spool.c.id == id, _spool.c.lease_until.in_(leases))
                              .values(lease_until=None))
 
     def spool_done(self, id: int) -> None:
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             conn.execute(delete(_spool).where(_spool.c.id == id))
 
     def spool_retry(self, id: int, next_attempt_at: datetime, error: str, held: datetime | None = None) -> None:
@@ -197,7 +196,7 @@ class Store(ConsentQueries, OptinQueries, AccountQueries, CounterQueries, Feedba
         is that worker's to schedule, not ours to reset.
         """
         guard = [_spool.c.id == id] + ([_spool.c.lease_until == held] if held is not None else [])
-        with write_transaction(self) as conn:
+        with self.sql.begin() as conn:
             conn.execute(
                 update(_spool)
                 .where(*guard)

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from storage.engine import BUSY_TIMEOUT_MS, sqlite_file
+
 log = logging.getLogger("relay.storage")
 
 # Why: SQLite makes a writer that finds the file locked poll, sleeping 1, 2, 5, 10, 15, 20, 25,
@@ -25,10 +27,10 @@ log = logging.getLogger("relay.storage")
 
 # a turn is tried again this often while another process has it: a transaction is 0.1-2 ms
 POLL_S = 0.0002
-# Past this, write without the turn (SQLite's lock and its 5 s busy timeout still apply): a hung
-# or stopped holder never stalls the other workers' writes for longer, and the two waits together
+# Past this, write without the turn (SQLite's lock and its busy timeout still apply): a hung or
+# stopped holder never stalls the other workers' writes for longer, and the two waits together
 # (10 s) stay under the store's 15 s call bound, so a write the relay gave up on never commits later.
-WAIT_S = 5.0
+WAIT_S = BUSY_TIMEOUT_MS / 1000
 
 
 class WriteQueue:
@@ -138,21 +140,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def queue_for(engine: Any) -> WriteQueue:
     """The write queue of an engine: a SQLite file database has one, anything else a no-op one."""
     url = engine.url
-    database = url.database
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+    if url.get_backend_name() != "sqlite" or not sqlite_file(url.database):
         return WriteQueue(None)
-    real = os.path.realpath(database)
+    real = os.path.realpath(url.database)
     return WriteQueue(real + "-writers", owner_of=real)
-
-
-@contextmanager
-def write_transaction(store: Any) -> Iterator[Any]:
-    """`store.engine.begin()` in the store's write turn (`store.sql.writers`, when it has one)."""
-    queue = getattr(getattr(store, "sql", None), "writers", None)
-    if queue is None:
-        with store.engine.begin() as conn:
-            yield conn
-        return
-    with queue.turn():
-        with store.engine.begin() as conn:
-            yield conn
